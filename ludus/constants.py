@@ -1,0 +1,39 @@
+"""Every table, queue, exchange and routing-key name in one place (defaults; settings may override)."""
+
+# --- SQL ---------------------------------------------------------------------------------------------
+PRICES_SCHEMA = "Prices"  # Delphi's schema; on SQLite an attached database of that name
+PRICE_COLUMNS = ("Timestamp", "Open", "High", "Low", "Close", "Volume")
+OPTIMIZED_PARAMETERS_TABLE = "OptimizedParameters"  # read by Constellations each morning
+JOBS_TABLE = "ludus_jobs"
+MODELS_TABLE = "ludus_model_versions"
+OPTUNA_STUDY_PREFIX = "ludus"  # study name: f"{prefix}-{job_id}-{symbol or 'all'}-{purpose}"
+# Optuna's RDBStorage keeps its own Alembic revision in `alembic_version` of the same database, so Ludus'
+# migrations must track theirs in a table of their own (alembic `version_table`).
+ALEMBIC_VERSION_TABLE = "ludus_alembic_version"
+
+# --- AMQP --------------------------------------------------------------------------------------------
+JOBS_EXCHANGE = "ludus.jobs"
+JOBS_QUEUE = "ludus.jobs"
+JOBS_ROUTING_KEY = "job"
+DEAD_LETTER_EXCHANGE = "ludus.jobs.dlx"
+DEAD_LETTER_QUEUE = "ludus.jobs.dead"
+EVENTS_EXCHANGE = "ludus.events"  # topic exchange
+DELIVERY_LIMIT = 5
+
+
+def progress_routing_key(job_id: str) -> str:
+    return f"job.{job_id}.progress"
+
+
+def result_routing_key(job_id: str) -> str:
+    return f"job.{job_id}.result"
+
+
+# --- Ray ---------------------------------------------------------------------------------------------
+RAY_NAMESPACE = "ludus"
+ARCH_RESOURCE_PREFIX = "arch:"  # custom resource marking a node's architecture, e.g. "arch:arm64-jetson"
+ARCH_LABEL = "ludus.io/arch"  # Ray node label carrying the same
+ARCHITECTURES = ("x86_64", "arm64")
+
+# --- HTTP --------------------------------------------------------------------------------------------
+DEFAULT_HTTP_PORT = 8080  # /healthz and /metrics of `ludus worker`

@@ -1,0 +1,133 @@
+"""Fixtures shared by every test package.
+
+Servers: PostgreSQL and RabbitMQ are real. When one is unreachable the tests that need it FAIL (never skip):
+a skipped test would hide a broken feature.
+Ray: one local instance per test session (``ray_local``); multi-node tests build their own cluster and
+shut it down, and the next ``ray_local`` user starts a fresh local one.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+POSTGRES_ADMIN_URL = os.environ.get("LUDUS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+RABBITMQ_URL = os.environ.get("LUDUS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+
+
+def _reachable(host: str, port: int, timeout: float = 2.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def require_server(name: str, host: str, port: int) -> None:
+    """Fail (never skip) when a server the test needs is down."""
+    if not _reachable(host, port):
+        pytest.fail(f"{name} is not reachable at {host}:{port}; start it (see .ci/run) - this test must not skip")
+
+
+# --- databases ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'ludus.db'}"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    require_server("PostgreSQL", "127.0.0.1", 5432)
+    import sqlalchemy as sa
+
+    name = f"ludus_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """The same test on SQLite and on the real PostgreSQL (the Optuna way)."""
+    return request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
+
+
+# --- broker ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def amqp_url() -> str:
+    require_server("RabbitMQ", "127.0.0.1", 5672)
+    return RABBITMQ_URL
+
+
+@pytest.fixture
+def unique_name() -> str:
+    """A short unique token for queue, exchange and study names of one test."""
+    return uuid.uuid4().hex[:10]
+
+
+# --- ray ---------------------------------------------------------------------------------------------
+
+
+def ensure_local_ray():
+    """Start (or reuse) the session's local Ray; replaces a connection to a test cluster."""
+    import ray
+
+    if ray.is_initialized():
+        ctx = ray.get_runtime_context()
+        if getattr(ctx, "gcs_address", None) and os.environ.get("LUDUS_TEST_RAY_CLUSTER") == ctx.gcs_address:
+            ray.shutdown()
+        else:
+            return ray
+    # address="local": never join another process' Ray through /tmp/ray/ray_current_cluster
+    ray.init(address="local", num_cpus=4, num_gpus=0, include_dashboard=False, log_to_driver=False,
+             namespace="ludus-tests", ignore_reinit_error=True)
+    return ray
+
+
+@pytest.fixture
+def ray_local():
+    """The session's local Ray instance (started once, reused by every test that asks)."""
+    return ensure_local_ray()
+
+
+@pytest.fixture(scope="session")
+def sample_bars():
+    """Real S&P 500 daily bars (arch.data.sp500), as ludus.data.bars.Bars."""
+    import numpy as np
+    from arch.data import sp500
+
+    from ludus.data.bars import Bars
+
+    df = sp500.load()
+    return Bars(
+        symbol="SPX",
+        interval="1d",
+        timestamps=df.index.values.astype("datetime64[ns]"),
+        open=df["Open"].to_numpy(np.float64),
+        high=df["High"].to_numpy(np.float64),
+        low=df["Low"].to_numpy(np.float64),
+        close=df["Close"].to_numpy(np.float64),
+        volume=df["Volume"].to_numpy(np.float64),
+    )
