@@ -1,0 +1,1 @@
+"""Market data: symbols, bars, the price store in Delphi's layout, validation and market conditions."""

@@ -1,0 +1,1 @@
+"""SQL engines, table definitions and Alembic migrations (SQLite, PostgreSQL, SQL Server)."""
