@@ -1,0 +1,1 @@
+"""Persistence of results: OptimizedParameters, the jobs table, the model registry."""
