@@ -1,0 +1,1 @@
+"""Strategies, their parameter spaces, and the batched backtest engine."""

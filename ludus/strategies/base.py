@@ -1,0 +1,48 @@
+"""What every strategy is: a name, a declared parameter space, and a vectorized position rule."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+
+import torch
+
+from ludus.strategies.market import MarketTensors
+from ludus.strategies.space import ParameterSpace
+
+LONG_SHORT = "long_short"
+
+
+class Strategy(ABC):
+    """A rule with parameters θ. ``positions`` evaluates P parameter sets over all T bars at once.
+
+    ``params`` maps each parameter name to a [P] tensor made by ``space.to_tensors`` (categoricals are the
+    index of the choice among the declared choices). The result is int8 [P, T] in {-1, 0, 1}: the position
+    held from the close of bar t to the close of bar t+1, computed from bars 0..t only.
+    """
+
+    rule: str = ""  # the code family a YAML definition refers to
+
+    def __init__(self, name: str, space: ParameterSpace, description: str = "") -> None:
+        self.name = name
+        self.space = space
+        self.description = description
+
+    @abstractmethod
+    def positions(self, market: MarketTensors, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """int8 [P, T] positions for P parameter sets."""
+
+    def warmup(self, values: Mapping[str, object]) -> int:
+        """Bars before the first bar at which this parameter set may hold a position."""
+        return 0
+
+    def short_ok(self, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """[P] bool: which sets may go short (a ``mode`` categorical with a ``long_short`` choice)."""
+        mode = params.get("mode")
+        if mode is None:
+            return torch.zeros(next(iter(params.values())).shape[0], dtype=torch.bool,
+                               device=next(iter(params.values())).device)
+        return mode == self.space.param("mode").index(LONG_SHORT)
+
+    def __repr__(self) -> str:
+        return f"Strategy({self.name!r}, rule={self.rule!r}, params={self.space.names})"

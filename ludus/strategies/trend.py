@@ -1,0 +1,103 @@
+"""Trend-following families: moving-average crossovers, MACD, Donchian channel breakout."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+from ludus.strategies import indicators as ind
+from ludus.strategies.base import Strategy
+from ludus.strategies.market import MarketTensors
+from ludus.strategies.signals import bar_index, crossover, hold
+
+
+def _table(market: MarketTensors, kind: str, fn, series: torch.Tensor):
+    """A cached per-window indicator of ``series``, cast to the backtest dtype."""
+    return lambda missing: fn(series, missing).to(market.dtype)
+
+
+class SmaCross(Strategy):
+    """Long (or short) while SMA(fast) is above (below) SMA(slow); flat until SMA(slow) exists."""
+
+    rule = "sma_cross"
+
+    def positions(self, market: MarketTensors, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        compute = _table(market, "sma", ind.sma, market.close64)
+        fast = market.gather("sma", params["fast"], compute)
+        slow = market.gather("sma", params["slow"], compute)
+        valid = bar_index(len(market), market.device) >= (params["slow"][:, None] - 1)
+        return crossover(fast > slow, valid, self.short_ok(params))
+
+    def warmup(self, values: Mapping[str, object]) -> int:
+        return int(values["slow"]) - 1
+
+
+class EmaCross(Strategy):
+    """Long (or short) while EMA(fast) is above (below) EMA(slow); EMAs seeded with the first close;
+    flat for the first slow-1 bars."""
+
+    rule = "ema_cross"
+
+    def positions(self, market: MarketTensors, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        compute = _table(market, "ema", ind.ema, market.close64)
+        fast = market.gather("ema", params["fast"], compute)
+        slow = market.gather("ema", params["slow"], compute)
+        valid = bar_index(len(market), market.device) >= (params["slow"][:, None] - 1)
+        return crossover(fast > slow, valid, self.short_ok(params))
+
+    def warmup(self, values: Mapping[str, object]) -> int:
+        return int(values["slow"]) - 1
+
+
+class Macd(Strategy):
+    """MACD = EMA(fast) - EMA(slow); long (short) while MACD is above (below) its EMA(signal), which is
+    seeded with the first MACD value; flat for the first slow+signal-2 bars."""
+
+    rule = "macd"
+
+    def positions(self, market: MarketTensors, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        f, s, g = params["fast"], params["slow"], params["signal"]
+        # MACD rows per distinct (fast, slow, signal), in float64, then gathered per set.
+        keys = torch.stack([f, s, g], dim=1)
+        unique, inverse = torch.unique(keys, dim=0, return_inverse=True)
+
+        def compute(missing: list) -> torch.Tensor:
+            fs = [k[0] for k in missing]
+            ss = [k[1] for k in missing]
+            gs = torch.as_tensor([k[2] for k in missing], dtype=torch.float64, device=market.device)
+            ema_f = market.table("ema64", fs, lambda m: ind.ema(market.close64, m))
+            ema_s = market.table("ema64", ss, lambda m: ind.ema(market.close64, m))
+            line = ema_f - ema_s
+            signal = ind.ema_rows(line, 2.0 / (gs + 1.0))
+            return (line > signal).to(torch.int8)  # cached as the comparison: one int8 row per key
+
+        table = market.table("macd_above", [tuple(k) for k in unique.tolist()], compute)
+        above = table.index_select(0, inverse).bool()
+        valid = bar_index(len(market), market.device) >= (s + g - 2)[:, None]
+        return crossover(above, valid, self.short_ok(params))
+
+    def warmup(self, values: Mapping[str, object]) -> int:
+        return int(values["slow"]) + int(values["signal"]) - 2
+
+
+class DonchianBreakout(Strategy):
+    """Enter long when the close breaks above the highest high of the previous ``entry`` bars (short: below
+    the lowest low); exit a long when the close falls below the lowest low of the previous ``exit`` bars
+    (a short when it rises above the highest high)."""
+
+    rule = "donchian_breakout"
+
+    def positions(self, market: MarketTensors, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        hi = _table(market, "hh", ind.rolling_max_prev, market.high64)
+        lo = _table(market, "ll", ind.rolling_min_prev, market.low64)
+        close = market.close[None, :]
+        upper_in = market.gather("hh", params["entry"], hi)
+        lower_in = market.gather("ll", params["entry"], lo)
+        upper_out = market.gather("hh", params["exit"], hi)
+        lower_out = market.gather("ll", params["exit"], lo)
+        short_ok = self.short_ok(params)[:, None]
+        return hold(close > upper_in, (close < lower_in) & short_ok, close < lower_out, close > upper_out)
+
+    def warmup(self, values: Mapping[str, object]) -> int:
+        return int(values["entry"])
