@@ -1,0 +1,138 @@
+"""The result message of a job (Ludus -> Conductor), published once when the job ends."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from ludus.contracts.base import WireModel, finite_or_none
+from ludus.contracts.events import as_utc, utcnow
+from ludus.errors import InputError
+
+Status = Literal["succeeded", "failed", "rejected"]
+FiniteFloat = Annotated[float | None, BeforeValidator(finite_or_none)]
+
+
+def _version(value: Any) -> Any:
+    # registry ids may be integers; on the wire a version is text
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class _Outgoing(WireModel):
+    # Readers ignore fields they do not know, so a newer producer can add some during a rolling upgrade.
+    model_config = ConfigDict(extra="ignore", json_schema_serialization_defaults_required=True)
+
+
+class HoldoutMetrics(_Outgoing):
+    """Performance on the final holdout, net of costs (null where undefined, e.g. Sharpe of a flat line)."""
+
+    sharpe: FiniteFloat = None
+    sortino: FiniteFloat = None
+    total_return: FiniteFloat = None
+    cagr: FiniteFloat = None
+    max_drawdown: FiniteFloat = None
+    turnover: FiniteFloat = None
+    trades: FiniteFloat = None
+    exposure: FiniteFloat = None
+
+
+class HoldoutComparison(_Outgoing):
+    """The A/B in simulation: the CPO policy, the unconditional best parameters, the strategy's defaults."""
+
+    cpo: HoldoutMetrics | None = None
+    baseline: HoldoutMetrics | None = None
+    defaults: HoldoutMetrics | None = None
+
+
+class SymbolResult(_Outgoing):
+    """What the job decided for one symbol: the parameters for ``valid_for`` and why they were (not)
+    published."""
+
+    symbol: str
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    baseline_parameters: dict[str, Any] | None = None
+    default_parameters: dict[str, Any] | None = None
+    expected_return: FiniteFloat = None
+    published: bool = False
+    reason: str = ""
+    holdout: HoldoutComparison = Field(default_factory=HoldoutComparison)
+    improvement: FiniteFloat = Field(None, description="holdout Sharpe of CPO minus the baseline's")
+    psr: FiniteFloat = Field(None, description="probabilistic Sharpe ratio of the published policy on the holdout")
+    dsr: FiniteFloat = Field(None, description="deflated Sharpe ratio (accounts for the configurations tried)")
+    model_version: Annotated[str | None, BeforeValidator(_version)] = None
+    valid_for: date | None = Field(None, description="trading day the parameters are for")
+
+
+class ErrorDetail(_Outgoing):
+    """Why a job was rejected or failed: the field, its value and the rule (or the failure) in words."""
+
+    field: str | None = None
+    value: str | None = None
+    reason: str
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        return value if value is None or isinstance(value, str) else repr(value)
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> ErrorDetail:
+        """InputError -> its field/value/rule; anything else -> its type and message."""
+        if isinstance(exc, InputError):
+            return cls(**exc.to_dict())
+        return cls(reason=f"{type(exc).__name__}: {exc}")
+
+
+class JobResult(_Outgoing):
+    """The outcome of one job. ``job_id`` is null only for a rejected message whose id was unreadable."""
+
+    job_id: UUID | None
+    status: Status
+    strategy: str | None = None
+    interval: str | None = None
+    mode: Literal["cpo", "static"] | None = None
+    symbols: list[SymbolResult] = Field(default_factory=list)
+    error: ErrorDetail | None = None
+    model_version: Annotated[str | None, BeforeValidator(_version)] = Field(
+        None, description="set when the job trained one model (one symbol); per symbol in symbols[].model_version"
+    )
+    timings: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=dict, description="seconds spent per phase"
+    )
+    attempts: int = Field(1, ge=1, description="deliveries of the job message that ran it")
+    finished_at: datetime = Field(default_factory=utcnow)
+
+    @field_validator("finished_at", mode="after")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return as_utc(value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> JobResult:
+        if self.status != "succeeded" and self.error is None:
+            raise PydanticCustomError("result_error", f"a {self.status} result needs an error detail")
+        if self.job_id is None and self.status != "rejected":
+            raise PydanticCustomError("result_job_id", "only a rejected result may lack a job_id")
+        return self
+
+    @classmethod
+    def rejected(cls, job_id: UUID | None, exc: BaseException, **extra: Any) -> JobResult:
+        """The result of a message that failed validation (or named unknown data)."""
+        return cls(job_id=job_id, status="rejected", error=ErrorDetail.from_exception(exc), **extra)
+
+    @classmethod
+    def failed(cls, job_id: UUID, exc: BaseException, **extra: Any) -> JobResult:
+        """The result of a job that broke while running (after its retries)."""
+        return cls(job_id=job_id, status="failed", error=ErrorDetail.from_exception(exc), **extra)
+
+    @property
+    def published_symbols(self) -> list[str]:
+        """Symbols whose parameters were published."""
+        return [s.symbol for s in self.symbols if s.published]
+
+
+__all__ = ["ErrorDetail", "HoldoutComparison", "HoldoutMetrics", "JobResult", "Status", "SymbolResult"]
