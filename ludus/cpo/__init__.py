@@ -1,0 +1,1 @@
+"""Conditional Parameter Optimization: labels, conditional model, policy, gate, ONNX export."""
