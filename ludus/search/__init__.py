@@ -1,0 +1,1 @@
+"""Optuna: studies, samplers, storages and trial objectives."""

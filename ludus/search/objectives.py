@@ -1,0 +1,301 @@
+"""Trial functions: the CPO model search, and the search over a strategy's own parameters.
+
+* :class:`CPOModelObjective` suggests model hyperparameters, trains one model per walk-forward training fold
+  and scores the CPO policy (switch θ each bar to the model's argmax) out of sample on the validation folds,
+  reporting after every fold so the pruner can stop hopeless trials early.
+* :class:`StrategyObjective` suggests strategy parameters θ and scores a batched backtest of θ on in-sample
+  bars only. It serves the ``static`` mode (plain Bayesian optimization of θ) and the unconditional baseline
+  the CPO model has to beat. :func:`run_batched` asks the study for a batch of θ at a time (TPE with
+  ``constant_liar`` spreads them) and backtests the whole batch in one vectorized call.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+
+from ludus.errors import InputError
+from ludus.search.trial import (
+    TrialCallback,
+    TrialContext,
+    TrialFailed,
+    TrialOutcome,
+    ask_trial,
+    evaluate,
+    tell_trial,
+)
+
+OBJECTIVES = ("sharpe", "sortino", "calmar", "total_return")
+
+
+def check_objective(name: str) -> str:
+    key = (name or "sharpe").strip().lower()
+    if key not in OBJECTIVES:
+        raise InputError("objective", name, f"unknown objective; one of {', '.join(OBJECTIVES)}")
+    return key
+
+
+def objective_value(returns: torch.Tensor | np.ndarray, objective: str, bars_per_year: float) -> float:
+    """The job's objective of one series of per-bar net returns (the engine's metric definitions)."""
+    from ludus.strategies.engine import compute_metrics
+
+    r = torch.as_tensor(np.asarray(returns, dtype=np.float64) if isinstance(returns, np.ndarray) else returns)
+    r = r.detach().to("cpu", torch.float64).reshape(1, -1)
+    r = torch.nan_to_num(r, nan=0.0)
+    metrics = compute_metrics(r, torch.zeros_like(r), bars_per_year)
+    return float(metrics[objective][0])
+
+
+def per_bar_sharpe(returns: torch.Tensor) -> float:
+    """mean / std of per-bar returns (0 for a flat series)."""
+    r = torch.nan_to_num(returns.to(torch.float64))
+    sd = float(r.std(unbiased=True)) if r.numel() > 1 else 0.0
+    return float(r.mean()) / sd if sd > 0 else 0.0
+
+
+# --- model search space --------------------------------------------------------------------------------
+
+
+def suggest_from_space(trial: optuna.Trial, space: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Suggest every entry of a declarative space ``{name: {type: int|float|categorical, ...}}``."""
+    out: dict[str, Any] = {}
+    for name, spec in space.items():
+        kind = spec.get("type")
+        if kind == "int":
+            out[name] = trial.suggest_int(name, int(spec["low"]), int(spec["high"]), log=bool(spec.get("log")))
+        elif kind == "float":
+            out[name] = trial.suggest_float(name, float(spec["low"]), float(spec["high"]),
+                                            log=bool(spec.get("log")))
+        elif kind == "categorical":
+            out[name] = trial.suggest_categorical(name, list(spec["choices"]))
+        elif kind == "fixed":
+            out[name] = spec["value"]
+        else:
+            raise InputError(f"model_space.{name}.type", kind, "must be int, float, categorical or fixed")
+    return out
+
+
+MODEL_SPACE_FILE = "models/cpo.yaml"
+
+
+def model_space(overrides: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """ModelConfig's declared search space with entries replaced by ``overrides`` (e.g. from trials/models/)."""
+    from ludus.cpo.model import ModelConfig
+
+    space = {k: dict(v) for k, v in ModelConfig.search_space().items()}
+    for name, spec in (overrides or {}).items():
+        if name not in ModelConfig.model_fields:
+            raise InputError(f"model_space.{name}", spec, f"unknown model setting; one of "
+                                                          f"{', '.join(ModelConfig.model_fields)}")
+        if not isinstance(spec, Mapping):
+            raise InputError(f"model_space.{name}", spec, "must be a mapping with a type")
+        space[name] = dict(spec)
+    return space
+
+
+def load_model_space(trials_dir: Any = None) -> dict[str, dict[str, Any]]:
+    """The model search space of ``<trials>/models/cpo.yaml`` over ModelConfig's own (file optional)."""
+    from pathlib import Path
+
+    import yaml
+
+    from ludus.strategies.registry import resolve_trials_dir
+
+    path = Path(resolve_trials_dir(trials_dir)) / MODEL_SPACE_FILE
+    if not path.is_file():
+        return model_space()
+    try:
+        spec = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(str(path), "yaml", f"not valid YAML: {exc}") from None
+    return model_space(spec.get("space") or {})
+
+
+# --- the CPO model search ------------------------------------------------------------------------------
+
+
+class CPOModelObjective:
+    """Out-of-sample performance of the CPO policy across walk-forward validation folds.
+
+    The value is the job's objective (Sharpe, ...) of the validation-fold policy returns concatenated in time;
+    after fold i the value so far is reported as step i (the pruner compares trials at equal steps).
+    """
+
+    def __init__(self, conditions: np.ndarray, labels: Any, folds: list[tuple[np.ndarray, np.ndarray]], *,
+                 objective: str, cost_bps: float, bars_per_year: float, device: Any = "cpu", seed: int = 0,
+                 space: Mapping[str, Mapping[str, Any]] | None = None,
+                 base_config: Mapping[str, Any] | None = None, deadline: float | None = None) -> None:
+        self.conditions = conditions
+        self.labels = labels
+        self.folds = folds
+        self.objective = check_objective(objective)
+        self.cost_bps = float(cost_bps)
+        self.bars_per_year = float(bars_per_year)
+        self.device = device
+        self.seed = int(seed)
+        self.space = dict(space) if space is not None else model_space()
+        self.base_config = dict(base_config or {})
+        self.deadline = deadline  # time.monotonic() after which training stops early
+
+    def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
+        return suggest_from_space(trial, self.space)
+
+    def config(self, params: Mapping[str, Any]) -> Any:
+        from ludus.cpo.model import ModelConfig
+
+        return ModelConfig(**{**self.base_config, **dict(params)})
+
+    def __call__(self, ctx: TrialContext) -> float:
+        from ludus.cpo.policy import policy_returns
+        from ludus.cpo.training import TrainingDiverged, fit
+
+        config = self.config(ctx.params)
+        should_stop = None
+        if self.deadline is not None:
+            deadline = self.deadline
+            should_stop = lambda *_a, **_k: time.monotonic() >= deadline  # noqa: E731
+        pieces: list[torch.Tensor] = []
+        value = float("nan")
+        for step, (train_idx, val_idx) in enumerate(self.folds):
+            try:
+                model = fit(config, self.conditions, self.labels, train_idx, device=self.device,
+                            seed=self.seed + 1000 * ctx.number + step, should_stop=should_stop)
+            except TrainingDiverged as exc:
+                raise TrialFailed(f"training diverged on fold {step}: {exc}") from None
+            check_finite_model(model)
+            with torch.no_grad():
+                r = policy_returns(model, self.conditions, self.labels, val_idx, cost_bps=self.cost_bps)
+            r = torch.as_tensor(r).detach().to("cpu", torch.float64)
+            if not bool(torch.isfinite(r).all()):
+                raise TrialFailed(f"training diverged: non-finite policy returns on validation fold {step}")
+            pieces.append(r)
+            value = objective_value(torch.cat(pieces), self.objective, self.bars_per_year)
+            if not math.isfinite(value):
+                raise TrialFailed(f"objective {self.objective} is not finite after fold {step} ({value})")
+            ctx.report(value, step)
+            set_attr = getattr(ctx, "set_user_attr", None)
+            if set_attr is not None:
+                # the Deflated Sharpe Ratio of the gate needs the spread of the trials' per-bar Sharpe ratios
+                set_attr("val_sharpe_per_bar", per_bar_sharpe(torch.cat(pieces)))
+            if step < len(self.folds) - 1 and ctx.should_prune():
+                raise optuna.TrialPruned(f"pruned after fold {step + 1}/{len(self.folds)} "
+                                         f"({self.objective}={value:.4f})")
+        return value
+
+
+def check_finite_model(model: torch.nn.Module) -> None:
+    """TrialFailed when training left NaN/inf weights (diverged)."""
+    for name, tensor in model.state_dict().items():
+        if torch.is_floating_point(tensor) and not bool(torch.isfinite(tensor).all()):
+            raise TrialFailed(f"training diverged: non-finite values in {name}")
+
+
+# --- strategy parameters (static mode, unconditional baseline) ------------------------------------------
+
+
+class StrategyObjective:
+    """The job's objective of a backtest of θ over ``bars[:stop]`` (in-sample only: later bars never load).
+
+    ``space`` is the strategy's space narrowed by the job's overrides; ``evaluate_batch`` backtests many θ
+    in one vectorized call.
+    """
+
+    def __init__(self, strategy: Any, bars: Any, *, space: Any, objective: str, cost_bps: float,
+                 bars_per_year: float, stop: int | None = None, device: Any = "cpu") -> None:
+        from ludus.strategies.market import MarketTensors
+
+        self.strategy = strategy
+        self.space = space
+        self.objective = check_objective(objective)
+        self.cost_bps = float(cost_bps)
+        self.bars_per_year = float(bars_per_year)
+        self.device = torch.device(device) if not isinstance(device, torch.device) else device
+        insample = bars if stop is None else bars.slice(0, stop)
+        self.n_bars = len(insample)
+        self.market = MarketTensors.from_bars(insample, self.device)
+
+    def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
+        return self.space.suggest(trial)
+
+    def evaluate_batch(self, params: list[dict[str, Any]]) -> list[float]:
+        from ludus.strategies.engine import run_backtest
+
+        result = run_backtest(self.strategy, self.market, params, cost_bps=self.cost_bps,
+                              bars_per_year=self.bars_per_year)
+        values = result.metrics[self.objective].detach().to("cpu", torch.float64).tolist()
+        return [float(v) for v in values]
+
+    def __call__(self, ctx: TrialContext) -> float:
+        return self.evaluate_batch([ctx.params])[0]
+
+
+def run_batched(study: optuna.Study, objective: StrategyObjective, n_trials: int, *, batch_size: int = 32,
+                timeout_s: float | None = None, on_trial_done: TrialCallback | None = None,
+                enqueue: list[dict[str, Any]] | None = None) -> None:
+    """Run ``n_trials`` trials, ``batch_size`` at a time through one vectorized backtest each.
+
+    ``enqueue`` θ (e.g. the strategy's defaults) are tried first. A batch that raises is re-run trial by
+    trial so only the offending θ fail.
+    """
+    for params in enqueue or []:
+        study.enqueue_trial(params, skip_if_exists=True)
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    remaining = max(0, int(n_trials))
+    while remaining > 0:
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+        size = min(batch_size, remaining)
+        asked = [ask_trial(study, objective) for _ in range(size)]
+        start = time.perf_counter()
+        try:
+            values = objective.evaluate_batch([params for _, params in asked])
+            each = (time.perf_counter() - start) / size
+            outcomes = [
+                TrialOutcome(optuna.trial.TrialState.COMPLETE, v, None, each) if math.isfinite(v)
+                else TrialOutcome.failed(f"objective is not finite ({v})", each)
+                for v in values
+            ]
+        except Exception:  # isolate the bad θ
+            outcomes = [evaluate(objective, _FixedContext(trial.number, params)) for trial, params in asked]
+        for (trial, _), outcome in zip(asked, outcomes):
+            frozen = tell_trial(study, trial, outcome)
+            if on_trial_done is not None:
+                on_trial_done(study, frozen)
+        remaining -= size
+
+
+class _FixedContext:
+    """A context without a study behind it (no pruning): one-shot evaluations."""
+
+    def __init__(self, number: int, params: dict[str, Any]) -> None:
+        self.number = number
+        self.params = params
+
+    def report(self, value: float, step: int) -> None:
+        return None
+
+    def should_prune(self) -> bool:
+        return False
+
+
+def progress_callback(total: int, done_before: int,
+                      emit: Callable[[int, int, float | None, optuna.trial.FrozenTrial], None]
+                      ) -> TrialCallback:
+    """An ``on_trial_done`` that calls ``emit(i, total, best_value_so_far, trial)`` after each trial."""
+    state = {"i": done_before}
+
+    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        state["i"] += 1
+        try:
+            best = study.best_value
+        except ValueError:
+            best = None
+        emit(min(state["i"], total), total, best, trial)
+
+    return callback
