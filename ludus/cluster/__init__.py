@@ -1,0 +1,1 @@
+"""Ray: trial actors, dispatch, placement by architecture, queue-depth autoscaling."""

@@ -1,0 +1,509 @@
+"""RayExecutor: a job's Optuna study stays on the driver; its trials run on long-lived Ray actors.
+
+How a search runs
+-----------------
+- Actors: created once per job (per executor), as many as the allowed nodes hold (``Settings.max_actors`` at
+  most), spread over nodes, each asking for ``Settings.gpus_per_trial`` GPUs where the architecture has GPUs.
+  They stay up for every search and map of the job and are killed by :meth:`RayExecutor.close`.
+- Dispatch: whenever actors are idle, the driver asks the study for that many trials at once (the sampler is
+  TPE with constant liar, so trials in flight are "lied" about and parallel trials spread out) and hands one
+  to each idle actor; results are told back as they arrive (``ray.wait``), so a faster node simply gets
+  more trials. The objective is ``ray.put`` once per search and the job's data once per job; an actor fetches
+  each once and caches it.
+- Pruning: see :mod:`ludus.cluster.actors` (a broker actor mirrors the study; values come back with results).
+
+Failures
+--------
+- An actor or its node dies mid-trial (``ActorDiedError``, node removal, OOM kill): the *same* Optuna trial
+  (same number, same parameters, still RUNNING in the study) is re-run on another actor, and a replacement
+  actor is started where resources allow. The trial records ``retries`` and ``retry_reasons``. After
+  ``max_attempts`` deaths the trial is told FAIL with the reason (a trial that kills every actor it touches is
+  the trial's fault). Re-running the same trial keeps the sampler's view exact (no duplicate point) and
+  leaves the study free of infrastructure noise.
+- The objective raises (diverging loss, NaN): the trial is told FAIL with the reason in the user attribute
+  ``fail_reason``; the search goes on and the failed trial does not count towards ``n_trials`` (another one
+  is asked). Too many failures (``max_failures``, default ``max(5, n_trials // 2)``, or the first five trials
+  all failing) stop the search with :class:`TooManyFailedTrials`, which names the reasons.
+- Whatever stops a search (error, Ctrl-C), no trial is left RUNNING: trials in flight are told FAIL with why.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from ludus.cluster import metrics
+from ludus.cluster.actors import prune_broker_class, trial_actor_class
+from ludus.cluster.placement import ActorGroup, PlacementSpec, allocate, cluster_nodes, plan_groups
+from ludus.config import Settings
+from ludus.constants import RAY_NAMESPACE
+from ludus.errors import LudusError, TransientError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class TooManyFailedTrials(LudusError):
+    """The objective fails systematically; the message lists the distinct reasons."""
+
+
+def connect(settings: Settings | None = None, *, address: str | None = None, **init_kwargs: Any):
+    """Connect to Ray once per process: ``address`` / ``Settings.ray_address`` (``"auto"`` = the local head),
+    else start a local Ray in this process (the embedded default). Returns the ``ray`` module."""
+    import os
+
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    import ray
+
+    if ray.is_initialized():
+        return ray
+    target = address or (settings.ray_address if settings is not None else None)
+    kwargs: dict[str, Any] = {"namespace": RAY_NAMESPACE, "ignore_reinit_error": True, "log_to_driver": False}
+    kwargs.update(init_kwargs)
+    # "local": a new in-process instance even when another Ray runs on this machine (plain ray.init() would
+    # join that one through /tmp/ray/ray_current_cluster)
+    kwargs["address"] = target or "local"
+    try:
+        ray.init(**kwargs)
+    except ConnectionError as exc:
+        raise TransientError(f"no Ray cluster reachable at {target or 'a new local instance'}: {exc} (start one "
+                             "with `ray start --head`, or unset LUDUS_RAY_ADDRESS for a local Ray)") from exc
+    return ray
+
+
+def _ray_errors():
+    from ray import exceptions as rex
+
+    lost = tuple(getattr(rex, name) for name in (
+        "RayActorError", "ActorDiedError", "ActorUnavailableError", "WorkerCrashedError", "NodeDiedError",
+        "ObjectLostError", "OwnerDiedError", "OutOfMemoryError", "ObjectFetchTimedOutError",
+        "ReferenceCountingAssertionError") if hasattr(rex, name))
+    return rex.RayTaskError, lost
+
+
+@dataclass
+class _Actor:
+    name: str
+    handle: Any
+    group: ActorGroup
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Flight:
+    trial: Any  # optuna.Trial
+    params: dict[str, Any]
+    attempt: int = 1
+    reasons: list[str] = field(default_factory=list)
+    actor: _Actor | None = None
+
+
+class RayExecutor:
+    """search.Executor on Ray actors (see the module doc for dispatch, pruning and failure handling)."""
+
+    def __init__(self, settings: Settings, placement: Any = None, *, job_id: Any = None, data: Any = None,
+                 max_actors: int | None = None, actor_start_timeout_s: float = 180.0, max_attempts: int = 3,
+                 max_failures: int | None = None) -> None:
+        self.settings = settings
+        self.spec = PlacementSpec.from_any(placement)
+        self.job_id = str(job_id or uuid.uuid4())
+        self.tag = self.job_id.replace("-", "")[:8]
+        self.max_actors = int(max_actors or settings.max_actors)
+        self.actor_start_timeout_s = float(actor_start_timeout_s)
+        self.max_attempts = max(1, int(max_attempts))
+        self.max_failures = max_failures
+        self._ray = connect(settings)
+        self._data_box = [self._ray.put(data)] if data is not None else None
+        self._actors: dict[str, _Actor] = {}
+        self._idle: deque[_Actor] = deque()
+        self._starting: dict[Any, _Actor] = {}  # ping ref -> actor not yet placed
+        self._target = 0
+        self._counter = itertools.count()
+        self._start_failures = 0
+        self._last_progress = time.monotonic()
+        self._closed = False
+        self.retries = 0  # trials re-run after an actor died (for tests and progress)
+
+    @classmethod
+    def for_job(cls, job: Any, settings: Settings, *, data: Any = None, **kwargs: Any) -> "RayExecutor":
+        """An executor for one OptimizationJob (its id names the actors, its ``placement`` places them)."""
+        return cls(settings, getattr(job, "placement", None), job_id=getattr(job, "job_id", None), data=data,
+                   **kwargs)
+
+    # --- actors ------------------------------------------------------------------------------------------
+
+    def _plan(self) -> list[ActorGroup]:
+        return plan_groups(cluster_nodes(), self.spec, gpus_per_actor=self.settings.gpus_per_trial,
+                           cpus_per_actor=self.settings.cpus_per_actor, device=self.settings.device)
+
+    def _start_actor(self, group: ActorGroup) -> _Actor:
+        cls = trial_actor_class()
+        i = next(self._counter)
+        name = f"ludus-trial-{self.tag}-{group.arch}-{i}"
+        opts = dict(group.ray_options(), name=name, namespace=RAY_NAMESPACE)
+        try:
+            handle = cls.options(**opts).remote(name, self._data_box, self.settings.device)
+        except ValueError:  # the same job running twice at once: keep names unique
+            name = f"{name}-{uuid.uuid4().hex[:4]}"
+            opts["name"] = name
+            handle = cls.options(**opts).remote(name, self._data_box, self.settings.device)
+        actor = _Actor(name, handle, group)
+        self._actors[name] = actor
+        self._starting[handle.ping.remote()] = actor
+        return actor
+
+    def _ensure_pool(self) -> None:
+        if self._closed:
+            raise LudusError("this RayExecutor is closed")
+        if self._actors:
+            return
+        groups = self._plan()
+        plan = allocate(groups, self.max_actors, self.spec)
+        self._target = sum(n for _, n in plan)
+        for group, count in plan:
+            for _ in range(count):
+                self._start_actor(group)
+        log.info("job %s: starting %d trial actors (%s)", self.tag, self._target,
+                 ", ".join(f"{g.arch} x{n} gpu={g.num_gpus:g}" for g, n in plan))
+        self._last_progress = time.monotonic()
+        ready, _ = self._ray.wait(list(self._starting), num_returns=1, timeout=self.actor_start_timeout_s)
+        if not ready:
+            self.close()
+            raise TransientError(f"no trial actor could be placed within {self.actor_start_timeout_s:g}s "
+                                 f"(placement {self.spec.describe()}; Ray resources {self._resources_text()})")
+        for ref in ready:
+            self._on_started(ref)
+
+    def start(self, *, wait_all: bool = False, timeout_s: float | None = None) -> int:
+        """Create the job's actors now (run/map do it on first use) and return how many are ready.
+
+        Searches begin as soon as one actor is ready and the others join as they come up; ``wait_all`` waits
+        for every placeable actor first (benchmarks, tests, or to fail fast on a misconfigured cluster)."""
+        self._ensure_pool()
+        if wait_all and self._starting:
+            ready, _ = self._ray.wait(list(self._starting), num_returns=len(self._starting),
+                                      timeout=self.actor_start_timeout_s if timeout_s is None else timeout_s)
+            for ref in ready:
+                self._on_started(ref)
+        return len(self._idle)
+
+    def _resources_text(self) -> str:
+        try:
+            res = self._ray.cluster_resources()
+            return ", ".join(f"{k}={v:g}" for k, v in sorted(res.items()) if not k.startswith("node:"))
+        except Exception:
+            return "unknown"
+
+    def _on_started(self, ref: Any) -> None:
+        actor = self._starting.pop(ref)
+        _, lost = _ray_errors()
+        try:
+            actor.info = self._ray.get(ref)
+        except Exception as exc:
+            self._start_failures += 1
+            self._drop(actor)
+            log.warning("trial actor %s failed to start: %s", actor.name, exc)
+            if self._start_failures > 2 * max(1, self._target):
+                raise TransientError(f"trial actors keep failing to start: {type(exc).__name__}: {exc}") from exc
+            self._replace()
+            return
+        self._idle.append(actor)
+        self._last_progress = time.monotonic()
+
+    def _drop(self, actor: _Actor) -> None:
+        self._actors.pop(actor.name, None)
+        try:
+            self._idle.remove(actor)
+        except ValueError:
+            pass
+        try:
+            self._ray.kill(actor.handle, no_restart=True)
+        except Exception:
+            pass
+
+    def _replace(self) -> None:
+        """Start one actor to replace a lost one, where an allowed node still has room."""
+        try:
+            groups = self._plan()
+        except LudusError:
+            return  # no allowed node left for now; the remaining actors carry on
+        live = Counter(a.group.arch for a in self._actors.values())
+        if len(self._actors) >= self._target:
+            return
+        for group in groups:
+            if live[group.arch] < group.capacity:
+                self._start_actor(group)
+                return
+
+    def _lose(self, actor: _Actor, reason: str) -> None:
+        log.warning("trial actor %s lost: %s", actor.name, reason)
+        self._drop(actor)
+        if not self._closed:
+            self._replace()
+
+    def actors(self, *, include_starting: bool = False) -> list[dict[str, Any]]:
+        """Placed actors: name, pid, node_id, arch, device (for status output and tests); with
+        ``include_starting`` also those Ray has not placed yet (``ready: False``, name and arch only)."""
+        out = []
+        for a in self._actors.values():
+            if a.info:
+                out.append(dict(a.info, ready=True))
+            elif include_starting:
+                out.append({"actor": a.name, "arch": a.group.arch, "ready": False})
+        return out
+
+    def _wait(self, refs: list, timeout: float) -> list:
+        ready, rest = self._ray.wait(refs, num_returns=1, timeout=timeout)
+        if ready and rest:
+            more, _ = self._ray.wait(rest, num_returns=len(rest), timeout=0)
+            ready += more
+        return ready
+
+    def _check_stalled(self, busy: int) -> None:
+        if busy or self._idle:
+            return
+        if not self._starting:
+            self._replace()
+            if not self._starting:
+                raise TransientError("every trial actor died and no allowed node can host a new one "
+                                     f"(placement {self.spec.describe()}; Ray resources {self._resources_text()})")
+        if time.monotonic() - self._last_progress > self.actor_start_timeout_s:
+            raise TransientError(f"no trial actor available for {self.actor_start_timeout_s:g}s "
+                                 f"(placement {self.spec.describe()}; Ray resources {self._resources_text()})")
+
+    # --- search ------------------------------------------------------------------------------------------
+
+    def _make_broker(self, study: Any) -> Any:
+        import optuna
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        if isinstance(study.pruner, optuna.pruners.NopPruner) or len(study.directions) != 1:
+            return None
+        finished = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
+                                                            optuna.trial.TrialState.PRUNED))
+        here = self._ray.get_runtime_context().get_node_id()
+        return prune_broker_class().options(
+            name=f"ludus-pruner-{self.tag}-{uuid.uuid4().hex[:4]}", namespace=RAY_NAMESPACE,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=True),
+        ).remote(list(study.directions), study.pruner, finished)
+
+    def run(self, study: Any, trial_fn: Callable[[Any], float], n_trials: int, timeout_s: float | None = None,
+            on_trial_done: Callable[[Any, Any], None] | None = None) -> None:
+        """Run trials until ``n_trials`` of them completed or were pruned (failed ones are replaced, up to
+        ``max_failures``); with ``timeout_s`` no new trial starts after it, trials in flight finish."""
+        from optuna.trial import TrialState
+
+        from ludus.search.trial import TrialOutcome, ask_trial
+
+        if n_trials <= 0:
+            return
+        self._ensure_pool()
+        task_error, lost = _ray_errors()
+        max_failures = self.max_failures if self.max_failures is not None else max(5, n_trials // 2)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        fn_box = [self._ray.put(trial_fn)]
+        broker = self._make_broker(study)
+        flights: dict[Any, _Flight] = {}
+        retry: deque[_Flight] = deque()
+        done = failed = 0
+        reasons: list[str] = []
+        stop: BaseException | None = None
+
+        def dispatch(flight: _Flight) -> None:
+            actor = self._idle.popleft()
+            flight.actor = actor
+            ref = actor.handle.run_trial.remote(fn_box, flight.trial.number, flight.params, broker)
+            flights[ref] = flight
+
+        try:
+            while True:
+                while self._idle and retry:
+                    dispatch(retry.popleft())
+                accepting = deadline is None or time.monotonic() < deadline
+                want = n_trials - done - len(flights) - len(retry)
+                while accepting and self._idle and want > 0:
+                    trial, params = ask_trial(study, trial_fn)
+                    dispatch(_Flight(trial, params))
+                    want -= 1
+                if not flights and not retry and (want <= 0 or not accepting):
+                    break
+                self._check_stalled(len(flights))
+                timeout = 1.0
+                if deadline is not None and accepting:
+                    timeout = max(0.0, min(timeout, deadline - time.monotonic()))
+                for ref in self._wait(list(flights) + list(self._starting), timeout):
+                    if ref in self._starting:
+                        self._on_started(ref)
+                        continue
+                    flight = flights.pop(ref)
+                    actor = flight.actor
+                    try:
+                        outcome, info = self._ray.get(ref)
+                    except task_error as exc:  # our actor code itself raised: a failure of this trial
+                        outcome, info = TrialOutcome.failed(f"actor error: {exc}"), dict(actor.info)
+                    except lost as exc:
+                        reason = f"{type(exc).__name__} on {actor.name} ({actor.info.get('arch', '?')} node " \
+                                 f"{str(actor.info.get('node_id', '?'))[:8]})"
+                        self._lose(actor, reason)
+                        flight.reasons.append(reason)
+                        flight.actor = None
+                        self.retries += 1
+                        metrics.trial_retried(self.job_id, actor.info.get("arch"))
+                        if flight.attempt >= self.max_attempts:
+                            outcome = TrialOutcome.failed(f"its actor died {flight.attempt} times: {reason}")
+                            info = {}
+                        else:
+                            flight.attempt += 1
+                            retry.append(flight)
+                            continue
+                    else:
+                        self._idle.append(actor)
+                    self._last_progress = time.monotonic()
+                    frozen = self._tell(study, flight, outcome, info, broker)
+                    if frozen.state == TrialState.FAIL:
+                        failed += 1
+                        reason = str(frozen.user_attrs.get("fail_reason", "unknown"))
+                        if reason not in reasons:
+                            reasons.append(reason)
+                    else:
+                        done += 1
+                    if on_trial_done is not None:
+                        on_trial_done(study, frozen)
+                    if failed >= max_failures or (failed >= 5 and done == 0):
+                        raise TooManyFailedTrials(
+                            f"{failed} trials failed ({done} finished) - stopping the search; reasons: "
+                            + "; ".join(reasons[:3]))
+        except BaseException as exc:
+            stop = exc
+            raise
+        finally:
+            why = f"search stopped: {type(stop).__name__}: {stop}" if stop else "search stopped"
+            for ref, flight in list(flights.items()):
+                self._abandon(study, flight, why)
+                finished, _ = self._ray.wait([ref], timeout=0)
+                if finished:
+                    self._idle.append(flight.actor)
+                else:
+                    # its trial is still running there; a fresh actor is cheaper than waiting for it
+                    self._lose(flight.actor, "abandoned with a running trial")
+            for flight in retry:
+                self._abandon(study, flight, why)
+            if broker is not None:
+                try:
+                    self._ray.kill(broker, no_restart=True)
+                except Exception:
+                    pass
+            del fn_box
+
+    def _tell(self, study: Any, flight: _Flight, outcome: Any, info: dict[str, Any], broker: Any) -> Any:
+        from ludus.search.trial import tell_trial
+
+        trial = flight.trial
+        if len(study.directions) == 1:
+            for step, value in outcome.intermediate:
+                try:
+                    trial.report(float(value), int(step))
+                except Exception:
+                    pass  # a non-finite value or a repeated step: not worth failing the trial
+        for key, value in (info.get("user_attrs") or {}).items():
+            try:
+                trial.set_user_attr(key, value)
+            except Exception:
+                log.warning("trial %s: user attribute %r is not JSON-serializable; dropped", trial.number, key)
+        if info:
+            trial.set_user_attr("node", {k: info.get(k) for k in ("arch", "node_id", "host", "actor", "device")})
+            trial.set_user_attr("arch", info.get("arch"))
+        if flight.reasons:
+            trial.set_user_attr("retries", len(flight.reasons))
+            trial.set_user_attr("retry_reasons", flight.reasons[-3:])
+        frozen = tell_trial(study, trial, outcome)
+        metrics.trial_finished(self.job_id, info.get("arch"), frozen.state.name, outcome.duration_s)
+        if broker is not None:
+            try:
+                broker.finish.remote(trial.number, frozen.state, frozen.value, outcome.intermediate)
+            except Exception:
+                pass
+        return frozen
+
+    def _abandon(self, study: Any, flight: _Flight, why: str) -> None:
+        from ludus.search.trial import TrialOutcome, tell_trial
+
+        try:
+            tell_trial(study, flight.trial, TrialOutcome.failed(why))
+        except Exception:  # storage gone too: open_study marks leftovers FAIL when the job resumes
+            log.exception("could not mark trial %s failed", flight.trial.number)
+
+    # --- map ---------------------------------------------------------------------------------------------
+
+    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+        """``[fn(x) for x in items]`` spread over the job's actors (order kept). An item whose actor dies is
+        re-run elsewhere; an exception from ``fn`` is raised here."""
+        items = list(items)
+        if not items:
+            return []
+        self._ensure_pool()
+        task_error, lost = _ray_errors()
+        fn_box = [self._ray.put(fn)]
+        results: list[Any] = [None] * len(items)
+        todo = deque(range(len(items)))
+        flights: dict[Any, tuple[int, _Actor]] = {}
+        attempts: Counter[int] = Counter()
+        try:
+            while todo or flights:
+                while self._idle and todo:
+                    i = todo.popleft()
+                    actor = self._idle.popleft()
+                    flights[actor.handle.map_item.remote(fn_box, items[i])] = (i, actor)
+                self._check_stalled(len(flights))
+                for ref in self._wait(list(flights) + list(self._starting), 1.0):
+                    if ref in self._starting:
+                        self._on_started(ref)
+                        continue
+                    i, actor = flights.pop(ref)
+                    try:
+                        results[i] = self._ray.get(ref)
+                    except task_error as exc:
+                        self._idle.append(actor)
+                        raise exc.as_instanceof_cause() from None
+                    except lost as exc:
+                        self._lose(actor, f"{type(exc).__name__} during map")
+                        attempts[i] += 1
+                        if attempts[i] >= self.max_attempts:
+                            raise TransientError(f"map item {i}: its actor died {attempts[i]} times "
+                                                 f"({type(exc).__name__})") from exc
+                        todo.appendleft(i)
+                    else:
+                        self._idle.append(actor)
+                        self._last_progress = time.monotonic()
+        finally:
+            # actors still busy with items of an aborted map finish them first, then serve the next call
+            for _, actor in flights.values():
+                if actor.name in self._actors:
+                    self._idle.append(actor)
+            del fn_box
+        return results
+
+    # --- lifetime ----------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Kill the job's actors (idempotent)."""
+        self._closed = True
+        for actor in list(self._actors.values()):
+            self._drop(actor)
+        self._starting.clear()
+        self._idle.clear()
+        self._data_box = None
+
+    def __enter__(self) -> "RayExecutor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,177 @@
+"""Queue-depth autoscaling against Ray's real autoscaler on a fake multi-node cluster.
+
+The head runs Ray's autoscaler (monitor) with the fake multi-node provider: "launching" a node starts
+another raylet on this machine with the node type's resources and labels. Node types mirror the
+Kubernetes worker groups (k8s/overlays/kuberay): gpu-amd64 and jetson-arm64, at most 2 nodes each.
+
+``ray.cluster_utils.AutoscalingCluster`` is not used on purpose: it runs ``ray stop --force``, which
+would kill every Ray process of this user on a shared machine. The same thing is assembled here from
+``ray.cluster_utils.Cluster`` and the processes it started are ended by pid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from ludus import constants as c
+from ludus.cluster.autoscale import QueueDepthAutoscaler
+from ludus.config import Settings
+
+pytestmark = pytest.mark.ray
+
+NODE_TYPES = {
+    "gpu-amd64": {"resources": {"CPU": 1, "GPU": 1, "arch:x86_64": 1000},
+                  "labels": {c.ARCH_LABEL: "x86_64"}, "node_config": {}, "min_workers": 0, "max_workers": 2},
+    "jetson-arm64": {"resources": {"CPU": 1, "GPU": 1, "arch:arm64": 1000},
+                     "labels": {c.ARCH_LABEL: "arm64"}, "node_config": {}, "min_workers": 0, "max_workers": 2},
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live descendant of pid (from /proc; psutil is not a dependency)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    out: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in out:
+                out.add(child)
+                todo.append(child)
+    return out
+
+
+def _config(gcs_address: str) -> dict:
+    head = {"resources": {}, "node_config": {}, "max_workers": 0}
+    return {
+        "cluster_name": "ludus-fake",
+        "max_workers": 4,
+        "upscaling_speed": 10.0,
+        "idle_timeout_minutes": 0.05,  # 3 s: released nodes leave quickly
+        "provider": {"type": "fake_multinode", "gcs_address": gcs_address, "use_node_id_as_ip": True,
+                     "disable_node_updaters": True, "disable_launch_config_check": True},
+        "available_node_types": {"ray.head.default": head, **NODE_TYPES},
+        "head_node_type": "ray.head.default",
+        "auth": {"ssh_user": "ubuntu"},
+        "docker": {},
+        "file_mounts": {},
+        "cluster_synced_files": [],
+        "file_mounts_sync_continuously": False,
+        "rsync_exclude": [],
+        "rsync_filter": [],
+        "initialization_commands": [],
+        "setup_commands": [],
+        "head_setup_commands": [],
+        "worker_setup_commands": [],
+        "head_start_ray_commands": [],
+        "worker_start_ray_commands": [],
+    }
+
+
+@pytest.fixture
+def fake_cluster(tmp_path, monkeypatch):
+    import ray
+    from ray._private.services import get_node_ip_address
+    from ray.cluster_utils import Cluster
+
+    if ray.is_initialized():
+        ray.shutdown()
+    port = _free_port()
+    gcs = f"{get_node_ip_address()}:{port}"
+    cfg = tmp_path / "autoscaling.json"
+    cfg.write_text(json.dumps(_config(gcs)))
+    # Read by the monitor process the head starts (inherits this environment).
+    monkeypatch.setenv("RAY_FAKE_CLUSTER", "1")
+    monkeypatch.setenv("AUTOSCALER_UPDATE_INTERVAL_S", "1")
+    before = _descendants(os.getpid())
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "gcs_server_port": port, "num_cpus": 1, "num_gpus": 0, "include_dashboard": False,
+        "autoscaling_config": str(cfg), "object_store_memory": 80 * 1024 * 1024})
+    monkeypatch.setenv("LUDUS_TEST_RAY_CLUSTER", cluster.gcs_address)
+    ray.init(address=cluster.gcs_address, log_to_driver=False, namespace="ludus-autoscale-test")
+    try:
+        yield cluster
+    finally:
+        ray.shutdown()
+        # The fake worker raylets are children of the monitor; note them before the head goes away.
+        started = _descendants(os.getpid()) - before
+        cluster.shutdown()
+        for pid in started:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _worker_types() -> Counter:
+    import ray
+
+    kinds: Counter = Counter()
+    for node in ray.nodes():
+        if not node["Alive"]:
+            continue
+        res = node["Resources"]
+        for arch in c.ARCHITECTURES:
+            if f"{c.ARCH_RESOURCE_PREFIX}{arch}" in res:
+                kinds[arch] += 1
+    return kinds
+
+
+def _wait_for(pred, timeout_s: float, what: str) -> Counter:
+    deadline = time.monotonic() + timeout_s
+    seen = Counter()
+    while time.monotonic() < deadline:
+        seen = _worker_types()
+        if pred(seen):
+            return seen
+        time.sleep(1.0)
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}; nodes by arch: {dict(seen)}")
+
+
+def test_backlog_launches_nodes_of_the_right_type_up_to_the_bound_and_idle_ones_leave(fake_cluster):
+    import ray
+
+    backlog = {"n": 0}
+    settings = Settings(autoscale_jobs_per_gpu=1, autoscale_min_gpus=0, autoscale_max_gpus=4,
+                        autoscale_cooldown_s=0)
+    scaler = QueueDepthAutoscaler(settings, lambda: backlog["n"], arch_split={"arm64": 3, "x86_64": 1})
+    assert _worker_types() == Counter()  # only the head
+
+    backlog["n"] = 9  # 9 jobs -> 4 GPUs (max) -> 3 arm64 bundles + 1 x86_64 bundle
+    decision = scaler.step()
+    assert decision.desired == 4
+    seen = _wait_for(lambda k: k["arm64"] >= 2 and k["x86_64"] >= 1, 150, "2 jetson-arm64 + 1 gpu-amd64 nodes")
+    # The third arm64 bundle cannot be met: jetson-arm64 is bounded at 2 nodes.
+    time.sleep(3)
+    seen = _worker_types()
+    assert seen["arm64"] == 2 and seen["x86_64"] == 1, dict(seen)
+    nodes = {n["NodeID"]: n for n in ray.nodes() if n["Alive"]}
+    arm = [n for n in nodes.values() if "arch:arm64" in n["Resources"]]
+    assert all(n["Resources"]["GPU"] == 1 for n in arm)
+    assert all(n.get("Labels", {}).get(c.ARCH_LABEL) == "arm64" for n in arm)
+
+    backlog["n"] = 0  # queue drained; cooldown 0 -> the request is withdrawn at once
+    assert scaler.step().desired == 0 and scaler.requested == []
+    _wait_for(lambda k: sum(k.values()) == 0, 120, "idle worker nodes to be terminated")
