@@ -1,0 +1,236 @@
+"""`ludus worker`, `ludus submit`, `ludus watch`, `ludus dlq list|replay`: the broker side of Ludus."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from ludus.cli.common import console, fail
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the root app."""
+    app.command("worker", help="Consume the jobs queue: run jobs, publish progress and results.")(worker)
+    app.command("submit", help="Validate a job file locally and publish it (with confirms); prints the job id.")(
+        submit)
+    app.command("watch", help="Follow a job's progress until its result; exit 1 when it failed.")(watch)
+    dlq = typer.Typer(help="The dead-letter queue: rejected jobs and their reasons.", no_args_is_help=True)
+    dlq.command("list", help="Dead letters: job id, reason, time (they stay in the queue).")(dlq_list)
+    dlq.command("replay", help="Send dead letters back to the jobs queue.")(dlq_replay)
+    app.add_typer(dlq, name="dlq")
+
+
+def worker(
+    no_ray: bool = typer.Option(False, "--no-ray", help="run trials in this process (no Ray executor)"),
+    max_jobs: int | None = typer.Option(None, "--max-jobs", min=1, help="override max_concurrent_jobs"),
+    http_port: int | None = typer.Option(None, "--http-port", help="override http_port (/healthz, /metrics)"),
+) -> None:
+    import logging
+    import signal
+
+    from ludus.config import get_settings
+    from ludus.worker.worker import Worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pika").setLevel(logging.WARNING)
+    settings = get_settings()
+    if max_jobs is not None:
+        settings = settings.model_copy(update={"max_concurrent_jobs": max_jobs})
+    factory = None
+    if no_ray:
+        from ludus.search.trial import InProcessExecutor
+
+        def factory(job):
+            return InProcessExecutor()
+
+    w = Worker(settings, executor_factory=factory,
+               http_port=settings.http_port if http_port is None else http_port)
+
+    def on_signal(signum, frame) -> None:
+        w.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    scaler = None
+    if settings.autoscale_enabled:
+        from ludus.cluster.autoscale import QueueDepthAutoscaler
+
+        scaler = QueueDepthAutoscaler(settings, w.backlog).start()
+    console.print(f"worker {w.id}: queue {w.topology.jobs_queue}, {settings.max_concurrent_jobs} slot(s), "
+                  f"http :{settings.http_port if http_port is None else http_port}")
+    try:
+        w.run()
+    finally:
+        if scaler is not None:
+            scaler.stop()
+
+
+def submit(path: Path = typer.Argument(..., help="job JSON file ('-' reads stdin)")) -> None:
+    import sys
+
+    from ludus.config import get_settings
+    from ludus.contracts.job import parse_job
+    from ludus.queue.connection import connect
+    from ludus.queue.publisher import Publisher
+    from ludus.queue.topology import Topology, declare
+
+    if str(path) == "-":
+        raw = sys.stdin.buffer.read()
+    else:
+        if not path.is_file():
+            fail(f"job file {path} does not exist")
+        raw = path.read_bytes()
+    job = parse_job(raw)  # InputError -> one red line, exit 2
+    settings = get_settings()
+    topology = Topology.from_settings(settings)
+    conn = connect(settings.amqp_url, name="ludus submit")
+    try:
+        channel = conn.channel()
+        declare(channel, topology)
+        Publisher(conn.channel()).publish(topology.jobs_exchange, topology.jobs_routing_key, job.to_json(),
+                                          message_id=str(job.job_id))
+    finally:
+        conn.close()
+    console.print(str(job.job_id), highlight=False)
+
+
+def watch(
+    job_id: str = typer.Argument(..., help="the job id (UUID)"),
+    timeout: float | None = typer.Option(None, "--timeout", help="give up after this many seconds"),
+) -> None:
+    import time
+    from uuid import UUID
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ludus import constants as c
+    from ludus.config import get_settings
+    from ludus.queue.connection import connect
+    from ludus.queue.topology import Topology, declare
+
+    try:
+        job_id = str(UUID(job_id))
+    except ValueError:
+        fail(f"job id {job_id!r} is not a UUID")
+    settings = get_settings()
+    topology = Topology.from_settings(settings)
+    conn = connect(settings.amqp_url, name=f"ludus watch {job_id}")
+    result: dict | None = None
+    try:
+        channel = conn.channel()
+        declare(channel, topology)
+        queue = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
+        for key in (c.progress_routing_key(job_id), c.result_routing_key(job_id)):
+            channel.queue_bind(queue, topology.events_exchange, routing_key=key)
+        result = _stored_result(settings, job_id)  # the job may have ended before we bound the queue
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with Progress(TextColumn("[bold]{task.fields[phase]:<12}"), BarColumn(), TextColumn("{task.description}"),
+                      TimeElapsedColumn(), console=console, transient=False) as bar:
+            task = bar.add_task("waiting for the worker", total=None, phase="queued")
+            while result is None:
+                if deadline is not None and time.monotonic() > deadline:
+                    fail(f"no result for {job_id} within {timeout:.0f}s", 1)
+                method, props, body = channel.basic_get(queue, auto_ack=True)
+                if method is None:
+                    conn.process_data_events(time_limit=0.2)
+                    continue
+                data = json.loads(body)
+                if method.routing_key.endswith(".result"):
+                    result = data
+                    break
+                total, step = data.get("total"), data.get("step")
+                desc = data.get("message") or ""
+                if data.get("best_value") is not None:
+                    desc += f" (best {data['best_value']:.4g})"
+                bar.update(task, phase=data.get("phase", ""), description=desc, total=total or None,
+                           completed=step or 0)
+    finally:
+        conn.close()
+    _print_result(result)
+    if result.get("status") != "succeeded":
+        raise SystemExit(1)
+
+
+def _stored_result(settings, job_id: str) -> dict | None:
+    """The finished job's stored result when the database is reachable from here, else None."""
+    try:
+        from ludus.db.engine import make_engine
+        from ludus.stores import jobs
+        from ludus.stores.unit import transaction
+
+        with transaction(make_engine(settings.database_url)) as conn:
+            record = jobs.get(conn, job_id)
+        if record is not None and record.status in ("succeeded", "failed", "rejected") and record.result:
+            return dict(record.result)
+    except Exception:  # noqa: BLE001 - the database is optional for watching
+        return None
+    return None
+
+
+def _print_result(result: dict) -> None:
+    from rich.table import Table
+
+    status = result.get("status")
+    colour = "green" if status == "succeeded" else "red"
+    console.print(f"[bold {colour}]{status}[/] job {result.get('job_id')}")
+    error = result.get("error")
+    if error:
+        console.print(f"  {error.get('field') or '$'}={error.get('value')!s}: {error.get('reason')}",
+                      highlight=False)
+    symbols = result.get("symbols") or []
+    if symbols:
+        table = Table("symbol", "published", "parameters", "expected return", "reason")
+        for s in symbols:
+            table.add_row(str(s.get("symbol")), "yes" if s.get("published") else "no",
+                          json.dumps(s.get("parameters")), str(s.get("expected_return")), str(s.get("reason") or ""))
+        console.print(table)
+
+
+def dlq_list(limit: int = typer.Option(100, "--limit", min=1, help="show at most this many")) -> None:
+    from rich.table import Table
+
+    from ludus.config import get_settings
+    from ludus.queue.connection import connect
+    from ludus.queue.deadletter import browse
+    from ludus.queue.topology import Topology, declare
+
+    settings = get_settings()
+    topology = Topology.from_settings(settings)
+    conn = connect(settings.amqp_url, name="ludus dlq list")
+    try:
+        declare(conn.channel(), topology)
+        letters = browse(conn, topology, limit=limit)
+    finally:
+        conn.close()
+    table = Table("job id", "reason", "time", title=f"dead letters in {topology.dead_letter_queue}")
+    for letter in letters:
+        field = f"{letter.field}={letter.value}: " if letter.field else ""
+        table.add_row(letter.job_id or "-", field + letter.reason, letter.at)
+    console.print(table)
+    console.print(f"{len(letters)} dead letter(s)")
+
+
+def dlq_replay(
+    job_id: str | None = typer.Option(None, "--job-id", help="replay the dead letters of this job"),
+    all_: bool = typer.Option(False, "--all", help="replay every dead letter"),
+) -> None:
+    from ludus.config import get_settings
+    from ludus.queue.connection import connect
+    from ludus.queue.deadletter import replay
+    from ludus.queue.topology import Topology, declare
+
+    if (job_id is None) == (not all_):
+        fail("give exactly one of --job-id ID or --all")
+    settings = get_settings()
+    topology = Topology.from_settings(settings)
+    conn = connect(settings.amqp_url, name="ludus dlq replay")
+    try:
+        declare(conn.channel(), topology)
+        moved = replay(conn, topology, job_id=job_id)
+    finally:
+        conn.close()
+    for letter in moved:
+        console.print(f"replayed {letter.job_id or '-'} ({letter.reason})", highlight=False)
+    console.print(f"{len(moved)} message(s) sent back to {topology.jobs_queue}")

@@ -1,0 +1,1 @@
+"""AMQP (RabbitMQ) topology, publishing with confirms, consuming with flow control."""

@@ -1,0 +1,60 @@
+"""Publishing with publisher confirms: a message counts as sent only once the broker confirmed it."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pika
+import pika.exceptions
+
+from ludus.errors import LudusError, TransientError
+
+JSON = "application/json"
+
+
+class UnroutableError(LudusError):
+    """A mandatory message matched no queue (the topology is missing or a binding is wrong)."""
+
+
+def encode(payload: Any) -> bytes:
+    """JSON bytes of a dict, a pydantic model or raw bytes/str."""
+    if isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, str):
+        return payload.encode()
+    if hasattr(payload, "model_dump_json"):
+        return payload.model_dump_json(by_alias=False).encode()
+    return json.dumps(payload, default=str).encode()
+
+
+class Publisher:
+    """Wraps one channel in confirm mode. Not thread-safe: call it from the connection's thread."""
+
+    def __init__(self, channel) -> None:
+        self.channel = channel
+        channel.confirm_delivery()
+
+    def publish(self, exchange: str, routing_key: str, body: Any, *, mandatory: bool = True,
+                headers: dict | None = None, message_id: str | None = None,
+                content_type: str = JSON) -> None:
+        """Publish a persistent message and wait for the broker's confirm.
+
+        Raises UnroutableError when a mandatory message was returned and TransientError when the broker
+        nacked it (e.g. the queue refuses: reject-publish overflow) or the connection broke.
+        """
+        props = pika.BasicProperties(
+            delivery_mode=pika.DeliveryMode.Persistent,
+            content_type=content_type,
+            message_id=message_id or str(uuid.uuid4()),
+            headers=headers or None,
+        )
+        try:
+            self.channel.basic_publish(exchange, routing_key, encode(body), props, mandatory=mandatory)
+        except pika.exceptions.UnroutableError as exc:
+            raise UnroutableError(f"message to exchange {exchange!r} with key {routing_key!r} reached no queue") from exc
+        except pika.exceptions.NackError as exc:
+            raise TransientError(f"broker refused the message to {exchange!r} (nack)") from exc
+        except (pika.exceptions.AMQPError, OSError) as exc:
+            raise TransientError(f"publishing to {exchange!r} failed: {type(exc).__name__}: {exc}") from exc

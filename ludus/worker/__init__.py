@@ -1,0 +1,1 @@
+"""The long-running queue consumer: lifecycle, health and metrics."""
