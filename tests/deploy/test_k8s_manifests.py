@@ -1,0 +1,370 @@
+"""Rendered kustomize overlays: schema-valid, and the invariants Ludus relies on at run time."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import ray
+
+from ludus import constants as c
+from ludus.config import Settings
+
+SCHEMAS = Path(__file__).parent / "schemas"
+K8S_VERSION = "1.33.0"
+CRD_SCHEMAS = {
+    ("ray.io/v1", "RayCluster"): "raycluster-ray.io-v1.json",
+    ("keda.sh/v1alpha1", "ScaledObject"): "scaledobject-keda.sh-v1alpha1.json",
+    ("keda.sh/v1alpha1", "TriggerAuthentication"): "triggerauthentication-keda.sh-v1alpha1.json",
+}
+SECRET_NAME = "ludus-secrets"
+
+
+# --- helpers -----------------------------------------------------------------------------------------
+
+
+def of_kind(docs: list[dict], kind: str) -> list[dict]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def pod_templates(docs: list[dict]) -> list[tuple[str, dict]]:
+    """(name, pod template) of every workload: Deployments and RayCluster head/worker groups."""
+    out = []
+    for d in docs:
+        if d["kind"] == "Deployment":
+            out.append((d["metadata"]["name"], d["spec"]["template"]))
+        elif d["kind"] == "RayCluster":
+            out.append(("head", d["spec"]["headGroupSpec"]["template"]))
+            out += [(g["groupName"], g["template"]) for g in d["spec"]["workerGroupSpecs"]]
+    return out
+
+
+def runs_consumer(container: dict) -> bool:
+    """The container that runs `ludus worker` (the image's ludus-ray-head starts it next to Ray)."""
+    return "ludus-ray-head" in container.get("command", []) or "ludus" in container.get("command", [])[:1]
+
+
+def strict(schema: dict) -> dict:
+    """CRD schemas leave unknown fields to the API server's pruning; reject them here to catch typos."""
+    schema = copy.deepcopy(schema)
+
+    def walk(node):
+        if isinstance(node, dict):
+            if ("properties" in node and "additionalProperties" not in node
+                    and not node.get("x-kubernetes-preserve-unknown-fields")):
+                node["additionalProperties"] = False
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(schema)
+    return schema
+
+
+def crd_validator(api_version: str, kind: str) -> jsonschema.Validator:
+    schema = json.loads((SCHEMAS / CRD_SCHEMAS[(api_version, kind)]).read_text())
+    # apiVersion/kind/metadata are the API server's; the CRD schema lists them loosely.
+    return jsonschema.Draft7Validator(strict(schema))
+
+
+def strings(node, path=""):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from strings(v, f"{path}.{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from strings(v, f"{path}[{i}]")
+    elif isinstance(node, str):
+        yield path, node
+
+
+# --- schemas -----------------------------------------------------------------------------------------
+
+
+def test_core_kinds_are_valid_kubernetes(overlay_docs):
+    _, docs = overlay_docs
+    checked = 0
+    for d in docs:
+        if (d["apiVersion"], d["kind"]) in CRD_SCHEMAS:
+            continue
+        kubernetes_validate.validate(d, K8S_VERSION, strict=True)
+        checked += 1
+    # RayCluster groups carry ordinary pod templates: validate them as core PodTemplates too.
+    for name, tpl in pod_templates([d for d in docs if d["kind"] == "RayCluster"]):
+        kubernetes_validate.validate({"apiVersion": "v1", "kind": "PodTemplate",
+                                      "metadata": {"name": name}, "template": tpl}, K8S_VERSION, strict=True)
+        checked += 1
+    assert checked >= 8
+
+
+def test_custom_resources_match_vendored_crd_schemas(overlay_docs):
+    overlay, docs = overlay_docs
+    kinds = {(d["apiVersion"], d["kind"]) for d in docs} & set(CRD_SCHEMAS)
+    expected = {"kuberay": {("ray.io/v1", "RayCluster")},
+                "keda": {("keda.sh/v1alpha1", "ScaledObject"), ("keda.sh/v1alpha1", "TriggerAuthentication")}}
+    assert kinds == expected[overlay]
+    for d in docs:
+        if (d["apiVersion"], d["kind"]) in CRD_SCHEMAS:
+            errors = list(crd_validator(d["apiVersion"], d["kind"]).iter_errors(d))
+            assert not errors, [f"{list(e.absolute_path)}: {e.message}" for e in errors[:5]]
+
+
+def test_strict_crd_check_catches_a_misspelt_field(rendered):
+    rc = copy.deepcopy(of_kind(rendered["kuberay"], "RayCluster")[0])
+    rc["spec"]["enableInTreeAutoscalng"] = True
+    assert list(crd_validator("ray.io/v1", "RayCluster").iter_errors(rc))
+    so = copy.deepcopy(of_kind(rendered["keda"], "ScaledObject")[0])
+    so["spec"]["minReplicaCount"] = "zero"
+    assert list(crd_validator("keda.sh/v1alpha1", "ScaledObject").iter_errors(so))
+
+
+# --- KubeRay -----------------------------------------------------------------------------------------
+
+
+def test_raycluster_head_runs_the_consumer_and_exposes_dashboard_and_metrics(rendered):
+    (rc,) = of_kind(rendered["kuberay"], "RayCluster")
+    assert rc["metadata"]["annotations"]["ray.io/overwrite-container-cmd"] == "true"
+    assert rc["spec"]["rayVersion"] == ray.__version__
+    assert rc["spec"]["enableInTreeAutoscaling"] is True
+    assert rc["spec"]["autoscalerOptions"]["idleTimeoutSeconds"] > 0
+    head = rc["spec"]["headGroupSpec"]
+    (container,) = head["template"]["spec"]["containers"]
+    assert runs_consumer(container)
+    ports = {p["containerPort"] for p in container["ports"]}
+    assert {6379, 8265, c.DEFAULT_HTTP_PORT} <= ports
+    # KubeRay's default Ray metrics port (8080) would collide with Ludus' own HTTP port.
+    assert int(head["rayStartParams"]["metrics-export-port"]) != c.DEFAULT_HTTP_PORT
+    assert head["rayStartParams"]["num-gpus"] == "0"
+
+
+def test_raycluster_worker_groups_match_ludus_placement(rendered):
+    (rc,) = of_kind(rendered["kuberay"], "RayCluster")
+    groups = {g["groupName"]: g for g in rc["spec"]["workerGroupSpecs"]}
+    assert set(groups) == {"gpu-amd64", "jetson-arm64"}
+    for name, arch, k8s_arch in (("gpu-amd64", "x86_64", "amd64"), ("jetson-arm64", "arm64", "arm64")):
+        g = groups[name]
+        spec = g["template"]["spec"]
+        assert spec["nodeSelector"]["kubernetes.io/arch"] == k8s_arch
+        assert 0 <= g["minReplicas"] <= g["maxReplicas"] and g["maxReplicas"] >= 1
+        params = g["rayStartParams"]
+        # KubeRay passes the value verbatim: --resources="{\"arch:arm64\": 1000}"
+        resources = json.loads(json.loads(params["resources"]))
+        assert resources == {f"{c.ARCH_RESOURCE_PREFIX}{arch}": 1000}
+        assert params["labels"] == f"{c.ARCH_LABEL}={arch}"
+        (container,) = spec["containers"]
+        assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+        assert "ludus-ray-worker" in container["command"]
+        assert container["lifecycle"]["preStop"]["exec"]["command"] == ["ludus-ray-worker", "drain"]
+    jetson = groups["jetson-arm64"]
+    assert jetson["template"]["spec"]["runtimeClassName"] == "nvidia"
+    assert jetson["rayStartParams"]["num-gpus"] == "1"  # Ray may not detect the Orin's GPU
+
+
+def test_kuberay_overlay_turns_ray_autoscaling_on(rendered):
+    (cm,) = of_kind(rendered["kuberay"], "ConfigMap")
+    assert cm["data"]["LUDUS_AUTOSCALE_ENABLED"] == "true"
+    (cm,) = of_kind(rendered["keda"], "ConfigMap")
+    assert cm["data"]["LUDUS_AUTOSCALE_ENABLED"] == "false"  # KEDA scales there; no Ray autoscaler
+
+
+# --- KEDA --------------------------------------------------------------------------------------------
+
+
+def test_keda_scales_each_worker_deployment_on_the_jobs_queue(rendered):
+    docs = rendered["keda"]
+    deployments = {d["metadata"]["name"]: d for d in of_kind(docs, "Deployment")}
+    auths = {d["metadata"]["name"]: d for d in of_kind(docs, "TriggerAuthentication")}
+    scaled = of_kind(docs, "ScaledObject")
+    workers = {n for n in deployments if n.startswith("ludus-worker-")}
+    assert workers == {"ludus-worker-gpu-amd64", "ludus-worker-jetson-arm64"}
+    assert {s["spec"]["scaleTargetRef"]["name"] for s in scaled} == workers
+    for s in scaled:
+        spec = s["spec"]
+        assert spec["minReplicaCount"] == 0 and spec["maxReplicaCount"] >= 1
+        assert spec["cooldownPeriod"] > 0
+        (trigger,) = spec["triggers"]
+        assert trigger["type"] == "rabbitmq"
+        meta = trigger["metadata"]
+        assert meta["queueName"] == c.JOBS_QUEUE
+        assert meta["mode"] == "QueueLength" and float(meta["value"]) > 0
+        # http (management API) counts unacknowledged messages: a running job keeps its workers.
+        assert meta["protocol"] == "http"
+        assert "host" not in meta  # the URL carries credentials: it comes from the Secret
+        auth = auths[trigger["authenticationRef"]["name"]]
+        (ref,) = auth["spec"]["secretTargetRef"]
+        assert ref["parameter"] == "host" and ref["name"] == SECRET_NAME
+
+
+def test_keda_workers_join_the_head_and_drain_on_scale_down(rendered):
+    docs = rendered["keda"]
+    services = {d["metadata"]["name"]: d for d in of_kind(docs, "Service")}
+    for d in of_kind(docs, "Deployment"):
+        name = d["metadata"]["name"]
+        spec = d["spec"]["template"]["spec"]
+        (container,) = spec["containers"]
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        if name == "ludus-head":
+            assert d["spec"]["replicas"] == 1 and d["spec"]["strategy"]["type"] == "Recreate"
+            assert runs_consumer(container)
+            continue
+        arch = env["LUDUS_NODE_ARCH"]
+        assert arch in c.ARCHITECTURES
+        assert spec["nodeSelector"]["kubernetes.io/arch"] == {"x86_64": "amd64", "arm64": "arm64"}[arch]
+        assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+        assert int(env["LUDUS_NUM_GPUS"]) >= 1
+        host, port = env["RAY_HEAD_ADDRESS"].split(":")
+        assert host in services and int(port) in {p["port"] for p in services[host]["spec"]["ports"]}
+        assert container["lifecycle"]["preStop"]["exec"]["command"] == ["ludus-ray-worker", "drain"]
+        assert spec["terminationGracePeriodSeconds"] >= 60
+        if arch == "arm64":
+            assert spec["runtimeClassName"] == "nvidia"
+    svc = services["ludus-head"]
+    head_labels = next(d for d in of_kind(docs, "Deployment") if d["metadata"]["name"] == "ludus-head")[
+        "spec"]["template"]["metadata"]["labels"]
+    assert svc["spec"]["selector"].items() <= head_labels.items()
+    assert {8265, c.DEFAULT_HTTP_PORT, 6379} <= {p["port"] for p in svc["spec"]["ports"]}
+
+
+# --- both overlays -----------------------------------------------------------------------------------
+
+
+def test_no_secret_values_anywhere(overlay_docs):
+    _, docs = overlay_docs
+    assert not of_kind(docs, "Secret"), "Secrets are created out of band, never rendered"
+    creds_in_url = re.compile(r"://[^/\s:@]+:[^@\s/]+@")
+    for d in docs:
+        for path, value in strings(d):
+            assert not creds_in_url.search(value), f"credentials in {d['kind']}/{d['metadata']['name']}{path}"
+            if re.search(r"(password|token|secret)$", path.rsplit(".", 1)[-1], re.IGNORECASE):
+                pytest.fail(f"literal secret-looking field {path} in {d['metadata']['name']}")
+    for name, tpl in pod_templates(docs):
+        for container in tpl["spec"]["containers"]:
+            for e in container.get("env", []):
+                if e["name"] in ("LUDUS_DATABASE_URL", "LUDUS_AMQP_URL"):
+                    assert "value" not in e, f"{name}: {e['name']} must come from a Secret"
+                    assert e["valueFrom"]["secretKeyRef"]["name"] == SECRET_NAME
+
+
+def test_everything_runs_non_root_with_limits(overlay_docs):
+    _, docs = overlay_docs
+    templates = pod_templates(docs)
+    assert len(templates) == 3
+    for name, tpl in templates:
+        spec = tpl["spec"]
+        psc = spec["securityContext"]
+        assert psc["runAsNonRoot"] is True and psc["runAsUser"] > 0, name
+        assert psc["seccompProfile"]["type"] == "RuntimeDefault", name
+        for container in spec["containers"] + spec.get("initContainers", []):
+            sc = container["securityContext"]
+            assert sc.get("runAsNonRoot", True) is True, name
+            assert sc["allowPrivilegeEscalation"] is False, name
+            assert sc["readOnlyRootFilesystem"] is True, name
+            assert sc["capabilities"]["drop"] == ["ALL"] and not sc["capabilities"].get("add"), name
+            res = container["resources"]
+            assert {"cpu", "memory"} <= set(res["requests"]) and {"cpu", "memory"} <= set(res["limits"]), name
+            assert container["readinessProbe"] and container["livenessProbe"], name
+            mounts = {m["mountPath"] for m in container["volumeMounts"]}
+            assert {"/tmp", "/dev/shm"} <= mounts, name  # Ray's writable paths under a read-only root
+    for (_, kind) in [("ray.io/v1", "RayCluster")]:
+        for rc in of_kind(docs, kind):
+            sc = rc["spec"]["autoscalerOptions"]["securityContext"]
+            assert sc["runAsNonRoot"] is True and sc["allowPrivilegeEscalation"] is False
+            assert sc["capabilities"]["drop"] == ["ALL"]
+    (ns,) = of_kind(docs, "Namespace")
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_consumer_probes_hit_healthz_on_the_worker_port(overlay_docs):
+    _, docs = overlay_docs
+    consumers = [(n, ct) for n, tpl in pod_templates(docs) for ct in tpl["spec"]["containers"] if runs_consumer(ct)]
+    assert len(consumers) == 1
+    _, container = consumers[0]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": c.DEFAULT_HTTP_PORT}
+    assert container["envFrom"] == [{"configMapRef": {"name": "ludus-config"}}]
+
+
+def test_configmap_holds_only_real_settings(overlay_docs):
+    _, docs = overlay_docs
+    (cm,) = of_kind(docs, "ConfigMap")
+    data = cm["data"]
+    for key in data:
+        assert key.startswith("LUDUS_") and key[6:].lower() in Settings.model_fields, key
+    assert int(data["LUDUS_HTTP_PORT"]) == c.DEFAULT_HTTP_PORT
+    assert data["LUDUS_JOBS_QUEUE"] == c.JOBS_QUEUE
+    settings = Settings(**{k[6:].lower(): v for k, v in data.items()})  # values parse as Settings
+    assert settings.http_port == c.DEFAULT_HTTP_PORT
+    assert not re.search(r"password|secret|token|_url$", " ".join(data).lower())
+
+
+def test_one_image_per_cluster_and_namespaced(overlay_docs):
+    _, docs = overlay_docs
+    images = {ct["image"] for _, tpl in pod_templates(docs) for ct in tpl["spec"]["containers"]}
+    assert len(images) == 1 and ":" in images.pop()
+    for d in docs:
+        if d["kind"] in ("Namespace", "RuntimeClass"):
+            continue
+        assert d["metadata"]["namespace"] == "ludus", d["metadata"]["name"]
+    (rtc,) = of_kind(docs, "RuntimeClass")
+    assert rtc["metadata"]["name"] == rtc["handler"] == "nvidia"
+    assert {sa["metadata"]["name"] for sa in of_kind(docs, "ServiceAccount")} == {"ludus"}
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    return selector.get("matchLabels", {}).items() <= labels.items()
+
+
+def test_network_policy_and_head_disruption_budget(overlay_docs):
+    _, docs = overlay_docs
+    policies = of_kind(docs, "NetworkPolicy")
+    deny = [p for p in policies if p["spec"]["podSelector"] == {} and not p["spec"].get("ingress")
+            and not p["spec"].get("egress")]
+    assert deny and set(deny[0]["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+    templates = dict(pod_templates(docs))
+    for name, tpl in templates.items():
+        labels = tpl["metadata"]["labels"]
+        allowed_in = [p for p in policies if p not in deny and _selects(p["spec"]["podSelector"], labels)
+                      and p["spec"].get("ingress")]
+        assert allowed_in, f"{name} would be unreachable (Ray needs head<->worker traffic)"
+    # the dashboard and the metrics are reachable on the head only
+    head_labels = templates.get("head", templates.get("ludus-head"))["metadata"]["labels"]
+    head_ports = {port["port"] for p in policies if _selects(p["spec"]["podSelector"], head_labels)
+                  for rule in p["spec"].get("ingress", []) for port in rule.get("ports", [])}
+    assert {8265, c.DEFAULT_HTTP_PORT} <= head_ports
+    egress_ports = {port["port"] for p in policies for rule in p["spec"].get("egress", [])
+                    for port in rule.get("ports", [])}
+    assert 5672 in egress_ports  # the broker
+    (pdb,) = of_kind(docs, "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1 and _selects(pdb["spec"]["selector"], head_labels)
+    workers = [t for n, t in templates.items() if t is not templates.get("head", templates.get("ludus-head"))]
+    assert not any(_selects(pdb["spec"]["selector"], w["metadata"]["labels"]) for w in workers)
+
+
+def _group_resources(group: dict) -> dict[str, float]:
+    """What Ray's autoscaler believes one node of a KubeRay worker group offers."""
+    params = group["rayStartParams"]
+    (container,) = group["template"]["spec"]["containers"]
+    gpus = params.get("num-gpus", container["resources"]["limits"].get("nvidia.com/gpu", "0"))
+    return {"GPU": float(gpus), **json.loads(json.loads(params["resources"]))}
+
+
+def test_autoscaler_bundles_fit_exactly_the_worker_group_of_their_architecture(rendered):
+    from ludus.cluster.autoscale import bundles_for
+
+    (rc,) = of_kind(rendered["kuberay"], "RayCluster")
+    groups = {g["groupName"]: _group_resources(g) for g in rc["spec"]["workerGroupSpecs"]}
+    for arch in c.ARCHITECTURES:
+        (bundle,) = bundles_for(1, {arch: 1})
+        fits = [name for name, res in groups.items()
+                if all(res.get(k, 0) >= v for k, v in bundle.items())]
+        assert fits == [{"x86_64": "gpu-amd64", "arm64": "jetson-arm64"}[arch]], (arch, groups)
+    # an unpinned GPU bundle fits either group
+    (bundle,) = bundles_for(1, None)
+    assert all(res["GPU"] >= bundle["GPU"] for res in groups.values())
