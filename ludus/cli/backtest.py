@@ -1,9 +1,230 @@
-"""Commands of this group are registered by register(app)."""
+"""`ludus backtest`, `ludus sweep` and `ludus strategies`: the batched engine from the command line."""
 
 from __future__ import annotations
 
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
+from rich.table import Table
+
+from ludus.cli.common import console
+from ludus.errors import InputError
+
+if TYPE_CHECKING:  # torch and the engine are imported inside the commands (fast `ludus --help`)
+    from ludus.strategies.base import Strategy
+
+SHOWN_METRICS = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "calmar", "trades", "turnover",
+                 "exposure")
+SWEEP_METRICS = ("total_return", "sharpe", "sortino", "max_drawdown", "trades", "exposure")
+LOWER_IS_BETTER = {"max_drawdown", "turnover", "trades"}
+
+StrategyOpt = Annotated[str, typer.Option("--strategy", "-s", help="strategy name (see `ludus strategies`)")]
+SymbolOpt = Annotated[str, typer.Option("--symbol", help="symbol with a price table, e.g. SPX")]
+IntervalOpt = Annotated[str, typer.Option("--interval", "-i", help="bar interval, e.g. 1d, 1h, 5m")]
+StartOpt = Annotated[str | None, typer.Option("--start", help="first bar, ISO date (YYYY-MM-DD), inclusive")]
+EndOpt = Annotated[str | None, typer.Option("--end", help="last bar, ISO date (YYYY-MM-DD), inclusive")]
+CostOpt = Annotated[float, typer.Option("--cost-bps", help="cost per unit of position change, basis points")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu or cuda")]
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
+    app.command("backtest", help="Backtest one parameter set of a strategy on one symbol; prints its metrics.")(
+        backtest_command)
+    app.command("sweep", help="Backtest N sampled parameter sets at once (batched) and print the top K.")(
+        sweep_command)
+    app.command("strategies", help="List the strategies declared in trials/strategies/*.yaml.")(
+        strategies_command)
+
+
+# --- ludus backtest ---------------------------------------------------------------------------------------
+
+
+def backtest_command(
+    strategy: StrategyOpt,
+    symbol: SymbolOpt,
+    interval: IntervalOpt = "1d",
+    start: StartOpt = None,
+    end: EndOpt = None,
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", "-p", help="name=value (repeatable); parameters not named take their defaults")] = None,
+    cost_bps: CostOpt = 1.0,
+    device: DeviceOpt = "auto",
+) -> None:
+    from ludus.strategies.engine import run_backtest
+
+    strat = _strategy(strategy)
+    values = strat.space.validate(parse_params(param or []))
+    market, bars, bpy = _market(symbol, interval, start, end, device)
+    result = run_backtest(strat, market, [values], cost_bps=cost_bps, bars_per_year=bpy)
+    row = result.rows()[0]
+    console.print(f"{strat.name} on {bars.symbol} {bars.interval}: {_span(bars)}", highlight=False, soft_wrap=True)
+    console.print(f"parameters: {_fmt_params(values)}   cost: {cost_bps:g} bps   device: {market.device.type}",
+                  highlight=False, soft_wrap=True)
+    table = Table("metric", "value")
+    for key in SHOWN_METRICS:
+        table.add_row(key, fmt_metric(key, row[key]))
+    _show(table)
+
+
+# --- ludus sweep ------------------------------------------------------------------------------------------
+
+
+def sweep_command(
+    strategy: StrategyOpt,
+    symbol: SymbolOpt,
+    interval: IntervalOpt = "1d",
+    start: StartOpt = None,
+    end: EndOpt = None,
+    samples: Annotated[int, typer.Option("--samples", "-n", help="parameter sets to sample (defaults included)")]
+    = 1000,
+    top: Annotated[int, typer.Option("--top", "-k", help="how many of the best sets to print")] = 10,
+    seed: Annotated[int, typer.Option("--seed", help="seed of the Sobol sample")] = 0,
+    sort_by: Annotated[str, typer.Option(
+        "--sort-by", help="metric to rank by (max_drawdown, turnover, trades: lowest first)")] = "sharpe",
+    cost_bps: CostOpt = 1.0,
+    device: DeviceOpt = "auto",
+) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ludus.strategies.engine import METRICS, run_backtest
+
+    if sort_by not in METRICS:
+        raise InputError("sort_by", sort_by, f"unknown metric; known: {', '.join(METRICS)}")
+    if top < 1:
+        raise InputError("top", top, "must be >= 1")
+    if samples < 1:
+        raise InputError("samples", samples, "must be >= 1")
+    strat = _strategy(strategy)
+    sets = strat.space.sample(samples, seed=seed, include_defaults=True)
+    market, bars, bpy = _market(symbol, interval, start, end, device)
+
+    progress = Progress(TextColumn("backtesting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=console)
+    with progress:
+        task = progress.add_task("sets", total=len(sets))
+        began = time.perf_counter()
+        result = run_backtest(strat, market, sets, cost_bps=cost_bps, bars_per_year=bpy,
+                              on_chunk=lambda done, total: progress.update(task, completed=done))
+        elapsed = time.perf_counter() - began
+
+    rows = result.rows()
+    order = sorted(range(len(rows)), key=lambda i: rows[i][sort_by], reverse=sort_by not in LOWER_IS_BETTER)
+    console.print(f"top {min(top, len(rows))} of {len(rows)} {strat.name} sets on {bars.symbol} {bars.interval} "
+                  f"({_span(bars)}) by {sort_by}", highlight=False, soft_wrap=True)
+    table = Table("#", "parameters")
+    for m in SWEEP_METRICS:
+        table.add_column(m, justify="right", no_wrap=True)
+    for rank, i in enumerate(order[:top], start=1):
+        table.add_row(str(rank), _fmt_params(sets[i]), *(fmt_metric(m, rows[i][m]) for m in SWEEP_METRICS))
+    _show(table)
+    rate = len(rows) * len(bars) / max(elapsed, 1e-9)
+    console.print(f"{len(rows)} sets x {len(bars)} bars in {elapsed:.2f} s: {rate:,.0f} bar-evals/s "
+                  f"on {market.device.type}, cost {cost_bps:g} bps", highlight=False, soft_wrap=True)
+
+
+# --- ludus strategies -------------------------------------------------------------------------------------
+
+
+def strategies_command() -> None:
+    from ludus.strategies.registry import get_strategy, list_strategies
+    from ludus.strategies.space import CategoricalParam, FloatParam
+
+    table = Table("name", "rule", "parameters (default)", "constraints", "description", show_lines=True)
+    for name in list_strategies():
+        strat = get_strategy(name)
+        lines = []
+        for p in strat.space.params:
+            default = _fmt_value(strat.space.defaults[p.name])
+            if isinstance(p, CategoricalParam):
+                lines.append(f"{p.name}: {' | '.join(map(str, p.choices))} ({default})")
+            else:
+                kind = "float" if isinstance(p, FloatParam) else "int"
+                step = f" step {_fmt_value(p.step)}" if p.step is not None else ""
+                lines.append(f"{p.name}: {kind} {_fmt_value(p.low)}..{_fmt_value(p.high)}{step} ({default})")
+        table.add_row(name, strat.rule, "\n".join(lines), "\n".join(map(str, strat.space.constraints)) or "-",
+                      strat.description)
+    _show(table)
+
+
+# --- helpers ----------------------------------------------------------------------------------------------
+
+
+def parse_params(items: list[str]) -> dict[str, str]:
+    """``["fast=5", "mode=long_short"]`` -> ``{"fast": "5", ...}``; the space validates the values."""
+    out: dict[str, str] = {}
+    for raw in items:
+        name, sep, value = raw.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name or not value:
+            raise InputError("param", raw, "must look like name=value, e.g. --param fast=10")
+        if name in out:
+            raise InputError(f"param.{name}", raw, "given more than once")
+        out[name] = value
+    return out
+
+
+def parse_date(value: str | None, field: str) -> datetime | None:
+    """An ISO date or date-time, or InputError naming the option."""
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InputError(field, value, "must be an ISO date, e.g. 2015-01-31") from None
+
+
+def fmt_metric(key: str, value: float) -> str:
+    """How a metric is printed: counts as integers, the rest with 4 decimals (tests parse these)."""
+    value = value + 0.0  # no "-0.0000" for a zero drawdown
+    return f"{value:.0f}" if key == "trades" else f"{value:.4f}"
+
+
+def _strategy(name: str) -> Strategy:
+    from ludus.strategies.registry import get_strategy
+
+    return get_strategy(name)
+
+
+def _market(symbol: str, interval: str, start: str | None, end: str | None, device: str):
+    """(MarketTensors on the device, Bars, bars per year) for the window; InputError on anything bad."""
+    from ludus.config import get_settings
+    from ludus.data.prices import PriceStore
+    from ludus.data.symbols import bars_per_year
+    from ludus.db.engine import make_engine
+    from ludus.strategies.engine import resolve_device
+    from ludus.strategies.market import MarketTensors
+
+    first, last = parse_date(start, "start"), parse_date(end, "end")
+    if first and last and first > last:
+        raise InputError("end", end, f"must not be before --start {start}")
+    dev = resolve_device(device)  # before the database: a bad --device fails fast
+    bars = PriceStore(make_engine(get_settings().database_url)).read(symbol, interval, start=first, end=last)
+    if len(bars) < 2:
+        raise InputError("start", start, f"the window has {len(bars)} bar(s) of {bars.symbol}_{bars.interval}; "
+                                         "need at least 2")
+    return MarketTensors.from_bars(bars, device=dev), bars, bars_per_year(bars.interval)
+
+
+def _show(table: Table) -> None:
+    if console.is_terminal:
+        console.print(table)
+        return
+    # Piped or captured output has no terminal width (rich assumes 80): never truncate values there.
+    from rich.console import Console
+
+    Console(file=console.file, width=max(console.width, 200), color_system=None).print(table)
+
+
+def _span(bars: Any) -> str:
+    return f"{str(bars.timestamps[0])[:10]} .. {str(bars.timestamps[-1])[:10]}, {len(bars)} bars"
+
+
+def _fmt_value(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _fmt_params(values: dict[str, Any]) -> str:
+    return " ".join(f"{k}={_fmt_value(v)}" for k, v in values.items())

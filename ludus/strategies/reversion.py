@@ -19,9 +19,9 @@ class RsiReversion(Strategy):
     rule = "rsi_reversion"
 
     def positions(self, market: MarketTensors, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        value = market.gather("rsi", params["period"],
-                              lambda missing: ind.rsi(market.close64, missing).to(market.dtype))
-        lower, exit_, upper = (params[k].to(market.dtype)[:, None] for k in ("lower", "exit", "upper"))
+        # Compared in float64, like every rule's decisions (see trend._table).
+        value = market.gather("rsi64", params["period"], lambda missing: ind.rsi(market.close64, missing))
+        lower, exit_, upper = (params[k].to(torch.float64)[:, None] for k in ("lower", "exit", "upper"))
         short_ok = self.short_ok(params)[:, None]
         return hold(value < lower, (value > upper) & short_ok, value >= exit_, value <= exit_)
 
@@ -36,11 +36,12 @@ class BollingerReversion(Strategy):
     rule = "bollinger_reversion"
 
     def positions(self, market: MarketTensors, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        mid = market.gather("sma", params["window"], lambda m: ind.sma(market.close64, m).to(market.dtype))
-        sd = market.gather("std", params["window"], lambda m: ind.rolling_std(market.close64, m).to(market.dtype))
-        k = params["k"].to(market.dtype)[:, None]
-        z = params["exit_z"].to(market.dtype)[:, None]
-        close = market.close[None, :]
+        # float64 bands: in float32 a close within one ulp (~2e-4) of a band flips the decision.
+        mid = market.gather("sma64", params["window"], lambda m: ind.sma(market.close64, m))
+        sd = market.gather("std64", params["window"], lambda m: ind.rolling_std(market.close64, m))
+        k = params["k"].to(torch.float64)[:, None]
+        z = params["exit_z"].to(torch.float64)[:, None]
+        close = market.close64[None, :]
         short_ok = self.short_ok(params)[:, None]
         return hold(close < mid - k * sd, (close > mid + k * sd) & short_ok, close >= mid + z * sd,
                     close <= mid - z * sd)

@@ -12,9 +12,14 @@ from ludus.strategies.market import MarketTensors
 from ludus.strategies.signals import bar_index, crossover, hold
 
 
-def _table(market: MarketTensors, kind: str, fn, series: torch.Tensor):
-    """A cached per-window indicator of ``series``, cast to the backtest dtype."""
-    return lambda missing: fn(series, missing).to(market.dtype)
+def _table(fn, series: torch.Tensor):
+    """A per-window float64 indicator of ``series`` for ``market.gather``.
+
+    Decisions compare float64 values: float32 rounding (ulp ~2e-4 at 2000) would flip near-ties and make
+    positions differ from the rule's definition and between dtypes; only returns and metrics use the
+    backtest dtype.
+    """
+    return lambda missing: fn(series, missing)
 
 
 class SmaCross(Strategy):
@@ -23,9 +28,9 @@ class SmaCross(Strategy):
     rule = "sma_cross"
 
     def positions(self, market: MarketTensors, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        compute = _table(market, "sma", ind.sma, market.close64)
-        fast = market.gather("sma", params["fast"], compute)
-        slow = market.gather("sma", params["slow"], compute)
+        compute = _table(ind.sma, market.close64)
+        fast = market.gather("sma64", params["fast"], compute)
+        slow = market.gather("sma64", params["slow"], compute)
         valid = bar_index(len(market), market.device) >= (params["slow"][:, None] - 1)
         return crossover(fast > slow, valid, self.short_ok(params))
 
@@ -40,9 +45,9 @@ class EmaCross(Strategy):
     rule = "ema_cross"
 
     def positions(self, market: MarketTensors, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        compute = _table(market, "ema", ind.ema, market.close64)
-        fast = market.gather("ema", params["fast"], compute)
-        slow = market.gather("ema", params["slow"], compute)
+        compute = _table(ind.ema, market.close64)
+        fast = market.gather("ema64", params["fast"], compute)
+        slow = market.gather("ema64", params["slow"], compute)
         valid = bar_index(len(market), market.device) >= (params["slow"][:, None] - 1)
         return crossover(fast > slow, valid, self.short_ok(params))
 
@@ -89,13 +94,13 @@ class DonchianBreakout(Strategy):
     rule = "donchian_breakout"
 
     def positions(self, market: MarketTensors, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        hi = _table(market, "hh", ind.rolling_max_prev, market.high64)
-        lo = _table(market, "ll", ind.rolling_min_prev, market.low64)
-        close = market.close[None, :]
-        upper_in = market.gather("hh", params["entry"], hi)
-        lower_in = market.gather("ll", params["entry"], lo)
-        upper_out = market.gather("hh", params["exit"], hi)
-        lower_out = market.gather("ll", params["exit"], lo)
+        hi = _table(ind.rolling_max_prev, market.high64)
+        lo = _table(ind.rolling_min_prev, market.low64)
+        close = market.close64[None, :]
+        upper_in = market.gather("hh64", params["entry"], hi)
+        lower_in = market.gather("ll64", params["entry"], lo)
+        upper_out = market.gather("hh64", params["exit"], hi)
+        lower_out = market.gather("ll64", params["exit"], lo)
         short_ok = self.short_ok(params)[:, None]
         return hold(close > upper_in, (close < lower_in) & short_ok, close < lower_out, close > upper_out)
 
