@@ -26,7 +26,8 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	LUDUS_DATABASE_URL=$(DEMO_DB) $(LUDUS) db upgrade
 	LUDUS_DATABASE_URL=$(DEMO_DB) $(LUDUS) data load-sample
-	LUDUS_DATABASE_URL=$(DEMO_DB) $(LUDUS) sweep --strategy sma_cross --symbol SPX --samples 500 --top 5
+	LUDUS_DATABASE_URL=$(DEMO_DB) $(LUDUS) optimize trials/jobs/cpo_spx_demo.json
+	LUDUS_DATABASE_URL=$(DEMO_DB) $(LUDUS) recommend --strategy sma_cross --symbol SPX --interval 1d
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -241,6 +241,11 @@ class _JobRun:
                 if len(bars) < 2:
                     raise InsufficientDataError("lookback", lb.model_dump(exclude_none=True),
                                                 f"{symbol} has {len(bars)} bars in the lookback window")
+                if lb.bars is not None and len(bars) < lb.bars:
+                    # silently learning from fewer bars than asked would misreport what the model saw
+                    raise InsufficientDataError("lookback.bars", lb.bars,
+                                                f"{symbol} has only {len(bars)} bars at interval {job.interval}; "
+                                                f"ask for at most {len(bars)}")
                 works.append(SymbolWork(symbol=symbol, bars=bars))
                 self.emit("loading_data", f"{symbol}: {len(bars)} bars", step=i + 1, total=len(job.symbols),
                           symbol=symbol)
@@ -455,6 +460,11 @@ class _JobRun:
             "candidates": w.labels.n_candidates,
             "bars": w.labels.n_bars,
             "conditions": list(w.conditions.names),
+            # what the ONNX model scores: without the candidate set a stored version could not be re-scored
+            # (``ludus recommend``) or rolled back to
+            "conditions_from": list(self.job.conditions_from),
+            "candidate_sets": _jsonable(w.labels.candidates),
+            "theta": np.asarray(w.labels.theta, dtype=np.float64).tolist(),
             "trained_on": "all bars" if gate.active else "in-sample bars",
             "recommendation": _jsonable(w.recommendation.to_dict()),
             "valid_for": w.valid_for.isoformat(),
