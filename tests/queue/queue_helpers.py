@@ -79,8 +79,10 @@ class Broker:
                 return
             self.conn.process_data_events(time_limit=0.2)
         self.drain()
+        last = self.results[-1] if self.results else None
+        detail = "" if last is None else f"; last result: {last.get('status')} {last.get('error')}"
         raise AssertionError(f"timed out after {timeout}s waiting for {what}; "
-                             f"{len(self.results)} results, {len(self.progress)} progress events")
+                             f"{len(self.results)} results, {len(self.progress)} progress events{detail}")
 
     def results_of(self, job_id: str) -> list[dict]:
         self.drain()
