@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import time
 from collections import Counter
 
@@ -132,14 +133,22 @@ def test_node_removed_mid_job_run_still_completes(ray_cluster):
     study = _study()
     removed: list[str] = []
 
+    def remove_extra_node():
+        ray_cluster.remove_node(extra, allow_graceful=False)
+        removed.append(extra.node_id)
+
+    # Removed from a timer half-way through a 1 s trial: the trials all run in step, so removing it from
+    # the completion callback itself could catch the node's actors between trials and nothing would be lost.
+    timer = threading.Timer(0.5, remove_extra_node)
     with RayExecutor(SETTINGS, {"require": ["x86_64"]}) as ex:
-        def remove_node(study, frozen):
-            if not removed and frozen.number >= 2:
-                ray_cluster.remove_node(extra, allow_graceful=False)
-                removed.append(extra.node_id)
+        def arm_removal(study, frozen):
+            if frozen.number >= 2 and not timer.is_alive() and not removed:
+                timer.start()
 
         assert ex.start(wait_all=True) == 4
-        ex.run(study, SleepObjective(0.3), 12, None, remove_node)
+        assert extra.node_id in {a["node_id"] for a in ex.actors()}, "some actors run on the node to remove"
+        ex.run(study, SleepObjective(1.0), 12, None, arm_removal)
+    timer.join()
     assert removed
     states = _states(study)
     assert states == {TrialState.COMPLETE: 12}, states
