@@ -1,6 +1,6 @@
 """The queue consumer: admits jobs durably, runs them off the I/O thread, survives crashes and outages.
 
-Mechanism (see .plan/readme-queue.md for the long version):
+Mechanism (README.md, "Worker and queue", has the operator's view):
 
 * One I/O thread owns the pika connection. It pulls a message with ``basic.get`` only when a job slot is
   free, so no message ever waits unacked in this worker and the queue depth is the true backlog.
