@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
     app.command("backtest", help="Backtest one parameter set of a strategy on one symbol; prints its metrics.")(
         backtest_command)
-    app.command("sweep", help="Backtest N sampled parameter sets at once (batched) and print the top K.")(
+    app.command("sweep", help="Backtest N sampled parameter sets (or --grid) at once, batched; print the top K.")(
         sweep_command)
     app.command("strategies", help="List the strategies declared in trials/strategies/*.yaml.")(
         strategies_command)
@@ -48,6 +48,8 @@ def backtest_command(
     interval: IntervalOpt = "1d",
     start: StartOpt = None,
     end: EndOpt = None,
+    params: Annotated[str | None, typer.Option(
+        "--params", help="comma-separated name=value list, e.g. fast=10,slow=50")] = None,
     param: Annotated[list[str] | None, typer.Option(
         "--param", "-p", help="name=value (repeatable); parameters not named take their defaults")] = None,
     cost_bps: CostOpt = 1.0,
@@ -56,7 +58,7 @@ def backtest_command(
     from ludus.strategies.engine import run_backtest
 
     strat = _strategy(strategy)
-    values = strat.space.validate(parse_params(param or []))
+    values = strat.space.validate(parse_params([*(param or []), *([params] if params else [])]))
     market, bars, bpy = _market(symbol, interval, start, end, device)
     result = run_backtest(strat, market, [values], cost_bps=cost_bps, bars_per_year=bpy)
     row = result.rows()[0]
@@ -80,6 +82,9 @@ def sweep_command(
     end: EndOpt = None,
     samples: Annotated[int, typer.Option("--samples", "-n", help="parameter sets to sample (defaults included)")]
     = 1000,
+    grid: Annotated[bool, typer.Option(
+        "--grid", help="every valid combination of the declared grid instead of a sample")] = False,
+    max_grid: Annotated[int, typer.Option("--max-grid", help="refuse a --grid larger than this")] = 1_000_000,
     top: Annotated[int, typer.Option("--top", "-k", help="how many of the best sets to print")] = 10,
     seed: Annotated[int, typer.Option("--seed", help="seed of the Sobol sample")] = 0,
     sort_by: Annotated[str, typer.Option(
@@ -98,7 +103,10 @@ def sweep_command(
     if samples < 1:
         raise InputError("samples", samples, "must be >= 1")
     strat = _strategy(strategy)
-    sets = strat.space.sample(samples, seed=seed, include_defaults=True)
+    sets = strat.space.grid(max_points=max_grid) if grid else strat.space.sample(samples, seed=seed,
+                                                                                   include_defaults=True)
+    if not sets:
+        raise InputError("grid", strategy, "the declared space has no valid combination")
     market, bars, bpy = _market(symbol, interval, start, end, device)
 
     progress = Progress(TextColumn("backtesting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -129,12 +137,14 @@ def sweep_command(
 
 
 def strategies_command() -> None:
+    from ludus.config import get_settings
     from ludus.strategies.registry import get_strategy, list_strategies
     from ludus.strategies.space import CategoricalParam, FloatParam
 
     table = Table("name", "rule", "parameters (default)", "constraints", "description", show_lines=True)
-    for name in list_strategies():
-        strat = get_strategy(name)
+    trials_dir = get_settings().trials_dir
+    for name in list_strategies(trials_dir):
+        strat = get_strategy(name, trials_dir)
         lines = []
         for p in strat.space.params:
             default = _fmt_value(strat.space.defaults[p.name])
@@ -153,9 +163,9 @@ def strategies_command() -> None:
 
 
 def parse_params(items: list[str]) -> dict[str, str]:
-    """``["fast=5", "mode=long_short"]`` -> ``{"fast": "5", ...}``; the space validates the values."""
+    """``["fast=5", "mode=long_short,slow=50"]`` -> ``{"fast": "5", ...}``; the space validates the values."""
     out: dict[str, str] = {}
-    for raw in items:
+    for raw in (part for item in items for part in item.split(",") if part.strip()):
         name, sep, value = raw.partition("=")
         name, value = name.strip(), value.strip()
         if not sep or not name or not value:
@@ -183,9 +193,10 @@ def fmt_metric(key: str, value: float) -> str:
 
 
 def _strategy(name: str) -> Strategy:
+    from ludus.config import get_settings
     from ludus.strategies.registry import get_strategy
 
-    return get_strategy(name)
+    return get_strategy(name, get_settings().trials_dir)
 
 
 def _market(symbol: str, interval: str, start: str | None, end: str | None, device: str):

@@ -39,9 +39,10 @@ class Strategy(ABC):
     def short_ok(self, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """[P] bool: which sets may go short (a ``mode`` categorical with a ``long_short`` choice)."""
         mode = params.get("mode")
-        if mode is None:
-            return torch.zeros(next(iter(params.values())).shape[0], dtype=torch.bool,
-                               device=next(iter(params.values())).device)
+        # a variant may declare a mode without long_short (a long-only copy of a rule): nobody goes short
+        if mode is None or LONG_SHORT not in self.space.param("mode").choices:
+            first = next(iter(params.values()))
+            return torch.zeros(first.shape[0], dtype=torch.bool, device=first.device)
         return mode == self.space.param("mode").index(LONG_SHORT)
 
     def __repr__(self) -> str:

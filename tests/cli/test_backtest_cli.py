@@ -122,6 +122,40 @@ def test_sweep_ranks_sampled_sets(ludus, spx_db) -> None:
     assert rate and int(rate.group(2).replace(",", "")) > 0
 
 
+def test_backtest_params_list_matches_repeated_param(ludus, spx_db) -> None:
+    code, listed, err = ludus("backtest", "-s", "sma_cross", "--symbol", "SPX", "--params", "fast=12,slow=60")
+    assert code == 0, err
+    code, repeated, err = ludus("backtest", "-s", "sma_cross", "--symbol", "SPX", "-p", "fast=12", "-p", "slow=60")
+    assert code == 0, err
+    expected, _ = _engine_result(spx_db, "sma_cross", {"fast": 12, "slow": 60}, 1.0)
+    assert "fast=12 slow=60" in listed
+    assert _metric(listed, "sharpe") == _metric(repeated, "sharpe") == pytest.approx(expected["sharpe"], abs=5.1e-5)
+
+
+def test_sweep_grid_covers_every_valid_combination(ludus, spx_db, tmp_path, monkeypatch) -> None:
+    from ludus.strategies.registry import get_strategy
+
+    trials = tmp_path / "trials" / "strategies"
+    trials.mkdir(parents=True)
+    (trials / "tiny_cross.yaml").write_text(
+        "rule: sma_cross\nparameters:\n"
+        "  fast: {type: int, low: 5, high: 20, step: 5, default: 10}\n"
+        "  slow: {type: int, low: 10, high: 30, step: 10, default: 20}\n"
+        "  mode: {type: categorical, choices: [long_flat], default: long_flat}\n"
+        "constraints: [fast < slow]\n")
+    expected = get_strategy("tiny_cross", tmp_path / "trials").space.grid()
+    assert len(expected) == 8  # slow=10: fast 5; slow=20: fast 5, 10, 15; slow=30: fast 5..20
+    monkeypatch.setenv("LUDUS_TRIALS_DIR", str(tmp_path / "trials"))  # a user's own trials/ directory
+    get_settings.cache_clear()
+    code, out, err = ludus("sweep", "-s", "tiny_cross", "--symbol", "SPX", "--grid", "--top", "10")
+    assert code == 0, err
+    assert "top 8 of 8 tiny_cross sets" in out
+    printed = set(re.findall(r"fast=(\d+) slow=(\d+)", out))
+    assert printed == {(str(v["fast"]), str(v["slow"])) for v in expected}
+    code, out, err = ludus("sweep", "-s", "tiny_cross", "--symbol", "SPX", "--grid", "--max-grid", "5")
+    assert code == 2 and "max_points=5" in out + err
+
+
 def test_sweep_sort_by_lower_is_better(ludus) -> None:
     code, out, err = ludus("sweep", "-s", "donchian_breakout", "--symbol", "SPX", "-n", "40", "-k", "4",
                            "--sort-by", "max_drawdown")
