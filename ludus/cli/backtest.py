@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from ludus.cli.common import console
+from ludus.cli.common import console, print_table
 from ludus.errors import InputError
 
 if TYPE_CHECKING:  # torch and the engine are imported inside the commands (fast `ludus --help`)
@@ -68,7 +68,7 @@ def backtest_command(
     table = Table("metric", "value")
     for key in SHOWN_METRICS:
         table.add_row(key, fmt_metric(key, row[key]))
-    _show(table)
+    print_table(table)
 
 
 # --- ludus sweep ------------------------------------------------------------------------------------------
@@ -127,7 +127,7 @@ def sweep_command(
         table.add_column(m, justify="right", no_wrap=True)
     for rank, i in enumerate(order[:top], start=1):
         table.add_row(str(rank), _fmt_params(sets[i]), *(fmt_metric(m, rows[i][m]) for m in SWEEP_METRICS))
-    _show(table)
+    print_table(table)
     rate = len(rows) * len(bars) / max(elapsed, 1e-9)
     console.print(f"{len(rows)} sets x {len(bars)} bars in {elapsed:.2f} s: {rate:,.0f} bar-evals/s "
                   f"on {market.device.type}, cost {cost_bps:g} bps", highlight=False, soft_wrap=True)
@@ -156,7 +156,7 @@ def strategies_command() -> None:
                 lines.append(f"{p.name}: {kind} {_fmt_value(p.low)}..{_fmt_value(p.high)}{step} ({default})")
         table.add_row(name, strat.rule, "\n".join(lines), "\n".join(map(str, strat.space.constraints)) or "-",
                       strat.description)
-    _show(table)
+    print_table(table)
 
 
 # --- helpers ----------------------------------------------------------------------------------------------
@@ -217,16 +217,6 @@ def _market(symbol: str, interval: str, start: str | None, end: str | None, devi
         raise InputError("start", start, f"the window has {len(bars)} bar(s) of {bars.symbol}_{bars.interval}; "
                                          "need at least 2")
     return MarketTensors.from_bars(bars, device=dev), bars, bars_per_year(bars.interval)
-
-
-def _show(table: Table) -> None:
-    if console.is_terminal:
-        console.print(table)
-        return
-    # Piped or captured output has no terminal width (rich assumes 80): never truncate values there.
-    from rich.console import Console
-
-    Console(file=console.file, width=max(console.width, 200), color_system=None).print(table)
 
 
 def _span(bars: Any) -> str:

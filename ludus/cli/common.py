@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from typing import NoReturn
+
 from rich.console import Console
 
 from ludus.errors import LudusError
@@ -14,7 +16,15 @@ EXIT_INPUT = 2
 EXIT_INTERNAL = 1
 
 
-def fail(message: str, code: int = EXIT_INPUT) -> "NoReturn":  # noqa: F821
+def print_table(table) -> None:
+    """Print a rich table; piped or captured output (no terminal width, rich assumes 80) is never truncated."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    Console(file=console.file, width=max(console.width, 200), color_system=None).print(table)
+
+
+def fail(message: str, code: int = EXIT_INPUT) -> NoReturn:
     """Print one red line on stderr and exit with ``code``."""
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise SystemExit(code)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from ludus.cli.common import console
+from ludus.cli.common import console, print_table
 
 
 def register(app: typer.Typer) -> None:
@@ -21,7 +21,7 @@ def show_config() -> None:
     table = Table("setting", "value", title="Ludus settings (LUDUS_* environment, .env)")
     for key, value in get_settings().masked().items():
         table.add_row(key, str(value))
-    console.print(table)
+    print_table(table)
 
 
 def db_upgrade() -> None:

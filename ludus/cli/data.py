@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ludus.cli.common import console
+from ludus.cli.common import console, print_table
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -54,7 +54,7 @@ def list_cmd() -> None:
     table = Table("symbol", "interval", "first bar", "last bar", "rows", title="Prices")
     for info in infos:
         table.add_row(info.symbol, info.interval, _fmt(info.first), _fmt(info.last), f"{info.rows:,}")
-    console.print(table)
+    print_table(table)
 
 
 def _fmt(value) -> str:

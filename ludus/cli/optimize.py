@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from ludus.cli.common import console, fail
+from ludus.cli.common import console, fail, print_table
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -183,7 +183,7 @@ def print_result(result: Any) -> None:
         table.add_row("valid for", str(s.valid_for) if s.valid_for else "-")
         table.add_row("model version", s.model_version or "-")
         table.add_row("reason", s.reason)
-        console.print(table)
+        print_table(table)
     timings = Table("phase", "seconds", title="timings", title_justify="left")
     for key, value in result.timings.items():
         if key == "label_bar_evals_per_s":
@@ -238,7 +238,7 @@ def recommend_command(
     table.add_row("baseline θ", _params(row.baseline_parameters))
     table.add_row("model version", str(row.model_version) if row.model_version is not None else "- (baseline)")
     table.add_row("job", str(row.job_id or "-"))
-    console.print(table)
+    print_table(table)
 
     scored = rescore(engine, settings, strategy, symbol, interval)
     if scored is None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from ludus.cli.common import console, fail
+from ludus.cli.common import console, fail, print_table
 
 
 def register(app: typer.Typer) -> None:
@@ -67,7 +68,7 @@ def worker(
             scaler.stop()
 
 
-def submit(path: Path = typer.Argument(..., help="job JSON file ('-' reads stdin)")) -> None:
+def submit(path: Annotated[Path, typer.Argument(help="job JSON file ('-' reads stdin)")]) -> None:
     import sys
 
     from ludus.config import get_settings
@@ -132,7 +133,7 @@ def watch(
             while result is None:
                 if deadline is not None and time.monotonic() > deadline:
                     fail(f"no result for {job_id} within {timeout:.0f}s", 1)
-                method, props, body = channel.basic_get(queue, auto_ack=True)
+                method, _props, body = channel.basic_get(queue, auto_ack=True)
                 if method is None:
                     conn.process_data_events(time_limit=0.2)
                     continue
@@ -185,7 +186,7 @@ def _print_result(result: dict) -> None:
         for s in symbols:
             table.add_row(str(s.get("symbol")), "yes" if s.get("published") else "no",
                           json.dumps(s.get("parameters")), str(s.get("expected_return")), str(s.get("reason") or ""))
-        console.print(table)
+        print_table(table)
 
 
 def dlq_list(limit: int = typer.Option(100, "--limit", min=1, help="show at most this many")) -> None:
@@ -208,7 +209,7 @@ def dlq_list(limit: int = typer.Option(100, "--limit", min=1, help="show at most
     for letter in letters:
         field = f"{letter.field}={letter.value}: " if letter.field else ""
         table.add_row(letter.job_id or "-", field + letter.reason, letter.at)
-    console.print(table)
+    print_table(table)
     console.print(f"{len(letters)} dead letter(s)")
 
 

@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres]
 
 def ludus(settings, *args: str, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "ludus.cli.app", *args], cwd=REPO, env=settings_env(settings),
-                          input=stdin, capture_output=True, text=True, timeout=timeout)
+                          input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def test_submit_publishes_a_valid_job_and_prints_its_id(settings, broker, tmp_path):
@@ -28,7 +28,7 @@ def test_submit_publishes_a_valid_job_and_prints_its_id(settings, broker, tmp_pa
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == body["job_id"]
     assert broker.depth(settings.jobs_queue) == 1
-    method, props, raw = broker.ch.basic_get(settings.jobs_queue, auto_ack=True)
+    _method, props, raw = broker.ch.basic_get(settings.jobs_queue, auto_ack=True)
     assert json.loads(raw)["job_id"] == body["job_id"]
     assert props.message_id == body["job_id"] and props.delivery_mode == 2
 
