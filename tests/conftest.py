@@ -115,19 +115,18 @@ def ray_local():
 @pytest.fixture(scope="session")
 def sample_bars():
     """Real S&P 500 daily bars (arch.data.sp500), as ludus.data.bars.Bars."""
-    import numpy as np
-    from arch.data import sp500
+    from ludus.data.sample import sample_bars as load_sample_bars
 
-    from ludus.data.bars import Bars
+    return load_sample_bars("SPX")
 
-    df = sp500.load()
-    return Bars(
-        symbol="SPX",
-        interval="1d",
-        timestamps=df.index.values.astype("datetime64[ns]"),
-        open=df["Open"].to_numpy(np.float64),
-        high=df["High"].to_numpy(np.float64),
-        low=df["Low"].to_numpy(np.float64),
-        close=df["Close"].to_numpy(np.float64),
-        volume=df["Volume"].to_numpy(np.float64),
-    )
+
+@pytest.fixture
+def one_torch_thread():
+    """torch on one thread for the test: two cores shared by many processes, where more threads only add
+    contention for the tiny models of the tests."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 from cpo_synth import SignMomentum
 
 
@@ -13,9 +12,5 @@ def strategy() -> SignMomentum:
 
 
 @pytest.fixture(autouse=True)
-def _few_threads():
-    # two cores shared by many processes: more threads only add contention for these tiny models
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _few_threads(one_torch_thread):
     yield
-    torch.set_num_threads(old)

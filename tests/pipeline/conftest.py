@@ -6,17 +6,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 from pipeline_helpers import copy_sqlite, migrate_and_load_sample
 
 
 @pytest.fixture(autouse=True)
-def _few_threads():
-    # two cores shared by many processes: more threads only add contention for these tiny models
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _few_threads(one_torch_thread):
     yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="session")
