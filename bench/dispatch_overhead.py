@@ -26,9 +26,9 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
-import optuna  # noqa: E402
+import optuna
 
-from ludus.search.samplers import make_sampler  # noqa: E402
+from ludus.search.samplers import make_sampler
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
@@ -139,8 +139,8 @@ def main() -> None:
 
     def row(name, per_trial, objective, note=""):
         over = per_trial - objective
-        rows.append((name, f"{per_trial * 1e3:9.2f} {over * 1e3:10.2f} {sampler * 1e3:8.2f} "
-                           f"{(over - sampler) * 1e3:9.2f}  {note}"))
+        rows.append((name, (f"{per_trial * 1e3:9.2f} {over * 1e3:10.2f} {sampler * 1e3:8.2f} "
+                            f"{(over - sampler) * 1e3:9.2f}  {note}")))
         return over
 
     row("optuna study.optimize", *bench_optuna(args.trials), "in process, 1 at a time")

@@ -18,9 +18,9 @@ import time
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
-import optuna  # noqa: E402
+import optuna
 
-from ludus.search.samplers import make_sampler  # noqa: E402
+from ludus.search.samplers import make_sampler
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 

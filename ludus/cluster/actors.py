@@ -23,7 +23,6 @@ from typing import Any
 from ludus.cluster.placement import ARCH_LABEL, ARCH_RESOURCE_PREFIX, normalize_arch
 
 
-
 def _to_device(obj: Any, device: str) -> Any:
     """Move torch tensors inside dicts/lists/tuples to ``device`` (other objects unchanged)."""
     try:
@@ -49,7 +48,7 @@ def _node_arch() -> str:
     node_id = ctx.get_node_id()
     try:
         label = ctx.get_node_labels().get(ARCH_LABEL)
-    except Exception:  # older Ray without labels
+    except Exception:  # noqa: BLE001 - older Ray without labels
         label = None
     for node in ray.nodes():
         if node.get("NodeID") == node_id:
@@ -82,7 +81,7 @@ class ActorTrialContext:
             try:
                 # fire and forget; calls from one caller to one actor run in order, so should_prune sees it
                 self._broker.report.remote(self.number, int(step), value)
-            except Exception:
+            except Exception:  # noqa: BLE001 - the prune broker is optional: lose it, keep the trial
                 self._broker = None
 
     def should_prune(self) -> bool:
@@ -92,7 +91,7 @@ class ActorTrialContext:
 
         try:
             return bool(ray.get(self._broker.should_prune.remote(self.number), timeout=30))
-        except Exception:
+        except Exception:  # noqa: BLE001 - the prune broker is optional
             self._broker = None  # broker gone: carry on unpruned
             return False
 
@@ -167,7 +166,7 @@ class LudusTrialActor:
         try:
             fn = self._fn(fn_box)
             data = self._load_data()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported as the trial's failure, with the reason
             outcome = TrialOutcome.failed(f"actor could not load the objective or data: {type(exc).__name__}: {exc}")
             return outcome, dict(self.info)
         ctx = ActorTrialContext(params, number, broker, self.device, data)

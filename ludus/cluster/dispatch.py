@@ -133,7 +133,7 @@ class RayExecutor:
         self.retries = 0  # trials re-run after an actor died (for tests and progress)
 
     @classmethod
-    def for_job(cls, job: Any, settings: Settings, *, data: Any = None, **kwargs: Any) -> "RayExecutor":
+    def for_job(cls, job: Any, settings: Settings, *, data: Any = None, **kwargs: Any) -> RayExecutor:
         """An executor for one OptimizationJob (its id names the actors, its ``placement`` places them)."""
         return cls(settings, getattr(job, "placement", None), job_id=getattr(job, "job_id", None), data=data,
                    **kwargs)
@@ -199,12 +199,11 @@ class RayExecutor:
         try:
             res = self._ray.cluster_resources()
             return ", ".join(f"{k}={v:g}" for k, v in sorted(res.items()) if not k.startswith("node:"))
-        except Exception:
+        except Exception:  # noqa: BLE001 - only decorates an error message
             return "unknown"
 
     def _on_started(self, ref: Any) -> None:
         actor = self._starting.pop(ref)
-        _, lost = _ray_errors()
         try:
             actor.info = self._ray.get(ref)
         except Exception as exc:
@@ -226,7 +225,7 @@ class RayExecutor:
             pass
         try:
             self._ray.kill(actor.handle, no_restart=True)
-        except Exception:
+        except Exception:  # noqa: BLE001, S110 - the actor may already be gone
             pass
 
     def _replace(self) -> None:
@@ -399,9 +398,9 @@ class RayExecutor:
             if broker is not None:
                 try:
                     self._ray.kill(broker, no_restart=True)
-                except Exception:
+                except Exception:  # noqa: BLE001, S110 - the broker may already be gone
                     pass
-            del fn_box
+            fn_box.clear()  # drop the object-store reference now, not when the closures go
 
     def _tell(self, study: Any, flight: _Flight, outcome: Any, info: dict[str, Any], broker: Any) -> Any:
         from ludus.search.trial import tell_trial
@@ -411,12 +410,12 @@ class RayExecutor:
             for step, value in outcome.intermediate:
                 try:
                     trial.report(float(value), int(step))
-                except Exception:
+                except Exception:  # noqa: BLE001, S110 - see below
                     pass  # a non-finite value or a repeated step: not worth failing the trial
         for key, value in (info.get("user_attrs") or {}).items():
             try:
                 trial.set_user_attr(key, value)
-            except Exception:
+            except Exception:  # noqa: BLE001 - logged; one bad attribute must not fail the trial
                 log.warning("trial %s: user attribute %r is not JSON-serializable; dropped", trial.number, key)
         if info:
             trial.set_user_attr("node", {k: info.get(k) for k in ("arch", "node_id", "host", "actor", "device")})
@@ -429,7 +428,7 @@ class RayExecutor:
         if broker is not None:
             try:
                 broker.finish.remote(trial.number, frozen.state, frozen.value, outcome.intermediate)
-            except Exception:
+            except Exception:  # noqa: BLE001, S110 - the broker may already be gone
                 pass
         return frozen
 
@@ -488,7 +487,7 @@ class RayExecutor:
             for _, actor in flights.values():
                 if actor.name in self._actors:
                     self._idle.append(actor)
-            del fn_box
+            fn_box.clear()  # drop the object-store reference now, not when the closures go
         return results
 
     # --- lifetime ----------------------------------------------------------------------------------------
@@ -502,7 +501,7 @@ class RayExecutor:
         self._idle.clear()
         self._data_box = None
 
-    def __enter__(self) -> "RayExecutor":
+    def __enter__(self) -> RayExecutor:  # noqa: PYI034 - not subclassed
         return self
 
     def __exit__(self, *exc: object) -> None:

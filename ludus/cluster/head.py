@@ -44,7 +44,7 @@ class GaugeFeeder:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="ludus-ray-gauges", daemon=True)
 
-    def start(self) -> "GaugeFeeder":
+    def start(self) -> GaugeFeeder:
         self._thread.start()
         return self
 
@@ -56,6 +56,6 @@ class GaugeFeeder:
             try:
                 metrics.set_jobs_running(self._jobs())
                 metrics.set_backlog(self._backlog())
-            except Exception:  # a gauge is never worth a crash of the head
+            except Exception:  # noqa: BLE001, S110 - a gauge is never worth a crash of the head
                 pass
             self._stop.wait(self._interval)

@@ -70,7 +70,7 @@ class PlacementSpec:
             raise InputError("placement", sorted(clash), "an architecture cannot be both required and excluded")
 
     @classmethod
-    def from_any(cls, value: Any) -> "PlacementSpec":
+    def from_any(cls, value: Any) -> PlacementSpec:
         """From a PlacementSpec, a job's ``placement`` (pydantic model), a dict, or None."""
         if value is None:
             return cls()

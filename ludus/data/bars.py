@@ -23,7 +23,7 @@ class Bars:
     def __len__(self) -> int:
         return int(self.close.shape[0])
 
-    def slice(self, start: int | None = None, stop: int | None = None) -> "Bars":
+    def slice(self, start: int | None = None, stop: int | None = None) -> Bars:
         """Bars[start:stop] as a new Bars."""
         s = slice(start, stop)
         return Bars(self.symbol, self.interval, self.timestamps[s], self.open[s], self.high[s],

@@ -39,7 +39,14 @@ from ludus.search.objectives import (
     run_batched,
 )
 from ludus.search.samplers import make_pruner, make_sampler
-from ludus.search.storage import best_trial, failure_summary, finished_trials, missing_trials, open_study, study_name
+from ludus.search.storage import (
+    best_trial,
+    failure_summary,
+    finished_trials,
+    missing_trials,
+    open_study,
+    study_name,
+)
 from ludus.search.trial import Executor, InProcessExecutor
 
 Progress = Callable[[ProgressEvent], None]

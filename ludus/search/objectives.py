@@ -159,7 +159,7 @@ class CPOModelObjective:
         should_stop = None
         if self.deadline is not None:
             deadline = self.deadline
-            should_stop = lambda *_a, **_k: time.monotonic() >= deadline  # noqa: E731
+            should_stop = lambda *_a, **_k: time.monotonic() >= deadline
         pieces: list[torch.Tensor] = []
         value = float("nan")
         for step, (train_idx, val_idx) in enumerate(self.folds):
@@ -261,7 +261,7 @@ def run_batched(study: optuna.Study, objective: StrategyObjective, n_trials: int
                 else TrialOutcome.failed(f"objective is not finite ({v})", each)
                 for v in values
             ]
-        except Exception:  # isolate the bad θ
+        except Exception:  # noqa: BLE001 - isolate the bad θ
             outcomes = [evaluate(objective, _FixedContext(trial.number, params)) for trial, params in asked]
         for (trial, _), outcome in zip(asked, outcomes):
             frozen = tell_trial(study, trial, outcome)

@@ -98,7 +98,7 @@ class TrialOutcome:
     intermediate: list[tuple[int, float]] = field(default_factory=list)
 
     @classmethod
-    def failed(cls, reason: str, duration_s: float = 0.0) -> "TrialOutcome":
+    def failed(cls, reason: str, duration_s: float = 0.0) -> TrialOutcome:
         return cls(TrialState.FAIL, None, reason, duration_s)
 
 
@@ -111,7 +111,7 @@ def evaluate(trial_fn: TrialFunction, ctx: TrialContext) -> TrialOutcome:
         return TrialOutcome(TrialState.PRUNED, None, str(exc) or "pruned", time.perf_counter() - start)
     except TrialFailed as exc:
         return TrialOutcome.failed(str(exc), time.perf_counter() - start)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - recorded on the trial (below)
         # A bug or a numerical blow-up in one trial must not stop the job; the reason stays on the trial.
         tb = traceback.extract_tb(exc.__traceback__)
         where = f" at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno}" if tb else ""
@@ -172,7 +172,7 @@ class InProcessExecutor:
     def close(self) -> None:
         return None
 
-    def __enter__(self) -> "InProcessExecutor":
+    def __enter__(self) -> InProcessExecutor:  # noqa: PYI034 - not subclassed
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -240,7 +240,7 @@ class Worker:
             try:
                 if conn.is_open:
                     conn.close()
-            except Exception:  # noqa: BLE001 - already broken
+            except Exception:  # noqa: BLE001, S110 - already broken
                 pass
 
     def _finished(self) -> bool:
@@ -308,7 +308,7 @@ class Worker:
         if conn is not None:
             try:
                 conn.add_callback_threadsafe(lambda: None)
-            except Exception:  # noqa: BLE001 - closing: nothing to wake
+            except Exception:  # noqa: BLE001, S110 - closing: nothing to wake
                 pass
 
     def _io(self, fn: Callable[[], Any], timeout: float = 30.0) -> Any:
@@ -669,10 +669,9 @@ class Worker:
             for job_id, running in list(self._running.items()):
                 try:
                     with transaction(self.engine) as conn:
-                        if not jobs.heartbeat(conn, job_id, self.id, self.lease_s):
-                            if job_id in self._running:
-                                log.warning("lease of %s lost to another worker", job_id)
-                                running.lost.set()
+                        if not jobs.heartbeat(conn, job_id, self.id, self.lease_s) and job_id in self._running:
+                            log.warning("lease of %s lost to another worker", job_id)
+                            running.lost.set()
                 except Exception as exc:  # noqa: BLE001 - next beat retries; the lease has slack
                     log.debug("heartbeat of %s failed: %s", job_id, exc)
 

@@ -16,7 +16,6 @@ from optuna.trial import TrialState
 from ludus.cluster.dispatch import RayExecutor, TooManyFailedTrials
 from ludus.config import Settings
 from ludus.search.samplers import make_pruner, make_sampler
-
 from tests.cluster.conftest import arch_node_args
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
