@@ -20,47 +20,19 @@ def head(
     max_jobs: int | None = typer.Option(None, "--max-jobs", min=1, help="override max_concurrent_jobs"),
     http_port: int | None = typer.Option(None, "--http-port", help="override http_port (/healthz, /metrics)"),
 ) -> None:
-    import logging
-    import signal
-
+    from ludus.cli.queue import serve, service_settings
     from ludus.cluster.dispatch import RayExecutor
     from ludus.cluster.head import GaugeFeeder, connect_head, describe_nodes
-    from ludus.config import get_settings
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("pika").setLevel(logging.WARNING)
-    settings = get_settings()
-    if max_jobs is not None:
-        settings = settings.model_copy(update={"max_concurrent_jobs": max_jobs})
-    settings = connect_head(settings, address)
+    settings = connect_head(service_settings(max_jobs), address)
     for row in describe_nodes():
         console.print(f"node {row['node_id'][:8]}  arch={row['arch'] or 'unmarked'} ({row['marked_by']})  "
                       f"CPU={row['cpus']:g} GPU={row['gpus']:g}", highlight=False)
 
-    from ludus.worker.worker import Worker  # the consumer lives above the cluster layer
-
     def executor_for(job):
         return RayExecutor.for_job(job, settings)
 
-    w = Worker(settings, executor_factory=executor_for,
-               http_port=settings.http_port if http_port is None else http_port)
-
-    def on_signal(signum, frame) -> None:
-        w.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    gauges = GaugeFeeder(lambda: len(w.running_jobs()), w.backlog).start()
-    scaler = None
-    if settings.autoscale_enabled:
-        from ludus.cluster.autoscale import QueueDepthAutoscaler
-
-        scaler = QueueDepthAutoscaler(settings, w.backlog).start()
-    console.print(f"ludus head {w.id}: Ray {settings.ray_address}, queue {w.topology.jobs_queue}, "
-                  f"{settings.max_concurrent_jobs} job slot(s)", highlight=False)
-    try:
-        w.run()
-    finally:
-        gauges.stop()
-        if scaler is not None:
-            scaler.stop()
+    serve(settings, executor_for, http_port,
+          lambda w, port: f"ludus head {w.id}: Ray {settings.ray_address}, queue {w.topology.jobs_queue}, "
+                          f"{settings.max_concurrent_jobs} job slot(s), http :{port}",
+          background=[lambda w: GaugeFeeder(lambda: len(w.running_jobs()), w.backlog).start()])

@@ -28,17 +28,7 @@ def worker(
     max_jobs: int | None = typer.Option(None, "--max-jobs", min=1, help="override max_concurrent_jobs"),
     http_port: int | None = typer.Option(None, "--http-port", help="override http_port (/healthz, /metrics)"),
 ) -> None:
-    import logging
-    import signal
-
-    from ludus.config import get_settings
-    from ludus.worker.worker import Worker
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("pika").setLevel(logging.WARNING)
-    settings = get_settings()
-    if max_jobs is not None:
-        settings = settings.model_copy(update={"max_concurrent_jobs": max_jobs})
+    settings = service_settings(max_jobs)
     factory = None
     if no_ray:
         from ludus.search.trial import InProcessExecutor
@@ -46,26 +36,54 @@ def worker(
         def factory(job):
             return InProcessExecutor()
 
-    w = Worker(settings, executor_factory=factory,
-               http_port=settings.http_port if http_port is None else http_port)
+    serve(settings, factory, http_port,
+          lambda w, port: f"worker {w.id}: queue {w.topology.jobs_queue}, {settings.max_concurrent_jobs} slot(s), "
+                          f"http :{port}")
+
+
+def service_settings(max_jobs: int | None):
+    """Logging for a long-running service, and the settings with the command line's overrides."""
+    import logging
+
+    from ludus.config import get_settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pika").setLevel(logging.WARNING)
+    settings = get_settings()
+    if max_jobs is not None:
+        settings = settings.model_copy(update={"max_concurrent_jobs": max_jobs})
+    return settings
+
+
+def serve(settings, executor_factory, http_port: int | None, banner, background=()) -> None:
+    """Run a queue Worker until SIGTERM/SIGINT (what `ludus worker` and `ludus head` share).
+
+    ``banner(worker, port)`` is printed once the worker exists; each of ``background(worker)`` returns a
+    started helper with ``stop()`` (gauges, the autoscaler), stopped when the worker returns.
+    """
+    import signal
+
+    from ludus.worker.worker import Worker
+
+    port = settings.http_port if http_port is None else http_port
+    w = Worker(settings, executor_factory=executor_factory, http_port=port)
 
     def on_signal(signum, frame) -> None:
         w.stop()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    scaler = None
+    helpers = [start(w) for start in background]
     if settings.autoscale_enabled:
         from ludus.cluster.autoscale import QueueDepthAutoscaler
 
-        scaler = QueueDepthAutoscaler(settings, w.backlog).start()
-    console.print(f"worker {w.id}: queue {w.topology.jobs_queue}, {settings.max_concurrent_jobs} slot(s), "
-                  f"http :{settings.http_port if http_port is None else http_port}")
+        helpers.append(QueueDepthAutoscaler(settings, w.backlog).start())
+    console.print(banner(w, port), highlight=False)
     try:
         w.run()
     finally:
-        if scaler is not None:
-            scaler.stop()
+        for helper in helpers:
+            helper.stop()
 
 
 def submit(path: Annotated[Path, typer.Argument(help="job JSON file ('-' reads stdin)")]) -> None:
