@@ -32,6 +32,10 @@ class Strategy(ABC):
     def positions(self, market: MarketTensors, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """int8 [P, T] positions for P parameter sets."""
 
+    def prepare(self, market: MarketTensors, params: Mapping[str, torch.Tensor]) -> None:
+        """Called once with a whole sweep's [P] parameters before ``positions`` is called per chunk, to build
+        the market-level tables every chunk shares (optional; ``positions`` must not depend on it)."""
+
     def warmup(self, values: Mapping[str, object]) -> int:
         """Bars before the first bar at which this parameter set may hold a position."""
         return 0

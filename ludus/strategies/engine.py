@@ -6,7 +6,10 @@ r[t] = close[t]/close[t-1] - 1 (r[0] = 0); Sharpe annualized by the interval's b
 
     net[:, t] = pos[:, t-1] * r[t] - cost_bps * 1e-4 * |pos[:, t] - pos[:, t-1]|,   pos[:, -1] = 0
 
-No Python loop over bars or parameter sets: the only loop is over chunks of sets.
+No Python loop over bars or parameter sets: the only loop is over chunks of sets. ``run_backtest`` computes
+the metrics from the bars where each set's position changes (``segments.path_sums``: prefix sums and range
+queries on per-market tables, exact in float64), so per set and bar it only makes the int8 positions and
+finds their changes; ``compute_metrics`` is the same definitions over every bar of given net returns.
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ import torch
 from ludus.errors import InputError
 from ludus.strategies.base import Strategy
 from ludus.strategies.market import MarketTensors
+from ludus.strategies.segments import SideTables, path_sums, position_changes
 
 METRICS = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "calmar", "trades", "turnover",
            "exposure")
 DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes of per-chunk temporaries on CPU
 _CPU_CACHE_ELEMENTS = 1 << 19  # elements of a [chunk, T] block that keep the chunk's passes in L2/L3
+_EVENTS_PER_BATCH = 1 << 18  # position changes gathered before their metrics are computed in one batch
 _BYTES_PER_ELEMENT = 48  # live [chunk, T] temporaries while positions and metrics of a chunk are computed
 
 
@@ -129,6 +134,19 @@ def _finish(total_log, worst, mean, std, down_dev, trades, abs_delta, held, t, y
     }
 
 
+def _metrics_of_changes(flat: torch.Tensor, new: torch.Tensor, n_sets: int, tables: SideTables, cost: float,
+                        t: int, years: float, bars_per_year: float, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Metrics of int8 positions [n_sets, T] from the bars where they change (``segments.path_sums``),
+    computed in float64 and returned in the backtest dtype; the same definitions as ``compute_metrics``."""
+    s = path_sums(flat, new, n_sets, tables, cost)
+    mean = s["net"] / t
+    std = (s["net2"] / t - mean * mean).clamp_(min=0).sqrt_()
+    down_dev = (s["down2"] / t).sqrt_()
+    out = _finish(s["log"], s["worst"], mean, std, down_dev, s["trades"], s["abs_delta"], s["held"], t, years,
+                  bars_per_year)
+    return {k: v.to(dtype) for k, v in out.items()}
+
+
 def auto_chunk_size(n_sets: int, n_bars: int, device: torch.device, memory_budget: int | None = None) -> int:
     """Sets per chunk: bounded by a memory budget on every device, and on CPU by cache size."""
     if device.type == "cuda":
@@ -170,24 +188,41 @@ def run_backtest(strategy: Strategy, market: MarketTensors,
     r = market.returns
     cost = cost_bps * 1e-4
     years = t / bars_per_year
+    tables = SideTables.of(market)
+    strategy.prepare(market, tensors)
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in METRICS}
     kept_r, kept_p = [], []
+    # Positions are made chunk by chunk (cache-sized [chunk, T] blocks); only the bars where they change are
+    # kept, and the metrics of a run of chunks are computed from those changes in one batch.
+    changes: list[tuple[torch.Tensor, torch.Tensor]] = []
+    pending, since = 0, 0
+
+    def flush(upto: int) -> None:
+        flat = torch.cat([c[0] for c in changes]) if changes else torch.zeros(0, dtype=torch.int64)
+        new = torch.cat([c[1] for c in changes]) if changes else torch.zeros(0, dtype=torch.int8)
+        metrics = _metrics_of_changes(flat.to(market.device), new.to(market.device), upto - since, tables, cost,
+                                      t, years, bars_per_year, market.dtype)
+        for k in METRICS:
+            parts[k].append(metrics[k].cpu())
+        changes.clear()
+
     for start in range(0, n, size):
         chunk = {k: v[start:start + size] for k, v in tensors.items()}
         pos = strategy.positions(market, chunk)
-        net = _net(pos, r, cost)
-        prev = torch.nn.functional.pad(pos[:, :-1], (1, 0))
-        delta = (pos - prev).abs_()  # int8 in {0, 1, 2}
-        metrics = _metrics_from(net, (delta != 0).sum(1), delta.sum(1, dtype=torch.int32),
-                                (pos != 0).sum(1), years, bars_per_year)
-        for k in METRICS:
-            parts[k].append(metrics[k].cpu())
+        flat, new = position_changes(pos)
+        changes.append((flat + (start - since) * t, new))
+        pending += flat.shape[0]
+        if pending >= _EVENTS_PER_BATCH:
+            flush(min(start + size, n))
+            pending, since = 0, min(start + size, n)
         if keep_returns:
-            kept_r.append(net)
+            kept_r.append(_net(pos, r, cost))
         if keep_positions:
             kept_p.append(pos)
         if on_chunk is not None:
             on_chunk(min(start + size, n), n)
+    if since < n:
+        flush(n)
     return BacktestResult({k: torch.cat(v) for k, v in parts.items()},
                           torch.cat(kept_r) if keep_returns else None,
                           torch.cat(kept_p) if keep_positions else None)

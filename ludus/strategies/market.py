@@ -75,6 +75,37 @@ class MarketTensors:
                 store[k] = rows[i]
         return torch.stack([store[k] for k in keys]) if keys else torch.empty(0, len(self), device=self.device)
 
+    def ranks(self, kind: str, windows: torch.Tensor, compute: Callable[[list], torch.Tensor]
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-bar ranks of an indicator's rows, for comparing rows of different windows: ``(ranks, rows)``.
+
+        ``ranks`` [U, T] (uint8 when U < 255, else int16/int32) ranks the distinct windows' values at each bar
+        (equal values get equal ranks, so ``ranks[i] > ranks[j]`` exactly when value i > value j); NaN gets
+        the largest rank, U + 1. ``rows`` maps ``windows`` (any shape) to their rows. Comparing 1-byte ranks
+        instead of float64 values reads 8x less memory per set. The table is kept per kind and rebuilt only
+        when ``windows`` holds a window it lacks, so calling it once with a whole sweep's windows
+        (``Strategy.prepare``) serves every chunk.
+        """
+        held = self._cache.get(("ranks", kind))
+        if held is not None:
+            keys, table = held
+            rows = torch.searchsorted(keys, windows).clamp_(max=keys.shape[0] - 1)
+            if bool((keys.take(rows) == windows).all()):
+                return table, rows
+        keys = torch.unique(windows)
+        values = self.table(kind, [int(w) for w in keys.tolist()], compute)  # [U, T] float64
+        x = values.t().contiguous()  # [T, U]: sort each bar's values
+        srt, order = x.sort(dim=1)
+        step = torch.ones_like(order)
+        step[:, 1:] = srt[:, 1:] != srt[:, :-1]
+        dense = torch.empty_like(order).scatter_(1, order, step.cumsum_(1))
+        n = keys.shape[0]
+        dense.masked_fill_(torch.isnan(x), n + 1)
+        dtype = torch.uint8 if n + 1 <= 255 else torch.int16 if n + 1 < 2**15 else torch.int32
+        table = dense.t().to(dtype).contiguous()
+        self._cache[("ranks", kind)] = (keys, table)
+        return table, torch.searchsorted(keys, windows)
+
     def gather(self, kind: str, windows: torch.Tensor, compute: Callable[[list], torch.Tensor]) -> torch.Tensor:
         """Per-set rows [P, T] of an indicator indexed by one integer parameter tensor ``windows`` [P]."""
         unique, inverse = torch.unique(windows, return_inverse=True)

@@ -22,17 +22,38 @@ def _table(fn, series: torch.Tensor):
     return lambda missing: fn(series, missing)
 
 
+def _cross(market: MarketTensors, kind: str, compute, params: Mapping[str, torch.Tensor],
+           short_ok: torch.Tensor, nan_warmup: bool) -> torch.Tensor:
+    """crossover(MA(fast) > MA(slow), t >= slow - 1, short_ok), comparing the per-bar ranks of the float64
+    MAs (``market.ranks``): the same decisions as comparing the values, from 1-byte rows.
+
+    Ranks put NaN above every value. With ``nan_warmup`` (rows are NaN until their window is full, as for
+    the SMA) a row of ``slow`` still warming up is never below ``fast``: ``above`` is already False there,
+    like the float comparison, and only a set whose fast window is the longer one (fast NaN while slow is
+    not) and short-enabled sets need the warm-up mask.
+    """
+    fast, slow = params["fast"], params["slow"]
+    ranks, rows = market.ranks(kind, torch.stack([fast, slow]), compute)
+    above = torch.gt(ranks.index_select(0, rows[0]), ranks.index_select(0, rows[1]))
+    bars = bar_index(len(market), market.device)
+    if bool((fast > slow).any()):
+        above &= bars >= (fast[:, None] - 1)
+    if bool(short_ok.any()) or not nan_warmup:
+        return crossover(above, bars >= (slow[:, None] - 1), short_ok)
+    return above.view(torch.int8)
+
+
 class SmaCross(Strategy):
     """Long (or short) while SMA(fast) is above (below) SMA(slow); flat until SMA(slow) exists."""
 
     rule = "sma_cross"
 
     def positions(self, market: MarketTensors, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        compute = _table(ind.sma, market.close64)
-        fast = market.gather("sma64", params["fast"], compute)
-        slow = market.gather("sma64", params["slow"], compute)
-        valid = bar_index(len(market), market.device) >= (params["slow"][:, None] - 1)
-        return crossover(fast > slow, valid, self.short_ok(params))
+        return _cross(market, "sma64", _table(ind.sma, market.close64), params, self.short_ok(params),
+                      nan_warmup=True)
+
+    def prepare(self, market: MarketTensors, params: Mapping[str, torch.Tensor]) -> None:
+        market.ranks("sma64", torch.cat([params["fast"], params["slow"]]), _table(ind.sma, market.close64))
 
     def warmup(self, values: Mapping[str, object]) -> int:
         return int(values["slow"]) - 1
@@ -45,11 +66,11 @@ class EmaCross(Strategy):
     rule = "ema_cross"
 
     def positions(self, market: MarketTensors, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        compute = _table(ind.ema, market.close64)
-        fast = market.gather("ema64", params["fast"], compute)
-        slow = market.gather("ema64", params["slow"], compute)
-        valid = bar_index(len(market), market.device) >= (params["slow"][:, None] - 1)
-        return crossover(fast > slow, valid, self.short_ok(params))
+        return _cross(market, "ema64", _table(ind.ema, market.close64), params, self.short_ok(params),
+                      nan_warmup=False)
+
+    def prepare(self, market: MarketTensors, params: Mapping[str, torch.Tensor]) -> None:
+        market.ranks("ema64", torch.cat([params["fast"], params["slow"]]), _table(ind.ema, market.close64))
 
     def warmup(self, values: Mapping[str, object]) -> int:
         return int(values["slow"]) - 1

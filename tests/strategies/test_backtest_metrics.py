@@ -91,3 +91,33 @@ def test_device_resolution() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+@pytest.mark.parametrize("name", ["sma_cross", "ema_cross", "rsi_reversion", "donchian_breakout"])
+def test_metrics_from_position_changes_match_dense_metrics(market64, name: str) -> None:
+    """run_backtest computes metrics from the bars where positions change (segments.path_sums); they equal
+    compute_metrics over every bar, across chunk boundaries and with short positions."""
+    strategy = get_strategy(name)
+    sets = strategy.space.sample(120, seed=5)
+    res = run_backtest(strategy, market64, sets, cost_bps=7.0, bars_per_year=252, keep_positions=True,
+                       chunk_size=37)
+    assert bool((res.positions < 0).any())
+    dense = compute_metrics(net_returns(res.positions, market64.close, 7.0), res.positions, 252)
+    for key in METRICS:
+        torch.testing.assert_close(res.metrics[key], dense[key], rtol=1e-9, atol=1e-11)
+
+
+def test_range_stats_match_brute_force(market64) -> None:
+    from ludus.strategies.segments import SideTables
+
+    tables = SideTables.of(market64)
+    gen = torch.Generator().manual_seed(3)
+    t = len(market64)
+    lo = torch.randint(0, t, (300,), generator=gen)
+    hi = torch.minimum(lo + torch.randint(0, 3000, (300,), generator=gen), torch.tensor(t - 1))
+    for side in range(3):
+        qmax, qmin, qdd = tables.range_stats(torch.full_like(lo, side), lo, hi)
+        for i in range(0, 300, 7):
+            x = tables.cum[side, lo[i]:hi[i] + 1]
+            assert qmax[i].item() == x.max().item() and qmin[i].item() == x.min().item()
+            assert qdd[i].item() == pytest.approx((x.cummax(0).values - x).max().item(), abs=1e-13)
