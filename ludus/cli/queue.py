@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -89,11 +91,8 @@ def serve(settings, executor_factory, http_port: int | None, banner, background=
 def submit(path: Annotated[Path, typer.Argument(help="job JSON file ('-' reads stdin)")]) -> None:
     import sys
 
-    from ludus.config import get_settings
     from ludus.contracts.job import parse_job
-    from ludus.queue.connection import connect
     from ludus.queue.publisher import Publisher
-    from ludus.queue.topology import Topology, declare
 
     if str(path) == "-":
         raw = sys.stdin.buffer.read()
@@ -102,16 +101,9 @@ def submit(path: Annotated[Path, typer.Argument(help="job JSON file ('-' reads s
             fail(f"job file {path} does not exist")
         raw = path.read_bytes()
     job = parse_job(raw)  # InputError -> one red line, exit 2
-    settings = get_settings()
-    topology = Topology.from_settings(settings)
-    conn = connect(settings.amqp_url, name="ludus submit")
-    try:
-        channel = conn.channel()
-        declare(channel, topology)
+    with broker_session("ludus submit") as (_settings, topology, conn):
         Publisher(conn.channel()).publish(topology.jobs_exchange, topology.jobs_routing_key, job.to_json(),
                                           message_id=str(job.job_id))
-    finally:
-        conn.close()
     console.print(str(job.job_id), highlight=False)
 
 
@@ -125,21 +117,14 @@ def watch(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ludus import constants as c
-    from ludus.config import get_settings
-    from ludus.queue.connection import connect
-    from ludus.queue.topology import Topology, declare
 
     try:
         job_id = str(UUID(job_id))
     except ValueError:
         fail(f"job id {job_id!r} is not a UUID")
-    settings = get_settings()
-    topology = Topology.from_settings(settings)
-    conn = connect(settings.amqp_url, name=f"ludus watch {job_id}")
     result: dict | None = None
-    try:
+    with broker_session(f"ludus watch {job_id}") as (settings, topology, conn):
         channel = conn.channel()
-        declare(channel, topology)
         queue = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
         for key in (c.progress_routing_key(job_id), c.result_routing_key(job_id)):
             channel.queue_bind(queue, topology.events_exchange, routing_key=key)
@@ -165,8 +150,6 @@ def watch(
                     desc += f" (best {data['best_value']:.4g})"
                 bar.update(task, phase=data.get("phase", ""), description=desc, total=total or None,
                            completed=step or 0)
-    finally:
-        conn.close()
     _print_result(result)
     if result.get("status") != "succeeded":
         raise SystemExit(1)
@@ -210,19 +193,10 @@ def _print_result(result: dict) -> None:
 def dlq_list(limit: int = typer.Option(100, "--limit", min=1, help="show at most this many")) -> None:
     from rich.table import Table
 
-    from ludus.config import get_settings
-    from ludus.queue.connection import connect
     from ludus.queue.deadletter import browse
-    from ludus.queue.topology import Topology, declare
 
-    settings = get_settings()
-    topology = Topology.from_settings(settings)
-    conn = connect(settings.amqp_url, name="ludus dlq list")
-    try:
-        declare(conn.channel(), topology)
+    with broker_session("ludus dlq list") as (_settings, topology, conn):
         letters = browse(conn, topology, limit=limit)
-    finally:
-        conn.close()
     table = Table("job id", "reason", "time", title=f"dead letters in {topology.dead_letter_queue}")
     for letter in letters:
         field = f"{letter.field}={letter.value}: " if letter.field else ""
@@ -235,21 +209,31 @@ def dlq_replay(
     job_id: str | None = typer.Option(None, "--job-id", help="replay the dead letters of this job"),
     all_: bool = typer.Option(False, "--all", help="replay every dead letter"),
 ) -> None:
-    from ludus.config import get_settings
-    from ludus.queue.connection import connect
     from ludus.queue.deadletter import replay
-    from ludus.queue.topology import Topology, declare
 
     if (job_id is None) == (not all_):
         fail("give exactly one of --job-id ID or --all")
-    settings = get_settings()
-    topology = Topology.from_settings(settings)
-    conn = connect(settings.amqp_url, name="ludus dlq replay")
-    try:
-        declare(conn.channel(), topology)
+    with broker_session("ludus dlq replay") as (_settings, topology, conn):
         moved = replay(conn, topology, job_id=job_id)
-    finally:
-        conn.close()
     for letter in moved:
         console.print(f"replayed {letter.job_id or '-'} ({letter.reason})", highlight=False)
     console.print(f"{len(moved)} message(s) sent back to {topology.jobs_queue}")
+
+
+@contextmanager
+def broker_session(name: str) -> Iterator[tuple[Any, Any, Any]]:
+    """(settings, topology, connection) for a short-lived command: the topology is declared first and the
+    connection closed afterwards, whatever happens."""
+    from ludus.config import get_settings
+    from ludus.queue.connection import connect
+    from ludus.queue.topology import Topology, declare
+
+    settings = get_settings()
+    topology = Topology.from_settings(settings)
+    conn = connect(settings.amqp_url, name=name)
+    try:
+        declare(conn.channel(), topology)
+        yield settings, topology, conn
+    finally:
+        if conn.is_open:
+            conn.close()
