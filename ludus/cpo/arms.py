@@ -18,8 +18,9 @@ the next session.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -44,6 +45,8 @@ MIN_ROLLING_ROWS = 20
 
 #: a θ search run on the bars before ``stop``: [(θ, positions over every bar)], best first
 ThetaSearch = Callable[[int], list[tuple[dict[str, Any], np.ndarray]]]
+#: ``[fn(x) for x in items]``, possibly on other processes (an executor's ``map``)
+MapFn = Callable[[Callable[[Any], Any], Iterable[Any]], Iterable[Any]]
 
 
 @dataclass(frozen=True)
@@ -267,31 +270,56 @@ class RollingArm:
         return Pick(dict(self.data.labels.candidates[k]), k)
 
 
+def fit_member(config: ModelConfig, conditions: np.ndarray, labels: Labels, device: str,
+               job: tuple[np.ndarray, int]) -> CPOModel:
+    """One seed's model on one origin's rows (module level: an executor may run it on another process)."""
+    rows, seed = job
+    return fit(config, conditions, labels, rows, device=device, seed=seed).to("cpu")
+
+
 class CPOArm:
-    """The CPO policy: a seed ensemble of conditional models, the cost-aware argmax of their average score."""
+    """The CPO policy: a seed ensemble of conditional models, the cost-aware argmax of their average score.
+
+    ``map_fn`` (an executor's ``map``) fits the members, and with :meth:`prefit` every origin's members, in
+    parallel.
+    """
 
     name = ARM_CPO
     publishable = True
 
-    def __init__(self, data: ArmData, config: ModelConfig, seeds: list[int], *, device: str = "cpu") -> None:
+    def __init__(self, data: ArmData, config: ModelConfig, seeds: list[int], *, device: str = "cpu",
+                 map_fn: MapFn = map) -> None:
         if not seeds:
             raise InputError("search.seeds", 0, "at least one seed")
         self.data = data
         self.config = config
         self.seeds = list(seeds)
         self.device = device
+        self.map_fn = map_fn
         self.model: CPOEnsemble | None = None
         self._seed_held: list[float] = [0.0] * len(seeds)
         self._last: int | None = None
+        self._prefitted: dict[tuple[int, int], list[CPOModel]] = {}
 
     @property
     def members(self) -> list[CPOModel]:
         assert self.model is not None, "fit first"
         return list(self.model.members)
 
+    def _fit_many(self, rows_list: list[np.ndarray]) -> list[list[CPOModel]]:
+        fn = partial(fit_member, self.config, self.data.conditions, self.data.labels, self.device)
+        jobs = [(rows, s) for rows in rows_list for s in self.seeds]
+        models = list(self.map_fn(fn, jobs))
+        n = len(self.seeds)
+        return [models[i * n:(i + 1) * n] for i in range(len(rows_list))]
+
+    def prefit(self, rows_list: list[np.ndarray]) -> None:
+        """Fit the members of several origins at once (their fits are independent)."""
+        for rows, members in zip(rows_list, self._fit_many(rows_list)):
+            self._prefitted[(int(rows[0]), int(rows[-1]))] = members
+
     def fit(self, rows: np.ndarray) -> None:
-        members = [fit(self.config, self.data.conditions, self.data.labels, rows, device=self.device, seed=s)
-                   for s in self.seeds]
+        members = self._prefitted.pop((int(rows[0]), int(rows[-1])), None) or self._fit_many([rows])[0]
         self.model = CPOEnsemble(members).eval()
 
     def decide(self, idx: np.ndarray, start_position: float) -> Decisions:
@@ -350,5 +378,5 @@ class PolicyGradientArm:
         return Pick(dict(self.data.labels.candidates[k]), k)
 
 
-__all__ = ["Arm", "ArmData", "BestFixedArm", "CPOArm", "Decisions", "EnsembleArm", "FixedArm", "Pick",
+__all__ = ["Arm", "ArmData", "MapFn", "fit_member", "BestFixedArm", "CPOArm", "Decisions", "EnsembleArm", "FixedArm", "Pick",
            "PolicyGradientArm", "RollingArm", "ThetaSearch", "best_fixed_candidate", "fixed_objective"]

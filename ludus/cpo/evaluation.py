@@ -61,8 +61,13 @@ def evaluate(arms: Sequence[Arm], origins: Origins, close_returns: torch.Tensor 
                                               for n in names}
     held = {n: 0.0 for n in names}
     seed_held: dict[str, np.ndarray] = {}
+    train = [origins.train_idx(i) for i in range(origins.n_windows)]
+    for arm in arms:
+        prefit = getattr(arm, "prefit", None)
+        if prefit is not None:
+            prefit(train)  # independent fits of every origin at once (on an executor's workers)
     for i in range(origins.n_windows):
-        rows = origins.train_idx(i)
+        rows = train[i]
         idx = origins.window(i)
         for arm in arms:
             arm.fit(rows)

@@ -85,6 +85,12 @@ def rolling_origins(n_bars: int, first_valid: int, *, windows: int, embargo: int
     stop = n_bars - 1
     usable = stop - first_valid
     floor = MIN_TRAIN_BARS + embargo
+    if usable < floor + windows * MIN_WINDOW_BARS:
+        raise InsufficientDataError(
+            "lookback", n_bars,
+            f"{n_bars} bars with a {first_valid}-bar warm-up leave {max(usable, 0)} usable; training before the "
+            f"first origin and {windows} windows need at least {floor + windows * MIN_WINDOW_BARS}: lengthen "
+            f"lookback")
     if holdout_bars is None:
         holdout = usable - min_train_bars
         if holdout < windows * MIN_WINDOW_BARS:

@@ -264,7 +264,9 @@ class _JobRun:
         except InputError as exc:
             field_ = exc.field if exc.field.startswith("overrides") else f"overrides.{exc.field}"
             raise InputError(field_, exc.value, exc.rule) from None
-        self.defaults = dict(self.space.defaults)
+        self.defaults = dict(self.space.defaults)  # the narrowed space's: a candidate, the searches' first try
+        # the strategy's declared defaults: the champion when nothing was published, the defaults arm
+        self.strategy_defaults = self.strategy.space.validate(self.strategy.space.defaults)
         make_sampler(job.search.sampler, 0)
         for name in {job.exchange_of(s) for s in job.symbols}:
             try:
@@ -351,6 +353,7 @@ class _JobRun:
     # --- CPO, per symbol --------------------------------------------------------------------------------
 
     def cpo_symbol(self, w: SymbolWork, executor: Executor, index: int, count: int) -> None:
+        self.executor = executor
         self.labels(w, executor)
         self.find_champion(w)
         if ARM_CPO in self._arm_names(w):
@@ -387,7 +390,7 @@ class _JobRun:
         with self.engine.connect() as conn:
             row = live_row(conn, job.strategy, w.symbol, job.interval, on_or_before=w.valid_for,
                            excluding_job=str(job.job_id))
-        w.champion = resolve_champion(row, self.strategy.space, dict(self.strategy.space.defaults))
+        w.champion = resolve_champion(row, self.strategy.space, self.strategy_defaults)
         if w.champion.note:
             w.notes.append(w.champion.note)
         live = "nothing published: the strategy defaults" if row is None else (
@@ -543,8 +546,7 @@ class _JobRun:
             if name == ARM_PUBLISHED:
                 arms.append(self._fixed_arm(ARM_PUBLISHED, data, w, w.champion.parameters))
             elif name == ARM_DEFAULTS:
-                params = w.champion.parameters if w.champion.arm == ARM_DEFAULTS else self.defaults
-                arms.append(self._fixed_arm(ARM_DEFAULTS, data, w, params))
+                arms.append(self._fixed_arm(ARM_DEFAULTS, data, w, self.strategy_defaults))
             elif name == ARM_BEST_FIXED:
                 arms.append(BestFixedArm(data, self._origin_search(w)))
             elif name == ARM_ENSEMBLE:
@@ -554,7 +556,8 @@ class _JobRun:
             elif name == ARM_CPO:
                 assert w.model_params is not None
                 seeds = [self.seed + i for i in range(job.search.seeds)]
-                arms.append(CPOArm(data, ModelConfig(**w.model_params), seeds, device=str(self.device)))
+                arms.append(CPOArm(data, ModelConfig(**w.model_params), seeds, device=str(self.device),
+                                   map_fn=self.executor.map))
             elif name == ARM_POLICY_GRADIENT:
                 arms.append(PolicyGradientArm(data, seed=self.seed, device=str(self.device)))
         return arms
@@ -566,8 +569,11 @@ class _JobRun:
         with self.timed("evaluation"):
             w.arms = self.build_arms(w)
             total = w.origins.n_windows * len(w.arms)
+            seeds = f", the CPO model {job_seeds}x per origin" if (job_seeds := self.job.search.seeds) and any(
+                a.name == ARM_CPO for a in w.arms) else ""
             self.emit("gate", f"{w.symbol}: {len(w.arms)} arms refitted at each of {w.origins.n_windows} origins "
-                              f"({w.origins.oos_bars} out-of-sample bars)", step=0, total=total, symbol=w.symbol)
+                              f"({w.origins.oos_bars} out-of-sample bars){seeds}", step=0, total=total,
+                      symbol=w.symbol)
             done = [0]
 
             def on_window(i: int, n: int, arm: str) -> None:
@@ -655,16 +661,21 @@ class _JobRun:
                     # the ONNX artifact is what `ludus recommend` re-scores: publish exactly its choice
                     w.parameters, w.expected_return = dict(rec.parameters), float(rec.expected_return)
             w.card = self._card(w, cpo, trained_on, recommendation)
-        stale = w.stale_sessions > self.job.publish.max_stale_sessions
-        w.published = not (stale and self.job.publish.on_stale == "refuse")
-        notes = list(w.notes)
-        if stale:
-            verb = "refused" if not w.published else "flagged"
-            notes.insert(0, f"stale data {verb}: the last bar ({str(w.bars.timestamps[-1])[:10]}) is "
-                            f"{w.stale_sessions:,} {w.exchange} sessions old (> publish.max_stale_sessions "
-                            f"{self.job.publish.max_stale_sessions})")
-        w.reason = w.decision.reason + "".join(f"; {n}" for n in notes)
+        w.published = self._check_staleness(w)
+        w.reason = w.decision.reason + "".join(f"; {n}" for n in w.notes)
         w.arm_results = arm_results(w.decision, w.evaluation, w.labels, (chosen, w.parameters))
+
+    def _check_staleness(self, w: SymbolWork) -> bool:
+        """Whether ``w`` may be published: a last bar older than publish.max_stale_sessions is flagged in
+        the reason (``flag``) or refused (``refuse``), never published silently."""
+        limit = self.job.publish.max_stale_sessions
+        if w.stale_sessions <= limit:
+            return True
+        refuse = self.job.publish.on_stale == "refuse"
+        w.notes.insert(0, f"stale data {'refused' if refuse else 'flagged'}: the last bar "
+                          f"({str(w.bars.timestamps[-1])[:10]}) is {w.stale_sessions:,} {w.exchange} sessions old "
+                          f"(> publish.max_stale_sessions {limit})")
+        return not refuse
 
     def _card(self, w: SymbolWork, cpo: Any, trained_on: str, rec: Recommendation | None) -> ModelCard:
         assert w.labels is not None and w.conditions is not None and w.decision is not None
@@ -688,9 +699,10 @@ class _JobRun:
         w.parameters = params
         w.baseline = params
         w.baseline_value = value
-        w.published = True
+        w.published = self._check_staleness(w)
         w.reason = (f"static search: best of {self.job.search.trials} trials, "
-                    f"{self.job.objective}={value:.4f} over {len(w.bars)} bars (in sample: no decision)")
+                    f"{self.job.objective}={value:.4f} over {len(w.bars)} bars (in sample: no decision)"
+                    + "".join(f"; {n}" for n in w.notes))
 
     # --- publish ----------------------------------------------------------------------------------------
 
@@ -708,7 +720,7 @@ class _JobRun:
                 cpo = next((a for a in w.arm_results if a.name == ARM_CPO and a.role != ROLE_CHAMPION), None)
                 symbols.append(SymbolResult(
                     symbol=w.symbol, parameters=w.parameters or {}, baseline_parameters=w.baseline,
-                    default_parameters=self.defaults, expected_return=w.expected_return, published=w.published,
+                    default_parameters=self.strategy_defaults, expected_return=w.expected_return, published=w.published,
                     reason=w.reason, holdout=w.holdout or HoldoutComparison(),
                     improvement=None if cpo is None else cpo.delta_sharpe,
                     psr=None if d is None else d.psr, dsr=None if d is None else d.dsr,

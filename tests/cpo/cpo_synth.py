@@ -134,7 +134,6 @@ def oracle_edge(*, p_stress: float, phi_calm: float, phi_stress: float, T: int =
     from ludus.cpo.sharpe import annualized_sharpe
 
     m = momentum_regime_market(T, seed, p_stress=p_stress, phi_calm=phi_calm, phi_stress=phi_stress)
-    r = np.diff(np.log(m.bars.close), prepend=np.log(m.bars.close[0]))
     r = m.bars.close / np.concatenate([[m.bars.close[0]], m.bars.close[:-1]]) - 1.0
     champ = np.sign(r)
     oracle = np.where(m.regime == 1, -champ, champ)
@@ -146,12 +145,12 @@ def oracle_edge(*, p_stress: float, phi_calm: float, phi_stress: float, T: int =
     return float(annualized_sharpe(net(oracle), 252) - annualized_sharpe(net(champ), 252))
 
 
-def phi_for_edge(edge: float, *, p_stress: float, phi_calm: float) -> float:
+def phi_for_edge(edge: float, *, p_stress: float, phi_calm: float, T: int = 400_000) -> float:
     """The stress autocorrelation whose regime oracle beats momentum-1 by ``edge`` annualized Sharpe."""
     lo, hi = 0.0, 0.95
-    for _ in range(20):
+    for _ in range(16):
         mid = (lo + hi) / 2
-        if oracle_edge(p_stress=p_stress, phi_calm=phi_calm, phi_stress=mid) < edge:
+        if oracle_edge(p_stress=p_stress, phi_calm=phi_calm, phi_stress=mid, T=T) < edge:
             lo = mid
         else:
             hi = mid

@@ -153,6 +153,26 @@ def test_kept_with_the_numbers_and_changed_for_the_best_publishable_winner() -> 
     assert len(c.window_sharpes) == 2
 
 
+def _with_sharpe(r: np.ndarray, sharpe: float) -> np.ndarray:
+    """``r`` shifted to an annualized Sharpe of exactly ``sharpe`` (its spread unchanged)."""
+    sd = r.std()
+    return r - r.mean() + sharpe * sd / math.sqrt(BPY)
+
+
+def test_the_defaults_doing_better_than_the_in_sample_optimum_are_kept_not_replaced_by_it() -> None:
+    # the issue's case: out of sample CPO 0.10, the unconditional θ 0.04, the defaults 0.69 - the old gate
+    # published the unconditional θ
+    rng = np.random.default_rng(12)
+    champion, ch = _paths(rng, [0.0, 0.0], 0.6, n=252)
+    ev = _evaluation(_with_sharpe(champion, 0.69), {ARM_CPO: _with_sharpe(ch[0], 0.10),
+                                                    ARM_BEST_FIXED: _with_sharpe(ch[1], 0.04)})
+    rep = decide(ev, ARM_DEFAULTS, n_configurations=64 + 8 + 8 + 2, alpha=0.05, min_improvement=0.05,
+                 bars_per_year=BPY, samples=500, seed=0)
+    assert rep.outcome == DECISION_KEPT and rep.chosen == ARM_DEFAULTS
+    assert rep.verdict(ARM_BEST_FIXED).delta_sharpe == pytest.approx(-0.65, abs=1e-6)
+    assert rep.reason.startswith("kept: strategy defaults (champion) earned Sharpe 0.69")
+
+
 def test_bad_champion_and_configurations_are_input_errors() -> None:
     champion, ch = _paths(np.random.default_rng(8), [0.0], 0.5)
     ev = _evaluation(champion, {ARM_CPO: ch[0]})
