@@ -39,6 +39,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,7 +118,7 @@ def rate(flags: list[bool]) -> tuple[float, float]:
 def crossing(points: list[tuple[float, float]], target: float) -> float:
     """The smallest edge where power reaches ``target``, linear between the measured edges (inf: never)."""
     points = sorted(points)
-    for (e0, p0), (e1, p1) in zip(points, points[1:]):
+    for (e0, p0), (e1, p1) in pairwise(points):
         if p0 < target <= p1:
             return e0 + (target - p0) * (e1 - e0) / (p1 - p0)
     if points and points[0][1] >= target:

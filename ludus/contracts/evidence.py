@@ -41,8 +41,8 @@ class ArmEvidence(_Outgoing):
     positions: list[float]
     returns: list[float]
     choices: list[int] | None = None
-    parameters: list[dict[str, Any]] = Field(default_factory=list,
-                                             description="θ held per window when it is not a candidate")
+    parameters: list[dict[str, Any] | None] = Field(
+        default_factory=list, description="per window: the θ held when it is not a candidate (else null)")
     sharpe: FiniteFloat = None
     delta_sharpe: FiniteFloat = None
     delta_se: FiniteFloat = None

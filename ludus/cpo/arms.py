@@ -378,5 +378,20 @@ class PolicyGradientArm:
         return Pick(dict(self.data.labels.candidates[k]), k)
 
 
-__all__ = ["Arm", "ArmData", "MapFn", "fit_member", "BestFixedArm", "CPOArm", "Decisions", "EnsembleArm", "FixedArm", "Pick",
-           "PolicyGradientArm", "RollingArm", "ThetaSearch", "best_fixed_candidate", "fixed_objective"]
+__all__ = [
+    "Arm",
+    "ArmData",
+    "BestFixedArm",
+    "CPOArm",
+    "Decisions",
+    "EnsembleArm",
+    "FixedArm",
+    "MapFn",
+    "Pick",
+    "PolicyGradientArm",
+    "RollingArm",
+    "ThetaSearch",
+    "best_fixed_candidate",
+    "fit_member",
+    "fixed_objective",
+]

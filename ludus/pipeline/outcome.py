@@ -108,7 +108,7 @@ def decision_evidence(*, job_id: UUID, strategy: str, symbol: str, interval: str
             name=v.name, role=v.role, positions=[round(float(x), 6) for x in path.positions],
             returns=[round(float(x), RETURN_DECIMALS) for x in path.returns],
             choices=None if path.theta_ids is None else [int(c) for c in path.choices],
-            parameters=[p for p in path.window_parameters if p is not None], sharpe=v.sharpe,
+            parameters=list(path.window_parameters), sharpe=v.sharpe,
             delta_sharpe=v.delta_sharpe, delta_se=v.delta_se, z=v.z, passed=v.passed, seed_sharpes=v.seed_sharpes))
     stamps = [ts.astype("datetime64[us]").astype(datetime) for ts in np.asarray(timestamps)[idx]]
     return DecisionEvidence(

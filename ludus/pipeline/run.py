@@ -37,7 +37,7 @@ from ludus.constants import (
 from ludus.contracts.events import ProgressEvent
 from ludus.contracts.job import OptimizationJob
 from ludus.contracts.model_card import ModelCard, Recommendation
-from ludus.contracts.results import ConfigurationCount, HoldoutComparison, JobResult, SymbolResult
+from ludus.contracts.results import ArmResult, ConfigurationCount, HoldoutComparison, JobResult, SymbolResult
 from ludus.data.bars import Bars
 from ludus.data.symbols import bars_per_year as interval_bars_per_year
 from ludus.errors import InputError, InsufficientDataError, LudusError
@@ -64,7 +64,7 @@ from ludus.search.trial import Executor, InProcessExecutor
 
 if TYPE_CHECKING:
     from ludus.contracts.evidence import DecisionEvidence
-    from ludus.cpo.arms import Arm, ArmData
+    from ludus.cpo.arms import Arm, ArmData, CPOArm
     from ludus.cpo.decision import DecisionReport
     from ludus.cpo.evaluation import Evaluation
     from ludus.cpo.labels import Labels
@@ -119,7 +119,7 @@ class SymbolWork:
     published: bool = False
     reason: str = ""
     holdout: HoldoutComparison | None = None
-    arm_results: list[Any] = field(default_factory=list)
+    arm_results: list[ArmResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -677,7 +677,7 @@ class _JobRun:
                           f"(> publish.max_stale_sessions {limit})")
         return not refuse
 
-    def _card(self, w: SymbolWork, cpo: Any, trained_on: str, rec: Recommendation | None) -> ModelCard:
+    def _card(self, w: SymbolWork, cpo: CPOArm, trained_on: str, rec: Recommendation | None) -> ModelCard:
         assert w.labels is not None and w.conditions is not None and w.decision is not None
         job = self.job
         return ModelCard(

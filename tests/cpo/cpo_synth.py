@@ -185,7 +185,15 @@ def decision_arms(market: Market, labels: Any, *, champion_k: int, seeds: Sequen
         ARM_ROLLING,
         CHALLENGER_ARMS,
     )
-    from ludus.cpo.arms import ArmData, BestFixedArm, CPOArm, EnsembleArm, FixedArm, PolicyGradientArm, RollingArm
+    from ludus.cpo.arms import (
+        ArmData,
+        BestFixedArm,
+        CPOArm,
+        EnsembleArm,
+        FixedArm,
+        PolicyGradientArm,
+        RollingArm,
+    )
     from ludus.cpo.model import ModelConfig
     from ludus.cpo.reinforce import PolicyGradientConfig
 

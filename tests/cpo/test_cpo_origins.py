@@ -3,6 +3,8 @@ embargo, defaults sized to at least 3 years, errors that name the setting."""
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 
@@ -14,7 +16,7 @@ def test_windows_are_consecutive_and_end_at_the_last_decision_bar() -> None:
     o = rolling_origins(2520, 30, windows=6, embargo=5, holdout_bars=None, min_train_bars=504)
     assert o.stop == 2519 and o.starts[0] == 30 + 504 and o.n_windows == 6
     bounds = o.bounds
-    assert all(b[1] == c[0] for b, c in zip(bounds, bounds[1:])) and bounds[-1][1] == o.stop
+    assert all(b[1] == c[0] for b, c in pairwise(bounds)) and bounds[-1][1] == o.stop
     sizes = [b - a for a, b in bounds]
     assert max(sizes) - min(sizes) <= 1 and sum(sizes) == o.oos_bars == len(o.oos_idx)
     np.testing.assert_array_equal(np.concatenate([o.window(i) for i in range(6)]), o.oos_idx)
