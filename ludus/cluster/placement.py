@@ -190,7 +190,9 @@ def plan_groups(nodes: Sequence[NodeInfo], spec: PlacementSpec, *, gpus_per_acto
                              "no node of the Ray cluster is marked with an architecture (start workers with "
                              f"--resources '{{\"{ARCH_RESOURCE_PREFIX}<arch>\": 1000}}' or --labels "
                              f"{ARCH_LABEL}=<arch>)" + (f"; this machine is {arch}" if arch else ""))
-        return [_group(arch or "any", list(nodes), None, None, gpus_per_actor, cpus_per_actor, device)]
+        groups = [_group(arch or "any", list(nodes), None, None, gpus_per_actor, cpus_per_actor, device)]
+        _require_capacity(groups, spec, gpus_per_actor, cpus_per_actor, strict)
+        return groups
 
     by_arch: dict[str, list[NodeInfo]] = {}
     for node in marked:
@@ -213,11 +215,16 @@ def plan_groups(nodes: Sequence[NodeInfo], spec: PlacementSpec, *, gpus_per_acto
             # label-only nodes: the resource marks some, the label all of them
             arch_nodes = [n for n in arch_nodes if n.arch_by_label == arch]
         groups.append(_group(arch, arch_nodes, resources, selector, gpus_per_actor, cpus_per_actor, device))
+    _require_capacity(groups, spec, gpus_per_actor, cpus_per_actor, strict)
+    return groups
+
+
+def _require_capacity(groups: list[ActorGroup], spec: PlacementSpec, gpus_per_actor: float, cpus_per_actor: float,
+                      strict: bool) -> None:
     if strict and not any(g.capacity for g in groups):
         raise InputError("placement", spec.describe(),
                          f"no allowed node can hold a trial actor ({cpus_per_actor:g} CPU, "
                          f"{gpus_per_actor:g} GPU each)")
-    return groups
 
 
 def _group(arch: str, nodes: list[NodeInfo], resources: dict[str, float] | None, selector: dict[str, str] | None,
