@@ -205,15 +205,17 @@ class Worker:
         now = time.monotonic()
         if cached is not None and now - cached[0] < max_age_s:
             return cached[1]
-        try:
-            with self.engine.connect() as conn:
-                placements, oldest = _unfinished_placements(conn)
-            snapshot = Backlog.of(self._depth, placements, oldest_age_s=oldest)
-        except Exception as exc:  # noqa: BLE001 - the scaling signal must survive a database blip
-            log.debug("backlog: jobs table unreadable (%s); serving the last numbers", exc)
+        snapshot = None
+        if self._db_ok or cached is None:  # known down (heartbeat probe): do not block a scrape on it
+            try:
+                with self.engine.connect() as conn:
+                    placements, oldest = _unfinished_placements(conn)
+                snapshot = Backlog.of(self._depth, placements, oldest_age_s=oldest)
+            except Exception as exc:  # noqa: BLE001 - the scaling signal must survive a database blip
+                log.debug("backlog: jobs table unreadable (%s); serving the last numbers", exc)
+        if snapshot is None:
             last = cached[1] if cached is not None else Backlog.of(self._depth)
             snapshot = Backlog(ready=self._depth, jobs=last.jobs, oldest_age_s=last.oldest_age_s, stale=True)
-            now = cached[0] if cached is not None else now  # retry on the next call
         with self._lock:
             self._backlog_cache = (now, snapshot)
         return snapshot
