@@ -121,3 +121,53 @@ def test_browser_clicks_from_the_job_list_to_a_report(web_db, served, chromium, 
     page.page.wait_for_url(f"{base}/")
     assert page.page.locator("tr.job").count() >= 1
     page.close()
+
+
+def test_ludus_serve_answers_until_stopped(web_db) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    ludus = Path(sys.executable).with_name("ludus")
+    env = {**os.environ, "LUDUS_DATABASE_URL": web_db["url"], "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([str(ludus), "serve", "--port", "0"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        assert match, (line, proc.stderr.read() if proc.poll() is not None else "")
+        status, _, page = _get(f"http://127.0.0.1:{match.group(1)}/")
+        assert status == 200 and web_db["finished"]["result"]["job_id"] in page
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    code = subprocess.run([str(ludus), "serve", "--port", "70000"], env=env, capture_output=True, text=True)
+    assert code.returncode == 2 and "port=70000: must be in 0..65535" in code.stderr
+
+
+def test_optuna_dashboard_reads_the_jobs_studies(web_db) -> None:
+    """What the README tells users to run: optuna-dashboard on Ludus' database lists the job's studies."""
+    import threading
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from optuna_dashboard import wsgi
+
+    from ludus.search.storage import get_storage
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    server = make_server("127.0.0.1", 0, wsgi(get_storage(web_db["url"])), handler_class=Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        status, _, body = _get(f"http://127.0.0.1:{server.server_port}/api/studies")
+    finally:
+        server.shutdown()
+        server.server_close()
+    job_id = web_db["finished"]["result"]["job_id"]
+    names = {s["study_name"] for s in json.loads(body)["study_summaries"]}
+    assert status == 200 and {f"ludus-{job_id}-SPX-model", f"ludus-{job_id}-SPX-baseline"} <= names
