@@ -25,8 +25,10 @@ from ludus.cpo.policy import path_from_positions
 from ludus.data.bars import Bars
 from ludus.data.symbols import bars_per_year as interval_bars_per_year
 from ludus.errors import LudusError
-from ludus.report.benchmark import BUY_AND_HOLD, buy_and_hold
+from ludus.report.benchmark import buy_and_hold
 from ludus.report.document import (
+    CURVE_BUY_AND_HOLD,
+    CURVE_PUBLISHED,
     Breakdown,
     ContextSeries,
     Curve,
@@ -238,7 +240,7 @@ def _published_equity(strategy: Any, sym: SymbolRecords, payload: dict[str, Any]
     run = run_backtest(strategy, market, [params], cost_bps=cost, bars_per_year=bpy, keep_returns=True,
                        keep_positions=True)
     bh = buy_and_hold(market, cost_bps=cost, bars_per_year=bpy)
-    names = ("published θ", BUY_AND_HOLD.replace("_", "-"))
+    names = (CURVE_PUBLISHED, CURVE_BUY_AND_HOLD)
     nets = {names[0]: run.returns[0].double().numpy(), names[1]: bh.returns[0].double().numpy()}
     positions = {names[0]: run.positions[0].numpy(), names[1]: bh.positions[0].numpy()}
     full = {names[0]: run.rows()[0], names[1]: bh.rows()[0]}

@@ -31,6 +31,10 @@ PLOT_IMPORTANCE = "importance"
 PLOT_HEATMAP = "heatmap"
 PLOT_KINDS = (PLOT_EQUITY, PLOT_DRAWDOWN, PLOT_BREAKDOWN, PLOT_HISTORY, PLOT_IMPORTANCE, PLOT_HEATMAP)
 
+# Names of the curves of the published-θ panel (and of their metrics' keys, slugged: ``published_θ.holdout.sharpe``).
+CURVE_PUBLISHED = "published θ"
+CURVE_BUY_AND_HOLD = "buy-and-hold"
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")

@@ -29,6 +29,7 @@ from ludus.report.document import (
     SymbolReport,
     Table,
 )
+from ludus.stores.jobs import FAILED, REJECTED, RUNNING, SUCCEEDED
 
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
 COLORS = ("#1f77b4", "#7f7f7f", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2")
@@ -45,15 +46,14 @@ th,td{padding:3px 10px;border-bottom:1px solid #eceef1;text-align:left;vertical-
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .muted{color:#5d6670;font-size:.88rem}.reason{font-size:1.02rem;font-weight:500}
 .status{display:inline-block;padding:1px 8px;border-radius:10px;background:#e4e7eb;font-size:.85rem}
-.status.succeeded{background:#d3f2dc}.status.failed,.status.rejected{background:#f8d7da}
-.status.running{background:#fff0c2}
 .problem{background:#fff4e5;border:1px solid #f0c36d;padding:6px 10px;border-radius:4px}
 .grid2{display:grid;grid-template-columns:1fr 1fr;gap:12px}
 .plot{min-height:320px}
 code,pre{font-size:.85rem;background:#f0f2f4;padding:1px 4px;border-radius:3px}
 pre{padding:8px;overflow:auto}
 nav a{margin-right:14px}
-"""
+""" + "".join(f".status.{status}{{background:{color}}}" for status, color in (
+    (SUCCEEDED, "#d3f2dc"), (FAILED, "#f8d7da"), (REJECTED, "#f8d7da"), (RUNNING, "#fff0c2")))
 
 
 class PlotlyMissingError(LudusError):

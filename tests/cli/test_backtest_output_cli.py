@@ -107,7 +107,7 @@ def test_sweep_plot_covers_every_set_and_bad_axes_are_refused(ludus, tmp_path: P
     assert code == 0, err
     assert f"wrote {target}" in err
     page = target.read_text()
-    match = re.search(r'Plotly\.newPlot\(\s*"plot-1",\s*(\[.*?\]),\s*\{', page, re.S)
+    match = re.search(r'Plotly\.newPlot\(\s*"plot-1",\s*(\[.*?\]),\s*\{', page, re.DOTALL)
     assert match, page[:2000]
     (trace,) = json.loads(match.group(1))
     assert trace["type"] == "heatmap"

@@ -11,7 +11,14 @@ import pytest
 from report_helpers import BrowserPage, stored_numbers
 
 from ludus.config import get_settings
-from ludus.report.document import PLOT_BREAKDOWN, PLOT_DRAWDOWN, PLOT_EQUITY, PLOT_HISTORY, PLOT_IMPORTANCE
+from ludus.report.document import (
+    CURVE_PUBLISHED,
+    PLOT_BREAKDOWN,
+    PLOT_DRAWDOWN,
+    PLOT_EQUITY,
+    PLOT_HISTORY,
+    PLOT_IMPORTANCE,
+)
 from ludus.report.render import format_number
 
 
@@ -84,7 +91,8 @@ def test_cpo_report_in_chromium_shows_the_stored_result(jobs_db, ludus_cli, chro
     assert ", ".join(f"{k}={v}" for k, v in sym["parameters"].items()) in decision
     assert sym["valid_for"] in decision
     # the holdout the gate judged, recomputed for the published θ, is printed equal to the stored one
-    holdout = {n["key"]: n for n in page.numbers('div.symbol[data-symbol="SPX"]')}["published_θ.holdout.sharpe"]
+    key = f"{CURVE_PUBLISHED.replace(' ', '_')}.holdout.sharpe"
+    holdout = {n["key"]: n for n in page.numbers('div.symbol[data-symbol="SPX"]')}[key]
     assert holdout["text"] == format_number(sym["holdout"]["baseline"]["sharpe"])
     # the optuna-dashboard link of every study
     links = page.page.eval_on_selector_all("a.dashboard", "els => els.map(e => e.href)")

@@ -19,7 +19,7 @@ from ludus.db.engine import make_engine
 from ludus.errors import InputError
 from ludus.report import report_for_job
 from ludus.report.build import flatten_numbers, study_section
-from ludus.report.document import Report
+from ludus.report.document import CURVE_BUY_AND_HOLD, CURVE_PUBLISHED, Report
 from ludus.report.heatmap import heatmap_grid
 from ludus.report.records import StudyRecord, UnknownJobError
 from ludus.report.render import render_html
@@ -58,7 +58,7 @@ def test_cpo_report_carries_every_stored_number_and_reproduces_the_holdout(jobs_
     # the gate refused on real SPX, so the published θ is the baseline; recomputed on the job's bars, its
     # holdout Sharpe is the one the gate stored (same bars, same positions, same cost)
     assert sym["parameters"] == sym["baseline_parameters"], sym["reason"]
-    assert _metric(s.equity, "published θ", "holdout.sharpe") == pytest.approx(
+    assert _metric(s.equity, CURVE_PUBLISHED, "holdout.sharpe") == pytest.approx(
         sym["holdout"]["baseline"]["sharpe"], rel=1e-6, abs=1e-9)
     (window,) = s.equity.windows
     holdout = jobs_db["cpo"]["body"]["validation"]["holdout_bars"]
@@ -88,7 +88,7 @@ def test_static_report_recomputes_the_searched_sharpe(jobs_db) -> None:
     assert study.complete == jobs_db["static"]["body"]["search"]["trials"]
     assert study.best_params == sym["parameters"]
     # the study scored θ by its Sharpe over every bar (float32 engine); the report backtests it in float64
-    assert _metric(s.equity, "published θ", "all.sharpe") == pytest.approx(study.best_value, abs=2e-4)
+    assert _metric(s.equity, CURVE_PUBLISHED, "all.sharpe") == pytest.approx(study.best_value, abs=2e-4)
     assert [w.label for w in s.equity.windows] == ["searched (in-sample)"]
     assert s.decision.numbers.rows == []  # a static result has no holdout, improvement or DSR
     # importances were computed (PED-ANOVA) over the parameters that varied
@@ -107,9 +107,9 @@ def test_buy_and_hold_matches_an_independent_computation(jobs_db) -> None:
     net = np.r_[-cost, r]
     sharpe = net.mean() / net.std() * math.sqrt(252)
     total = (1 - cost) * bars.close[-1] / bars.close[0] - 1
-    assert _metric(s.equity, "buy-and-hold", "all.sharpe") == pytest.approx(sharpe, rel=1e-9)
-    assert _metric(s.equity, "buy-and-hold", "all.total_return") == pytest.approx(total, rel=1e-9)
-    equity = next(c for c in s.equity.curves if c.name == "buy-and-hold").equity
+    assert _metric(s.equity, CURVE_BUY_AND_HOLD, "all.sharpe") == pytest.approx(sharpe, rel=1e-9)
+    assert _metric(s.equity, CURVE_BUY_AND_HOLD, "all.total_return") == pytest.approx(total, rel=1e-9)
+    equity = next(c for c in s.equity.curves if c.name == CURVE_BUY_AND_HOLD).equity
     assert equity[-1] == pytest.approx(1 + total, abs=1e-6)
 
 
