@@ -13,7 +13,7 @@ def _few_threads(one_torch_thread):
     yield
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def jobs_db(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A migrated SQLite database with the sample data, a finished CPO job and a finished static job."""
     import torch
