@@ -42,3 +42,5 @@ READINESS_PATH = "/readyz"  # broker and database reachable
 HEALTH_PATH = "/healthz"  # = readiness (older probes, the image's HEALTHCHECK)
 METRICS_PATH = "/metrics"
 BACKLOG_PATH = "/backlog"  # JSON: ready + unfinished jobs per architecture (KEDA's metrics-api trigger)
+DEFAULT_WEB_PORT = 8081  # `ludus serve`: the read-only web view (jobs, parameters, models, reports)
+DEFAULT_DASHBOARD_PORT = 8082  # where the README runs optuna-dashboard on Ludus' database; reports link there
