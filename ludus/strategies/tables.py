@@ -17,7 +17,9 @@ import numpy as np
 from ludus.strategies import kernels
 
 DEFAULT_CACHE_BYTES = 128 * 2**20  # indicator rows kept per market
-DEFAULT_BLOCK_BYTES = 16 * 2**20  # per-block indicator buffer when rows are not kept
+# bars per block: a block of every row of a scan (rows x bars x 8 bytes) stays within this, so the sets of a
+# scan reuse it from cache, and it bounds the buffer of rows built block by block
+DEFAULT_BLOCK_BYTES = 4 * 2**20
 MIN_BLOCK_BARS = 1024
 
 
@@ -52,16 +54,15 @@ class RowSource:
         self.spec = INDICATORS[kind]
         self.series = getattr(tables, self.spec.series)
         keys = np.unique(np.asarray(windows, dtype=np.int64))
+        self.block_bars = int(min(tables.n, max(MIN_BLOCK_BARS, tables.block_bytes // (8 * max(keys.shape[0], 1)))))
         kept = tables.keep_rows(kind, keys)
         if kept is not None:
             self.table, rows = kept
             self.index = rows[np.searchsorted(keys, windows)]
-            self.block_bars = tables.n
             self.streamed = False
             return
         self.keys = keys
         self.index = np.searchsorted(keys, windows).astype(np.int64)
-        self.block_bars = int(min(tables.n, max(MIN_BLOCK_BARS, tables.block_bytes // (8 * max(keys.shape[0], 1)))))
         self.table = np.empty((keys.shape[0], self.block_bars))
         self.carry = np.zeros((keys.shape[0], max(self.spec.carry, 1)))
         self.streamed = True
