@@ -35,13 +35,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from baseline_engine import BASELINE_COMMIT, load_baseline  # noqa: E402
+from baseline_engine import BASELINE_COMMIT, load_baseline
 
-from ludus.data.sample import sample_bars  # noqa: E402
-from ludus.data.symbols import bars_per_year  # noqa: E402
-from ludus.strategies.engine import resolve_device, run_backtest  # noqa: E402
-from ludus.strategies.market import MarketTensors  # noqa: E402
-from ludus.strategies.registry import get_strategy  # noqa: E402
+from ludus.data.sample import sample_bars
+from ludus.data.symbols import bars_per_year
+from ludus.strategies.engine import resolve_device, run_backtest
+from ludus.strategies.market import MarketTensors
+from ludus.strategies.registry import get_strategy
 
 COST_BPS = 1.0
 FAST = range(5, 55)

@@ -53,12 +53,9 @@ def drawdown_blocks(prefix: np.ndarray) -> np.ndarray:
         mx, mn, dd = -np.inf, np.inf, 0.0
         for u in range(b * BLOCK, min(n, (b + 1) * BLOCK)):
             c = prefix[u + 1]
-            if mx - c > dd:
-                dd = mx - c
-            if c > mx:
-                mx = c
-            if c < mn:
-                mn = c
+            dd = max(dd, mx - c)
+            mx = max(mx, c)
+            mn = min(mn, c)
         agg[0, b], agg[1, b], agg[2, b] = mx, mn, dd
     return agg
 

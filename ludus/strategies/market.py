@@ -44,7 +44,7 @@ class MarketTensors:
 
     @classmethod
     def from_bars(cls, bars: Bars, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
-                  ) -> "MarketTensors":
+                  ) -> MarketTensors:
         def t(a: np.ndarray, dt: torch.dtype) -> torch.Tensor:
             return torch.tensor(np.asarray(a, dtype=np.float64), device=device).to(dt)
 

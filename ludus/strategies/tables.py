@@ -49,7 +49,7 @@ class RowSource:
     ``table[j, t - offset]``. Cached sources return the whole kept table; streamed ones build the block
     (blocks must come in order from bar 0)."""
 
-    def __init__(self, tables: "MarketTables", kind: str, windows: np.ndarray) -> None:
+    def __init__(self, tables: MarketTables, kind: str, windows: np.ndarray) -> None:
         self.kind = kind
         self.spec = INDICATORS[kind]
         self.series = getattr(tables, self.spec.series)
@@ -108,10 +108,6 @@ class MarketTables:
         self.agg = np.concatenate([kernels.drawdown_blocks(mt[kernels.M_LOG_LONG]),
                                    kernels.drawdown_blocks(mt[kernels.M_LOG_SHORT])])
         self._rows: dict[str, tuple[np.ndarray, dict[int, int]]] = {}
-
-    @classmethod
-    def from_arrays(cls, close, high=None, low=None, **kwargs) -> "MarketTables":
-        return cls(close, close if high is None else high, close if low is None else low, **kwargs)
 
     @property
     def nbytes(self) -> int:
