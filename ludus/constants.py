@@ -37,3 +37,5 @@ ARCHITECTURES = ("x86_64", "arm64")
 
 # --- HTTP --------------------------------------------------------------------------------------------
 DEFAULT_HTTP_PORT = 8080  # /healthz and /metrics of `ludus worker`
+DEFAULT_WEB_PORT = 8081  # `ludus serve`: the read-only web view (jobs, parameters, models, reports)
+DEFAULT_DASHBOARD_PORT = 8082  # where the README runs optuna-dashboard on Ludus' database; reports link there
