@@ -9,6 +9,7 @@ the number of bars whatever the number of windows.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -108,6 +109,7 @@ class MarketTables:
         self.agg = np.concatenate([kernels.drawdown_blocks(mt[kernels.M_LOG_LONG]),
                                    kernels.drawdown_blocks(mt[kernels.M_LOG_SHORT])])
         self._rows: dict[str, tuple[np.ndarray, dict[int, int]]] = {}
+        self._lock = threading.Lock()  # one market may serve chunks mapped over threads
 
     @property
     def nbytes(self) -> int:
@@ -125,6 +127,10 @@ class MarketTables:
     def keep_rows(self, kind: str, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """(table, row of each key) with every key's row kept, building the missing ones; None when they
         would not fit the cache budget (the caller then streams blocks)."""
+        with self._lock:
+            return self._keep_rows(kind, keys)
+
+    def _keep_rows(self, kind: str, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         table, index = self._rows.get(kind, (np.empty((0, self.n)), {}))
         missing = np.array([k for k in keys.tolist() if k not in index], dtype=np.int64)
         if missing.size:
