@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import RULES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategy_reference import positions as reference_positions
@@ -18,6 +17,7 @@ from ludus.strategies.market import MarketTensors, market_for
 from ludus.strategies.registry import get_strategy
 from ludus.strategies.space import CategoricalParam, IntParam
 from ludus.strategies.tables import MarketTables
+from tests.strategies.conftest import RULES
 
 
 def synthetic_bars(n: int, seed: int, symbol: str = "SYN") -> Bars:

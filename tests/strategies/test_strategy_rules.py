@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import RULES
 from strategy_reference import positions as reference_positions
 
 from ludus.data.bars import Bars
 from ludus.strategies.engine import run_backtest
 from ludus.strategies.market import MarketTensors
 from ludus.strategies.registry import get_strategy
+from tests.strategies.conftest import RULES
 
 # Hand-picked sets beside the defaults: short windows (many trades), long windows, the long_short mode.
 EXTRA = {
