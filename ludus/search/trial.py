@@ -303,19 +303,21 @@ class BaseExecutor(ABC):
     4. Give-up: :class:`TooManyFailedTrials` (its ``rule``, counts and distinct ``reasons``) when this call's
        failures reach ``max_failures`` (:attr:`max_failures`, default :func:`default_max_failures`;
        ``GiveUp.MAX_FAILURES``), or when its first ``NOTHING_WORKED_AFTER`` finished trials all failed
-       (``GiveUp.NOTHING_WORKED``). Fewer trials that all fail: ``run`` returns; no trial is COMPLETE.
+       (``GiveUp.NOTHING_WORKED``). Below both limits ``run`` returns, even when no trial completed (a run of
+       three trials that all failed): the caller looks at the study.
     5. Lost workers: a trial whose worker (actor, node) died has not ended: the same Optuna trial (number,
        parameters) runs again on another worker, up to the executor's ``max_attempts``, recording
        ``retries`` and ``retry_reasons``; then it is FAIL (its worker died every time). An in-process worker is
        the caller itself: when it dies, ``open_study`` marks the trial FAIL (interrupted, not counted) on resume.
     6. Nothing stays RUNNING: when ``run`` stops early (give-up, an exception from the callback or from
-       ``suggest``, Ctrl-C) every trial it started is finished before the error propagates, with its own ending
-       when it has one, else FAIL with ``search stopped: <why>``.
+       ``suggest``, Ctrl-C) every trial it started is finished before the error propagates: a trial already
+       told keeps its ending, the others are FAIL with ``search stopped: <why>``.
     7. Timeout: counted from the start of the call; once it passed no trial starts (``timeout_s=0``: none),
        trials already started finish and count. ``None``: no limit.
     8. Callback: ``on_trial_done(study, frozen_trial)`` runs in the caller's thread once per trial this call
-       finished with its own ending (FAIL and PRUNED too), after it is stored, in the order they were told;
-       trials finished by a stop (6) get none. An exception from it stops the run (6) and propagates.
+       told (COMPLETE, PRUNED and FAIL), after the trial is stored, in the order they were told, until the run
+       stops (6): none runs after the stopping error, so the trials finished with or after it get none. An
+       exception from the callback stops the run (6) and propagates.
 
     ``map(fn, items)`` is ``[fn(x) for x in items]`` in the items' order wherever each ran (``[]`` for no items,
     no worker started). An exception from ``fn`` propagates as an instance of its own type (one item's, when

@@ -321,24 +321,45 @@ def test_callback_gets_each_stored_trial_once_in_the_callers_thread(make):
     assert {c[3] for c in calls} == {TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED}
 
 
-def test_an_exception_from_the_callback_stops_the_run_and_leaves_nothing_running(make):
+@pytest.mark.parametrize("stop", [RuntimeError, KeyboardInterrupt])
+def test_an_exception_from_the_callback_stops_the_run_and_leaves_nothing_running(make, stop):
     ex = make()
     study = _study()
 
-    def callback(s, frozen):
+    def callback(s, frozen):  # KeyboardInterrupt: Ctrl-C reaching the caller's thread mid-search
         if len(s.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= 2:
-            raise RuntimeError("the caller had enough")
+            raise stop("the caller had enough")
 
-    with pytest.raises(RuntimeError, match="the caller had enough"):
+    with pytest.raises(stop, match="the caller had enough"):
         ex.run(study, Line(), 20, None, callback)
     trials = study.trials
     assert 2 <= len(trials) < 20
     assert all(t.state.is_finished() for t in trials)
     stopped = [t for t in trials if t.state == TrialState.FAIL]
-    assert all(t.user_attrs[FAIL_REASON_ATTR].startswith("search stopped: RuntimeError") for t in stopped)
+    assert all(t.user_attrs[FAIL_REASON_ATTR].startswith(f"search stopped: {stop.__name__}") for t in stopped)
 
     ex.run(study, Line(), 2, None, None)  # the executor serves the next call
     assert len(study.trials) == len(trials) + 2 and study.trials[-1].state == TrialState.COMPLETE
+
+
+class BadSpace(Line):
+    """Its space cannot be sampled from the third trial on (a bug of the objective, not of one trial)."""
+
+    def suggest(self, trial: optuna.Trial) -> dict:
+        if trial.number >= 2:
+            raise ValueError("model_space.width: low > high")
+        return super().suggest(trial)
+
+
+def test_an_error_in_suggest_stops_the_run_with_that_trial_failed(make):
+    study = _study()
+    with pytest.raises(ValueError, match="low > high"):
+        make().run(study, BadSpace(), 10, None, None)
+    trials = study.trials
+    assert all(t.state.is_finished() for t in trials)
+    bad = [t for t in trials if t.user_attrs.get(FAIL_REASON_ATTR, "").startswith("suggest failed: ValueError")]
+    assert len(bad) == 1 and bad[0].number == 2
+    assert not [t for t in trials if t.number > 2], "no trial starts after the error"
 
 
 # --- map and close ------------------------------------------------------------------------------------
