@@ -92,4 +92,4 @@ def _mode(local: Path) -> str:
     return mode
 
 
-__all__ = ["BUILTIN_DIR", "BUILTINS_REPLACE", "Sources", "definitions", "find", "sources"]
+__all__ = ["BUILTINS_REPLACE", "BUILTIN_DIR", "Sources", "definitions", "find", "sources"]

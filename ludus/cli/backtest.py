@@ -19,6 +19,7 @@ SHOWN_METRICS = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "c
                  "exposure")
 SWEEP_METRICS = ("total_return", "sharpe", "sortino", "max_drawdown", "trades", "exposure")
 LOWER_IS_BETTER = {"max_drawdown", "turnover", "trades"}
+MAX_SAMPLES = 10_000_000  # a scrambled Sobol sample of more sets than this is not a sweep anyone waits for
 
 StrategyOpt = Annotated[str, typer.Option("--strategy", "-s", help="strategy name (see `ludus strategies`)")]
 SymbolOpt = Annotated[str, typer.Option("--symbol", help="symbol with a price table, e.g. SPX")]
@@ -100,8 +101,8 @@ def sweep_command(
         raise InputError("sort_by", sort_by, f"unknown metric; known: {', '.join(METRICS)}")
     if top < 1:
         raise InputError("top", top, "must be >= 1")
-    if samples < 1:
-        raise InputError("samples", samples, "must be >= 1")
+    if not 1 <= samples <= MAX_SAMPLES:
+        raise InputError("samples", samples, f"must be between 1 and {MAX_SAMPLES:,}")
     strat = _strategy(strategy)
     sets = strat.space.grid(max_points=max_grid) if grid else strat.space.sample(samples, seed=seed,
                                                                                    include_defaults=True)
