@@ -53,7 +53,7 @@ def run_cli(app) -> None:
         fail("interrupted", 130)
     except SystemExit:
         raise
-    except Exception as exc:  # noqa: BLE001 - the last resort; LUDUS_DEBUG=1 shows the traceback
+    except Exception as exc:  # the last resort; LUDUS_DEBUG=1 shows the traceback
         # typer may vendor click (typer._click), so its exceptions are recognized by their class names
         kinds = {c.__name__ for c in type(exc).__mro__}
         if "NoArgsIsHelpError" in kinds:

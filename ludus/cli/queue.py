@@ -81,6 +81,10 @@ def serve(settings, executor_factory, http_port: int | None, banner, background=
         from ludus.cluster.autoscale import QueueDepthAutoscaler
 
         helpers.append(QueueDepthAutoscaler(settings, w.backlog).start())
+    if settings.schedule_enabled:
+        from ludus.schedule.scheduler import SchedulerThread
+
+        helpers.append(SchedulerThread(settings).start())
     console.print(banner(w, port), highlight=False)
     try:
         w.run()

@@ -4,8 +4,9 @@ One change, in the caller's transaction: the model version's status (at most one
 registry's rule), the published OptimizedParameters row Constellations reads (and ``ludus recommend``
 shows), and an audit row with the parameters before and after. Either all of it commits or none of it.
 
-Rollback goes back to the state before the key's last change (the version active then, or the unconditional
-baseline when none was); without a recorded change, to the version retired last.
+Rollback goes back to what was live before the current version was activated (another version, or the
+unconditional baseline); a version a job activated, with no recorded change, goes back to the one retired
+last.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def activate(conn: Connection, version_id: int, choice: LiveChoice, *, actor: st
     if version is None:
         raise InputError("model_version", version_id, "no such model version")
     key = (version.strategy, version.symbol, version.interval)
-    before = _active_id(conn, *key)
+    before = active_version_id(conn, *key)
     row = read_active(conn, *key)
     models.set_status(conn, int(version_id), models.ACTIVE)
     upsert_parameters(conn, [ParameterRow(
@@ -84,7 +85,7 @@ def restore_baseline(conn: Connection, strategy: str, symbol: str, interval: str
     if row is None or not row.baseline_parameters:
         raise InputError("model_version", "baseline", f"{strategy} {symbol} {interval} has no published baseline "
                                                       "to go back to")
-    before = _active_id(conn, strategy, symbol, interval)
+    before = active_version_id(conn, strategy, symbol, interval)
     if before is not None:
         models.set_status(conn, before, models.RETIRED)
     upsert_parameters(conn, [ParameterRow(
@@ -96,20 +97,31 @@ def restore_baseline(conn: Connection, strategy: str, symbol: str, interval: str
 
 
 def rollback_target(conn: Connection, strategy: str, symbol: str, interval: str) -> int | None:
-    """What a rollback goes back to: the version live before the key's last change (None: the baseline)."""
-    current = _active_id(conn, strategy, symbol, interval)
-    last = changes(conn, strategy=strategy, symbol=symbol, interval=interval, limit=1)
-    if last and last[0].to_version == current:
-        target = last[0].from_version
+    """What a rollback goes back to: what was live before the current version was activated (None: the
+    baseline); repeated rollbacks walk further back. A version activated by a job (not recorded here) goes
+    back to the version retired last."""
+    current = active_version_id(conn, strategy, symbol, interval)
+    target: int | None
+    if current is not None:
+        for change in changes(conn, strategy=strategy, symbol=symbol, interval=interval, limit=10_000):
+            if change.action == ACTIVATE and change.to_version == current:
+                target = change.from_version
+                break
+        else:
+            target = _retired_other_than(conn, strategy, symbol, interval, current)
     else:
-        retired = models.last_retired(conn, strategy, symbol, interval)
-        if retired is None or retired.id is None:
-            raise InputError("model_version", current, f"nothing to roll back to for {strategy} {symbol} "
-                                                       f"{interval}: no earlier version was ever active")
-        target = int(retired.id)
+        target = _retired_other_than(conn, strategy, symbol, interval, None)
     if target == current:
         raise InputError("model_version", current, "is what a rollback would go back to: nothing to undo")
     return target
+
+
+def _retired_other_than(conn: Connection, strategy: str, symbol: str, interval: str, current: int | None) -> int:
+    retired = models.last_retired(conn, strategy, symbol, interval)
+    if retired is None or retired.id is None or retired.id == current:
+        raise InputError("model_version", current, f"nothing to roll back to for {strategy} {symbol} {interval}: "
+                                                   "no earlier version was ever active")
+    return int(retired.id)
 
 
 def changes(conn: Connection, *, strategy: str | None = None, symbol: str | None = None,
@@ -124,7 +136,8 @@ def changes(conn: Connection, *, strategy: str | None = None, symbol: str | None
     return [ModelChange(**dict(r)) for r in conn.execute(q).mappings()]
 
 
-def _active_id(conn: Connection, strategy: str, symbol: str, interval: str) -> int | None:
+def active_version_id(conn: Connection, strategy: str, symbol: str, interval: str) -> int | None:
+    """The id of the key's active version, or None."""
     found = models.find_versions(conn, strategy=strategy, symbol=symbol, interval=interval, status=models.ACTIVE,
                                  limit=1)
     return int(found[0].id) if found and found[0].id is not None else None

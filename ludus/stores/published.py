@@ -44,9 +44,32 @@ def published_history(conn: Connection, strategy: str, symbol: str, interval: st
     return out
 
 
+@dataclass(frozen=True)
+class Decision:
+    """What one finished job decided for a key (whether or not a later job overwrote its row)."""
+
+    job_id: str
+    finished_at: Any
+    decision: dict[str, Any]
+
+
+def job_decisions(conn: Connection, strategy: str, symbol: str, interval: str, limit: int = 30) -> list[Decision]:
+    """Every succeeded job's decision for the key, newest first (from the jobs table's stored results)."""
+    from ludus.stores import jobs
+
+    out = []
+    for record in jobs.find_jobs(conn, status=jobs.SUCCEEDED, strategy=strategy, symbol=symbol, limit=limit):
+        if (record.payload or {}).get("interval", "1d") != interval:
+            continue
+        decision = _decision(record.result, symbol)
+        if decision is not None:
+            out.append(Decision(record.job_id, record.finished_at, decision))
+    return out
+
+
 def referenced_model_versions(conn: Connection) -> set[int]:
     """Every model version a published row names (retention keeps them)."""
-    q = sa.select(sa.distinct(T.c.model_version)).where(T.c.model_version.is_not(None))
+    q = sa.select(T.c.model_version).where(T.c.model_version.is_not(None)).distinct()
     return {int(v) for (v,) in conn.execute(q)}
 
 
