@@ -101,8 +101,10 @@ def sweep_command(
         raise InputError("sort_by", sort_by, f"unknown metric; known: {', '.join(METRICS)}")
     if top < 1:
         raise InputError("top", top, "must be >= 1")
-    if not 1 <= samples <= MAX_SAMPLES:
-        raise InputError("samples", samples, f"must be between 1 and {MAX_SAMPLES:,}")
+    if samples < 1:
+        raise InputError("samples", samples, "must be >= 1")
+    if samples > MAX_SAMPLES:
+        raise InputError("samples", samples, f"must be <= {MAX_SAMPLES:,}")
     strat = _strategy(strategy)
     sets = strat.space.grid(max_points=max_grid) if grid else strat.space.sample(samples, seed=seed,
                                                                                    include_defaults=True)

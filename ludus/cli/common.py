@@ -46,7 +46,7 @@ def run_cli(app) -> None:
     """Run a typer app; user errors become one line and a non-zero exit, never a traceback."""
     # Not standalone: click's usage errors come back here and get the same one-line form as ours.
     try:
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="ludus")
     except LudusError as exc:
         fail(str(exc))
     except KeyboardInterrupt:

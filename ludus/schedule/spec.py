@@ -146,7 +146,10 @@ def load_schedule(path: Path | str | None = None, trials_dir: Path | str | None 
         raise InputError(f"{path.name}:{where}", err.get("input"), err.get("msg", "invalid")) from None
     from ludus.pipeline.calendar import exchange_calendar
 
-    exchange_calendar(spec.calendar)  # InputError for an unknown calendar
+    try:
+        exchange_calendar(spec.calendar)
+    except InputError as exc:
+        raise InputError(f"{path.name}:calendar", exc.value, exc.rule) from None
     try:
         spec.zone  # noqa: B018 - resolving it is the check
     except ZoneInfoNotFoundError:
