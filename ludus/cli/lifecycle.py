@@ -61,13 +61,13 @@ def jobs_list(
     if as_json:
         typer.echo(json.dumps([_job_summary(r) for r in records], indent=2, default=str))
         return
-    table = Table(Column("job id", no_wrap=True), "status", "strategy", "symbols", "mode", "attempts", "created", "started",
-                  "duration", "outcome", title=f"{len(records)} job(s)", title_justify="left")
+    table = Table(Column("job id", no_wrap=True), "status", "job", "tries", Column("created", no_wrap=True),
+                  "took", "outcome", title=f"{len(records)} job(s)", title_justify="left")
     for r in records:
         s = _job_summary(r)
-        table.add_row(r.job_id, r.status, s["strategy"] or "-", ",".join(s["symbols"]) or "-", s["mode"] or "-",
-                      str(r.attempts), _when(r.created_at), _when(r.started_at), _seconds(s["duration_s"]),
-                      s["outcome"])
+        what = " ".join(x for x in (s["strategy"], ",".join(s["symbols"]), s["mode"]) if x)
+        table.add_row(r.job_id, r.status, what or "-", str(r.attempts), _when(r.created_at, seconds=False),
+                      _seconds(s["duration_s"]), s["outcome"])
     print_table(table)
 
 
@@ -154,14 +154,15 @@ def models_list(
     if as_json:
         typer.echo(json.dumps(cards, indent=2, default=str))
         return
-    table = Table("version", "strategy", "symbol", "interval", "status", "published", Column("job", no_wrap=True),
-                  Column("created", no_wrap=True), "trained on", "improvement", "DSR", "gate", title=f"{len(cards)} model version(s)",
-                  title_justify="left")
+    table = Table("version", Column("key", no_wrap=True), Column("status", no_wrap=True), "published",
+                  Column("created", no_wrap=True), "Δ Sharpe", "DSR", "gate", "trained on",
+                  title=f"{len(cards)} model version(s)", title_justify="left")
     for c in cards:
-        table.add_row(str(c["version"]), c["strategy"], c["symbol"], c["interval"], c["status"],
-                      "yes" if c["published"] else "-", c["job_id"] or "-", _when(c["created_at"]),
-                      c["trained_on"] or "-", _num(c["improvement"], "+.3f"), _num(c["dsr"], ".3f"),
-                      "passed" if c["gate_passed"] else ("refused" if c["gate_passed"] is False else "-"))
+        table.add_row(str(c["version"]), f"{c['strategy']} {c['symbol']} {c['interval']}", c["status"],
+                      "yes" if c["published"] else "-", _when(c["created_at"], seconds=False),
+                      _num(c["improvement"], "+.3f"), _num(c["dsr"], ".3f"),
+                      "passed" if c["gate_passed"] else ("refused" if c["gate_passed"] is False else "-"),
+                      c["trained_on"] or "-")
     print_table(table)
 
 
@@ -196,6 +197,9 @@ def models_show(
                        ("trained on", "trained_on"), ("valid for", "valid_for"), ("candidates", "candidates"),
                        ("model", "model_params"), ("recommendation", "recommendation")):
         value = card.get(key)
+        if key == "recommendation" and isinstance(value, dict):
+            value = (f"{_text(value.get('parameters'))} (expected {_num(value.get('expected_return'), '+.5f')} "
+                     f"per bar, candidate {value.get('k')})")
         table.add_row(label, _when(value) if isinstance(value, datetime) else _text(value))
     table.add_row("holdout Sharpe", f"CPO {_num(card['cpo_sharpe'], '.2f')}  baseline "
                                     f"{_num(card['baseline_sharpe'], '.2f')}")
@@ -378,15 +382,16 @@ def params_history(
         table.add_row(e.row.valid_for.isoformat(), _text(e.row.parameters), str(e.row.model_version or "-"),
                       _num(e.row.expected_metric, "+.5f"), e.row.job_id or "-", _when(e.row.updated_at))
     print_table(table)
-    table = Table(Column("job", no_wrap=True), Column("finished", no_wrap=True), "valid for", "published", "parameters", "model", "CPO", "baseline",
-                  "defaults", "improvement", "DSR", "reason", title=f"decisions of the jobs: {name}",
-                  title_justify="left")
+    table = Table(Column("job", no_wrap=True), Column("valid for", no_wrap=True), "chose",
+                  Column("parameters", overflow="fold"),
+                  Column("holdout Sharpe CPO/base/dflt", no_wrap=True), Column("Δ Sharpe", no_wrap=True), "DSR",
+                  title=f"decisions of the jobs (newest first; --json has the reasons): {name}", title_justify="left")
     for d in decisions:
         x = _decision_dict(d)
-        table.add_row(x["job_id"], _when(x["finished_at"]), str(x["valid_for"] or "-"),
-                      "yes" if x["published"] else "no", _text(x["parameters"]), str(x["model_version"] or "-"),
-                      _num(x["cpo_sharpe"], ".2f"), _num(x["baseline_sharpe"], ".2f"), _num(x["defaults_sharpe"], ".2f"),
-                      _num(x["improvement"], "+.3f"), _num(x["dsr"], ".3f"), _short(x["reason"]))
+        sharpes = "/".join(_num(x[k], ".2f") for k in ("cpo_sharpe", "baseline_sharpe", "defaults_sharpe"))
+        chose = "-" if not x["published"] else ("model" if x["expected_return"] is not None else "baseline")
+        table.add_row(x["job_id"], str(x["valid_for"] or "-"), chose, _text(x["parameters"]), sharpes,
+                      _num(x["improvement"], "+.3f"), _num(x["dsr"], ".3f"))
     print_table(table)
     print_changes(changes, title="activations and rollbacks")
 
@@ -476,6 +481,7 @@ def _decision_dict(d: Any) -> dict[str, Any]:
     holdout = x.get("holdout") or {}
     return {"job_id": d.job_id, "finished_at": d.finished_at, "valid_for": x.get("valid_for"),
             "published": x.get("published"), "parameters": x.get("parameters"),
+            "expected_return": x.get("expected_return"),
             "model_version": x.get("model_version"), "cpo_sharpe": (holdout.get("cpo") or {}).get("sharpe"),
             "baseline_sharpe": (holdout.get("baseline") or {}).get("sharpe"),
             "defaults_sharpe": (holdout.get("defaults") or {}).get("sharpe"), "improvement": x.get("improvement"),
@@ -530,8 +536,10 @@ def _short(text: str | None, limit: int = 90) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _when(value: Any) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if isinstance(value, datetime) else "-"
+def _when(value: Any, seconds: bool = True) -> str:
+    if not isinstance(value, datetime):
+        return "-"
+    return value.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
 
 
 def _seconds(value: float | None) -> str:
@@ -542,9 +550,9 @@ def _num(value: Any, spec: str) -> str:
     return "-" if value is None else format(float(value), spec)
 
 
-def _text(value: Any) -> str:
+def _text(value: Any, sep: str = ", ") -> str:
     if value is None:
         return "-"
     if isinstance(value, dict):
-        return ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+        return sep.join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items()) or "-"
     return str(value)

@@ -56,7 +56,7 @@ def test_an_installed_wheel_lists_its_strategies_from_any_directory(wheel: Path,
                            env=env, capture_output=True, text=True, check=True)
     assert Path(where.stdout.strip()) == site / "ludus" / "trials"  # the wheel's copy, not the repository's
     done = subprocess.run([sys.executable, "-m", "ludus.cli.app", "strategies"], cwd=elsewhere, env=env,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     for name in BUILTINS:
         assert f"│ {name} " in done.stdout
@@ -91,11 +91,11 @@ def test_finding_no_strategy_names_where_it_looked(tmp_path: Path) -> None:
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "trials.yaml").write_text("builtins: replace\n")
     done = subprocess.run([sys.executable, "-m", "ludus.cli.app", "strategies"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 2
     assert done.stderr.startswith("error: strategies=none: no strategy definitions (*.yaml) found; looked in "
                                   f"{tmp_path / 'mine' / 'strategies'} (local)"), done.stderr
     bad = subprocess.run([sys.executable, "-m", "ludus.cli.app", "strategies"], cwd=tmp_path,
                          env={**env, "LUDUS_TRIALS_DIR": str(tmp_path / "nowhere")}, capture_output=True, text=True,
-                         timeout=120)
+                         timeout=120, check=False)
     assert bad.returncode == 2 and "trials_dir=" in bad.stderr and "is not a directory" in bad.stderr
