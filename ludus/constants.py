@@ -51,3 +51,5 @@ SCHEDULE_JOB_NAMESPACE = "2f6b4c1e-8d3a-5e7f-9b0c-1a2d3e4f5a6b"
 
 # --- HTTP --------------------------------------------------------------------------------------------
 DEFAULT_HTTP_PORT = 8080  # /healthz and /metrics of `ludus worker`
+DEFAULT_WEB_PORT = 8081  # `ludus serve`: the read-only web view (jobs, parameters, models, reports)
+DEFAULT_DASHBOARD_PORT = 8082  # where the README runs optuna-dashboard on Ludus' database; reports link there
