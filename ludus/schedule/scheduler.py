@@ -28,7 +28,7 @@ from ludus.config import Settings
 from ludus.contracts.job import OptimizationJob, parse_job
 from ludus.db.schema import utcnow
 from ludus.errors import InputError, TransientError
-from ludus.schedule.slots import slot_job_id, slot_times
+from ludus.schedule.slots import next_times, slot_job_id, slot_times
 from ludus.schedule.spec import RETENTION_SCHEDULE, JobSchedule, ScheduleFile
 from ludus.stores import slots
 from ludus.stores.unit import transaction
@@ -87,13 +87,21 @@ class Scheduler:
         fired = self._resume_stale(now)
         for schedule in self.spec.schedules:
             if schedule.enabled:
-                for at in self._unclaimed(schedule.name, schedule.cron, schedule.sessions, now):
+                for at in self._due(schedule.name, schedule.cron, schedule.sessions, now):
                     fired.append(self._fire(schedule, at, now))
         retention = self.spec.retention
         if retention is not None and retention.enabled:
-            for at in self._unclaimed(RETENTION_SCHEDULE, retention.cron, retention.sessions, now):
+            for at in self._due(RETENTION_SCHEDULE, retention.cron, retention.sessions, now):
                 fired.append(self._retain(at, now))
         return fired
+
+    def _due(self, name: str, cron: str, rule: str, now: datetime) -> list[datetime]:
+        # one broken schedule (a cron too dense for the window) must not keep the others from firing
+        try:
+            return self._unclaimed(name, cron, rule, now)
+        except InputError as exc:
+            log.error("schedule %s skipped: %s", name, exc)
+            return []
 
     def next_slots(self, count: int = 3, now: datetime | None = None) -> dict[str, list[datetime]]:
         """The next ``count`` slots of every schedule (retention included), for ``ludus schedule list``."""
@@ -102,15 +110,8 @@ class Scheduler:
                                                if s.enabled]
         if self.spec.retention is not None and self.spec.retention.enabled:
             entries.append((RETENTION_SCHEDULE, self.spec.retention.cron, self.spec.retention.sessions))
-        out = {}
-        for name, cron, rule in entries:
-            found: list[datetime] = []
-            after, horizon = now, now + timedelta(days=31)
-            while len(found) < count and after < now + timedelta(days=400):
-                found += slot_times(cron, self.spec.calendar, rule, self.zone, after, horizon)
-                after, horizon = horizon, horizon + timedelta(days=31)
-            out[name] = found[:count]
-        return out
+        return {name: next_times(cron, self.spec.calendar, rule, self.zone, now, count)
+                for name, cron, rule in entries}
 
     def run(self, stop: threading.Event) -> None:
         """Tick until ``stop`` is set; a failing tick (database or broker down) is logged and retried."""

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
 from ludus.constants import SCHEDULE_JOB_NAMESPACE
+from ludus.errors import InputError
 from ludus.pipeline.calendar import is_open_at, is_session_day
 
 _NAMESPACE = uuid.UUID(SCHEDULE_JOB_NAMESPACE)
@@ -19,13 +20,30 @@ MAX_SLOTS_PER_WINDOW = 10_000  # a "* * * * *" cron over a week; more is a misco
 
 def cron_times(cron: str, zone: ZoneInfo, after: datetime, until: datetime) -> Iterator[datetime]:
     """The cron's fire times in ``(after, until]`` as timezone-aware UTC (the cron read on ``zone``'s clock,
-    daylight saving included)."""
+    daylight saving included). More than MAX_SLOTS_PER_WINDOW is an InputError, never a silent cut."""
     it = croniter(cron, after.astimezone(zone))
     for _ in range(MAX_SLOTS_PER_WINDOW):
         at = it.get_next(datetime).astimezone(timezone.utc)
         if at > until:
             return
         yield at
+    raise InputError("cron", cron, f"fires more than {MAX_SLOTS_PER_WINDOW:,} times between {after.isoformat()} "
+                                   f"and {until.isoformat()}; use a coarser cron or a shorter "
+                                   "LUDUS_SCHEDULE_CATCHUP_S")
+
+
+def next_times(cron: str, calendar: str, rule: str, zone: ZoneInfo, after: datetime, count: int,
+               horizon: timedelta = timedelta(days=400)) -> list[datetime]:
+    """The first ``count`` slots after ``after`` (within ``horizon``), for listings."""
+    it = croniter(cron, after.astimezone(zone))
+    out: list[datetime] = []
+    for _ in range(1_000_000):
+        at = it.get_next(datetime).astimezone(timezone.utc)
+        if len(out) >= count or at > after + horizon:
+            break
+        if in_sessions(calendar, rule, at, zone):
+            out.append(at)
+    return out
 
 
 def in_sessions(calendar: str, rule: str, at: datetime, zone: ZoneInfo) -> bool:

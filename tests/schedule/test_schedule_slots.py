@@ -106,3 +106,9 @@ def test_the_retention_slot_prunes_once(tmp_path) -> None:
         assert models.get(conn, old) is None
     clock[0] = at + timedelta(hours=2)
     assert scheduler.tick() == []
+
+
+def test_a_cron_too_dense_for_the_window_is_an_error_not_a_silent_cut() -> None:
+    with pytest.raises(InputError, match="fires more than 10,000 times"):
+        slot_times("* * * * *", "XNYS", "any", NY, datetime(2026, 12, 1, tzinfo=UTC), datetime(2026, 12, 11,
+                                                                                               tzinfo=UTC))
