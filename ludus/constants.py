@@ -50,6 +50,11 @@ DEFAULT_CALENDAR = "XNYS"  # exchange-calendars name of the New York Stock Excha
 SCHEDULE_JOB_NAMESPACE = "2f6b4c1e-8d3a-5e7f-9b0c-1a2d3e4f5a6b"
 
 # --- HTTP --------------------------------------------------------------------------------------------
-DEFAULT_HTTP_PORT = 8080  # /healthz and /metrics of `ludus worker`
+DEFAULT_HTTP_PORT = 8080  # probes, /metrics and /backlog of `ludus worker` / `ludus head`
+LIVENESS_PATH = "/livez"  # the process serves; never consults the broker or the database
+READINESS_PATH = "/readyz"  # broker and database reachable
+HEALTH_PATH = "/healthz"  # = readiness (older probes, the image's HEALTHCHECK)
+METRICS_PATH = "/metrics"
+BACKLOG_PATH = "/backlog"  # JSON: ready + unfinished jobs per architecture (KEDA's metrics-api trigger)
 DEFAULT_WEB_PORT = 8081  # `ludus serve`: the read-only web view (jobs, parameters, models, reports)
 DEFAULT_DASHBOARD_PORT = 8082  # where the README runs optuna-dashboard on Ludus' database; reports link there
