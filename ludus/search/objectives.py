@@ -93,15 +93,14 @@ def model_space(overrides: Mapping[str, Mapping[str, Any]] | None = None) -> dic
 
 
 def load_model_space(trials_dir: Any = None) -> dict[str, dict[str, Any]]:
-    """The model search space of ``<trials>/models/cpo.yaml`` over ModelConfig's own (file optional)."""
-    from pathlib import Path
-
+    """The model search space of ``models/cpo.yaml`` (local trials/ first, else the built-in one) over
+    ModelConfig's own (file optional)."""
     import yaml
 
-    from ludus.strategies.registry import resolve_trials_dir
+    from ludus import catalog
 
-    path = Path(resolve_trials_dir(trials_dir)) / MODEL_SPACE_FILE
-    if not path.is_file():
+    path = catalog.find(MODEL_SPACE_FILE, trials_dir)
+    if path is None:
         return model_space()
     try:
         spec = yaml.safe_load(path.read_text()) or {}

@@ -617,6 +617,10 @@ class Worker:
             self.metrics.running.set(len(self._running))
 
     def _run_job(self, job: Any, *, progress: Callable, executor: Any) -> Any:
+        from ludus.pipeline.preflight import preflight
+
+        # the cheap checks before anything runs (the executor starts its actors lazily, at the first trial)
+        preflight(job, settings=self.settings, engine=self.engine)
         runner = self._runner
         if runner is None:
             from ludus.pipeline import run_job as runner
