@@ -8,6 +8,8 @@ JOBS_TABLE = "ludus_jobs"
 MODELS_TABLE = "ludus_model_versions"
 LEDGER_TABLE = "ludus_decision_ledger"  # configurations tried per (strategy, symbol, interval) and job
 EVIDENCE_TABLE = "ludus_decision_evidence"  # per-arm out-of-sample paths behind each decision
+MODEL_CHANGES_TABLE = "ludus_model_changes"  # audit: every activation and rollback (who, when, why)
+SCHEDULE_SLOTS_TABLE = "ludus_schedule_slots"  # one row per schedule slot that fired (claimed first)
 OPTUNA_STUDY_PREFIX = "ludus"  # study name: f"{prefix}-{job_id}-{symbol or 'all'}-{purpose}"
 # Optuna's RDBStorage keeps its own Alembic revision in `alembic_version` of the same database, so Ludus'
 # migrations must track theirs in a table of their own (alembic `version_table`).
@@ -37,8 +39,27 @@ ARCH_RESOURCE_PREFIX = "arch:"  # custom resource marking a node's architecture,
 ARCH_LABEL = "ludus.io/arch"  # Ray node label carrying the same
 ARCHITECTURES = ("x86_64", "arm64")
 
+# --- declarative inputs (trials/) ----------------------------------------------------------------------
+TRIALS_MANIFEST = "trials.yaml"  # in a local trials/: `builtins: extend` (default) or `builtins: replace`
+BUILTINS_EXTEND = "extend"
+BUILTINS_REPLACE = "replace"
+BUILTINS_MODES = (BUILTINS_EXTEND, BUILTINS_REPLACE)
+SCHEDULE_FILE = "schedule.yaml"  # under trials/
+
+# --- scheduling --------------------------------------------------------------------------------------
+DEFAULT_CALENDAR = "XNYS"  # exchange-calendars name of the New York Stock Exchange
+# uuid5 namespace of scheduled job ids: uuid5(namespace, "<schedule name>@<slot ISO time>")
+SCHEDULE_JOB_NAMESPACE = "2f6b4c1e-8d3a-5e7f-9b0c-1a2d3e4f5a6b"
+
 # --- HTTP --------------------------------------------------------------------------------------------
-DEFAULT_HTTP_PORT = 8080  # /healthz and /metrics of `ludus worker`
+DEFAULT_HTTP_PORT = 8080  # probes, /metrics and /backlog of `ludus worker` / `ludus head`
+LIVENESS_PATH = "/livez"  # the process serves; never consults the broker or the database
+READINESS_PATH = "/readyz"  # broker and database reachable
+HEALTH_PATH = "/healthz"  # = readiness (older probes, the image's HEALTHCHECK)
+METRICS_PATH = "/metrics"
+BACKLOG_PATH = "/backlog"  # JSON: ready + unfinished jobs per architecture (KEDA's metrics-api trigger)
+DEFAULT_WEB_PORT = 8081  # `ludus serve`: the read-only web view (jobs, parameters, models, reports)
+DEFAULT_DASHBOARD_PORT = 8082  # where the README runs optuna-dashboard on Ludus' database; reports link there
 
 # --- decisions: champion and challengers ------------------------------------------------------------
 # The arms compared on the rolling out-of-sample windows. The champion is what is live for the key: the

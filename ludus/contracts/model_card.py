@@ -57,7 +57,13 @@ class ModelCard(WireModel):
     trained_on: str = Field(description="which bars the weights saw")
     trained_until: date
     decision: Decision | None = None
-    arm: ArmName | None = None
+    arm: ArmName | None = Field(None, description="the arm whose θ the job published")
+    reason: str = Field("", description="the decision's reason")
+    cpo_sharpe: FiniteFloat = Field(None, description="out-of-sample Sharpe of the CPO policy")
+    champion_sharpe: FiniteFloat = None
+    baseline_sharpe: FiniteFloat = Field(None, description="out-of-sample Sharpe of the unconditional best θ")
+    improvement: FiniteFloat = Field(None, description="CPO's Sharpe minus the champion's")
+    dsr: FiniteFloat = Field(None, description="CPO's deflated confidence Phi(z)^N")
     recommendation: Recommendation | None = None
     valid_for: date | None = None
 

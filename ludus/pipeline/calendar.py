@@ -1,8 +1,8 @@
 """Trading sessions from a real exchange calendar (exchange-calendars): the day published parameters are for,
-and how many sessions old the data is.
+how many sessions old the data is, and whether an exchange is in session (the scheduler's).
 
-Calendars are built for the years around the dates asked about (the package's default window is the last 20
-years) and cached.
+Calendars for valid_for and staleness are built for the years around the dates asked about (the package's
+default window is the last 20 years) and cached.
 """
 
 from __future__ import annotations
@@ -80,4 +80,47 @@ def sessions_since(last_timestamp: np.datetime64 | date | datetime, today: date 
                                          (today - timedelta(days=1)).isoformat()))
 
 
-__all__ = ["calendar_for", "check_exchange", "next_session", "sessions_since"]
+# --- exchange calendars (exchange-calendars): sessions of a named exchange --------------------------------
+
+
+@lru_cache(maxsize=8)
+def exchange_calendar(name: str) -> Any:
+    """The exchange-calendars calendar ``name`` (``XNYS``, ``XLON``, ...); InputError when unknown."""
+    import exchange_calendars as xcals
+
+    key = str(name).strip().upper()
+    if key not in xcals.get_calendar_names(include_aliases=True):
+        raise InputError("calendar", name, "unknown exchange calendar; e.g. XNYS, XNAS, XLON, XTKS, XHKG")
+    return xcals.get_calendar(key)
+
+
+def is_session_day(name: str, day: date) -> bool:
+    """Whether ``day`` is a trading session of exchange ``name`` (False outside the calendar's range)."""
+    import exchange_calendars as xcals
+
+    cal = exchange_calendar(name)
+    try:
+        return bool(cal.is_session(day.isoformat()))
+    except xcals.errors.DateOutOfBounds:
+        return False
+
+
+def is_open_at(name: str, at: datetime) -> bool:
+    """Whether exchange ``name`` is open at the timezone-aware instant ``at``."""
+    import exchange_calendars as xcals
+    import pandas as pd
+
+    cal = exchange_calendar(name)
+    try:
+        return bool(cal.is_open_on_minute(pd.Timestamp(at).tz_convert("UTC")))
+    except xcals.errors.DateOutOfBounds:
+        return False
+
+
+def calendar_timezone(name: str) -> str:
+    """The IANA zone of exchange ``name`` (its sessions' wall clock)."""
+    return str(exchange_calendar(name).tz)
+
+
+__all__ = ["calendar_for", "calendar_timezone", "check_exchange", "exchange_calendar", "is_open_at",
+           "is_session_day", "next_session", "sessions_since"]

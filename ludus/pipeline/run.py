@@ -41,13 +41,11 @@ from ludus.contracts.results import ArmResult, ConfigurationCount, HoldoutCompar
 from ludus.data.bars import Bars
 from ludus.data.symbols import bars_per_year as interval_bars_per_year
 from ludus.errors import InputError, InsufficientDataError, LudusError
-from ludus.pipeline.calendar import check_exchange, next_session, sessions_since
+from ludus.pipeline.calendar import next_session, sessions_since
 from ludus.pipeline.champion import ChampionSpec, resolve_champion
 from ludus.search.objectives import (
     CPOModelObjective,
     StrategyObjective,
-    load_model_space,
-    model_space,
     progress_callback,
     run_batched,
 )
@@ -253,38 +251,18 @@ class _JobRun:
 
     def validate(self) -> None:
         from ludus.data.prices import PriceStore
-        from ludus.errors import UnknownSymbolError
-        from ludus.strategies.engine import resolve_device
-        from ludus.strategies.registry import get_strategy
+        from ludus.pipeline.preflight import preflight
 
-        job = self.job
-        self.strategy = get_strategy(job.strategy, self.settings.trials_dir)
-        try:
-            self.space = self.strategy.space.narrow(job.overrides) if job.overrides else self.strategy.space
-        except InputError as exc:
-            field_ = exc.field if exc.field.startswith("overrides") else f"overrides.{exc.field}"
-            raise InputError(field_, exc.value, exc.rule) from None
-        self.defaults = dict(self.space.defaults)  # the narrowed space's: a candidate, the searches' first try
-        # the strategy's declared defaults: the champion when nothing was published, the defaults arm
+        checked = preflight(self.job, settings=self.settings, engine=self.engine,
+                            model_space_overrides=self.model_space_overrides)
+        self.strategy, self.space, self.defaults = checked.strategy, checked.space, dict(checked.defaults)
+        # the narrowed space's defaults are a candidate and the searches' first try; the strategy's declared
+        # defaults are the champion when nothing was published, and the defaults arm
         self.strategy_defaults = self.strategy.space.validate(self.strategy.space.defaults)
-        make_sampler(job.search.sampler, 0)
-        for name in {job.exchange_of(s) for s in job.symbols}:
-            try:
-                check_exchange(name)
-            except InputError as exc:
-                where = "exchange" if name == job.exchange else "exchanges"
-                raise InputError(where, exc.value, exc.rule) from None
-        store = PriceStore(self.engine)
-        available = store.available()
-        for symbol in [*job.symbols, *job.conditions_from]:
-            if f"{symbol}_{job.interval}" not in available:
-                raise UnknownSymbolError(symbol, job.interval, available)
-        self.store = store
-        self.device = resolve_device(self.settings.device)
-        if job.mode == "cpo":
-            space = load_model_space(self.settings.trials_dir)
-            space.update(model_space(self.model_space_overrides))
-            self.model_space = {k: v for k, v in space.items()}
+        self.store = PriceStore(self.engine)
+        self.device = checked.device
+        if checked.model_space is not None:
+            self.model_space = checked.model_space
 
     # --- phase 1: data ----------------------------------------------------------------------------------
 
@@ -678,8 +656,14 @@ class _JobRun:
         return not refuse
 
     def _card(self, w: SymbolWork, cpo: CPOArm, trained_on: str, rec: Recommendation | None) -> ModelCard:
+        from ludus.cpo.deflation import deflated_confidence
+
         assert w.labels is not None and w.conditions is not None and w.decision is not None
         job = self.job
+        d = w.decision
+        by_name = {v.name: v for v in d.verdicts}
+        mine, champ, base = by_name.get(ARM_CPO), by_name[d.champion], by_name.get(ARM_BEST_FIXED)
+        judged = mine is not None and mine.name != d.champion
         return ModelCard(
             job_id=job.job_id, strategy=job.strategy, symbol=w.symbol, interval=job.interval, exchange=w.exchange,
             objective=job.objective, cost_bps=job.cost_bps, model_params=dict(w.model_params or {}),
@@ -688,7 +672,11 @@ class _JobRun:
             candidates=[dict(c) for c in w.labels.candidates],
             theta=np.asarray(w.labels.theta, dtype=np.float64).tolist(), trained_on=trained_on,
             trained_until=w.bars.timestamps[-1].astype("datetime64[D]").astype(date),
-            decision=w.decision.outcome, arm=w.decision.chosen, recommendation=rec, valid_for=w.valid_for)
+            decision=d.outcome, arm=d.chosen, reason=d.reason, cpo_sharpe=None if mine is None else mine.sharpe,
+            champion_sharpe=champ.sharpe, baseline_sharpe=None if base is None else base.sharpe,
+            improvement=mine.delta_sharpe if judged else None,
+            dsr=deflated_confidence(mine.z, d.n_configurations) if judged else None,
+            recommendation=rec, valid_for=w.valid_for)
 
     # --- static mode ------------------------------------------------------------------------------------
 
