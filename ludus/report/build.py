@@ -116,11 +116,14 @@ def _job_summary(records: JobRecords, payload: dict[str, Any]) -> JobSummary:
 
 
 def progress(payload: dict[str, Any], studies: Iterable[StudyRecord]) -> Progress:
-    """Finished trials of the job's studies against the trials it asked for per study (search.trials)."""
-    target = int((payload.get("search") or {}).get("trials") or 0)
+    """Finished trials of the job's studies against the trials it asked for per study (search.trials; the
+    unconditional θ search has its own budget, search.baseline_trials)."""
+    search = payload.get("search") or {}
     done = total = 0
     detail = []
     for study in studies:
+        key = "baseline_trials" if study.purpose == "baseline" else "trials"
+        target = int(search.get(key) or 0)
         finished = sum(1 for t in study.trials if _counts(t))
         done += min(finished, target) if target else finished
         total += target or finished
