@@ -128,12 +128,13 @@ def momentum_regime_market(T: int, seed: int, *, p_stress: float, phi_calm: floa
     return Market(make_bars(r), conditions_from(r, vix), s)
 
 
-def oracle_edge(*, p_stress: float, phi_calm: float, phi_stress: float, T: int = 400_000, seed: int = 1) -> float:
+def oracle_edge(*, p_stress: float, phi_calm: float, phi_stress: float, T: int = 400_000, seed: int = 1,
+                stay: float = 0.98) -> float:
     """True annualized Sharpe of the regime oracle (momentum-1 calm, contrarian-1 stress) minus momentum-1's,
     measured on one very long market of the same process (net of COST_BPS)."""
     from ludus.cpo.sharpe import annualized_sharpe
 
-    m = momentum_regime_market(T, seed, p_stress=p_stress, phi_calm=phi_calm, phi_stress=phi_stress)
+    m = momentum_regime_market(T, seed, p_stress=p_stress, phi_calm=phi_calm, phi_stress=phi_stress, stay=stay)
     r = m.bars.close / np.concatenate([[m.bars.close[0]], m.bars.close[:-1]]) - 1.0
     champ = np.sign(r)
     oracle = np.where(m.regime == 1, -champ, champ)
@@ -145,12 +146,12 @@ def oracle_edge(*, p_stress: float, phi_calm: float, phi_stress: float, T: int =
     return float(annualized_sharpe(net(oracle), 252) - annualized_sharpe(net(champ), 252))
 
 
-def phi_for_edge(edge: float, *, p_stress: float, phi_calm: float, T: int = 400_000) -> float:
+def phi_for_edge(edge: float, *, p_stress: float, phi_calm: float, T: int = 400_000, stay: float = 0.98) -> float:
     """The stress autocorrelation whose regime oracle beats momentum-1 by ``edge`` annualized Sharpe."""
     lo, hi = 0.0, 0.95
     for _ in range(16):
         mid = (lo + hi) / 2
-        if oracle_edge(p_stress=p_stress, phi_calm=phi_calm, phi_stress=mid, T=T) < edge:
+        if oracle_edge(p_stress=p_stress, phi_calm=phi_calm, phi_stress=mid, T=T, stay=stay) < edge:
             lo = mid
         else:
             hi = mid
@@ -217,7 +218,7 @@ def decision_arms(market: Market, labels: Any, *, champion_k: int, seeds: Sequen
 
 def run_decision(market: Market, *, champion_k: int = DEFAULTS_K, windows: int = 3, min_train: int = 504,
                  n_configurations: int | None = None, alpha: float = 0.05, samples: int = 500, seed: int = 0,
-                 seeds: Sequence[int] = (0, 1, 2), model: Mapping[str, Any] = TINY,
+                 seeds: Sequence[int] = (0, 1, 2), model: Mapping[str, Any] = TINY, pg_epochs: int = 10,
                  challengers: Sequence[str] | None = None) -> DecisionRun:
     """Labels, rolling origins, every arm refitted at each origin, and the rule, as the pipeline runs them.
 
@@ -231,7 +232,8 @@ def run_decision(market: Market, *, champion_k: int = DEFAULTS_K, windows: int =
     labels = build_labels(SignMomentum(), market.bars, CANDIDATES, cost_bps=COST_BPS, chunk_size=5)
     origins = rolling_origins(len(market.bars), WARMUP, windows=windows, embargo=5, holdout_bars=None,
                               min_train_bars=min_train)
-    arms = decision_arms(market, labels, champion_k=champion_k, seeds=seeds, model=model, challengers=challengers)
+    arms = decision_arms(market, labels, champion_k=champion_k, seeds=seeds, model=model, pg_epochs=pg_epochs,
+                         challengers=challengers)
     evaluation = evaluate(arms, origins, labels.close_returns, COST_BPS)
     n = n_configurations if n_configurations is not None else len(CANDIDATES) + 1 + len(arms) - 1
     report = decide(evaluation, arms[0].name, n_configurations=n, alpha=alpha, min_improvement=0.0,
