@@ -153,7 +153,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--null", type=int, default=100, help="markets of each null kind (two kinds)")
     parser.add_argument("--power", type=int, default=100, help=f"regime markets at +{HEADLINE_EDGE} Sharpe")
-    parser.add_argument("--sweep", type=int, default=30, help="regime markets at each other edge")
+    parser.add_argument("--sweep", type=int, default=20, help="regime markets at each other edge")
     parser.add_argument("--workers", type=int, default=1, help="processes (each with one torch thread)")
     args = parser.parse_args()
 
