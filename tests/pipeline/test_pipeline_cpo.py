@@ -88,12 +88,12 @@ def test_regime_dependence_changes_to_the_cpo_policy_and_its_model_is_live(tmp_p
     # the stored version is self-contained: re-scored from the price store it recommends what was published
     from ludus.cli.optimize import rescore
 
-    version, scored = rescore(engine, settings_for(url), "rsi_reversion", "SYN", "1d", held=sym.champion.parameters)
+    scored = rescore(engine, settings_for(url), "rsi_reversion", "SYN", "1d", held=sym.champion.parameters)
     engine.dispose()
-    best, value = scored.ranking[0]
-    assert version == active.id and best == sym.parameters
+    best, value = scored["ranking"][0]
+    assert scored["version"] == active.id and best == sym.parameters
     assert math.isclose(value, sym.expected_return, rel_tol=1e-4, abs_tol=1e-7)
-    assert len(scored.ranking) == len(active.metrics["candidates"])
+    assert len(scored["ranking"]) == len(active.metrics["candidates"])
 
     # and the CLI shows the same: published row plus the re-scored candidates
     env = {**os.environ, "LUDUS_DATABASE_URL": url, "LUDUS_DEVICE": "cpu", "COLUMNS": "200"}
