@@ -6,6 +6,7 @@ PRICE_COLUMNS = ("Timestamp", "Open", "High", "Low", "Close", "Volume")
 OPTIMIZED_PARAMETERS_TABLE = "OptimizedParameters"  # read by Constellations each morning
 JOBS_TABLE = "ludus_jobs"
 MODELS_TABLE = "ludus_model_versions"
+OUTBOX_TABLE = "ludus_outbox"  # messages written with a job's outcome, delivered until the broker confirms
 OPTUNA_STUDY_PREFIX = "ludus"  # study name: f"{prefix}-{job_id}-{symbol or 'all'}-{purpose}"
 # Optuna's RDBStorage keeps its own Alembic revision in `alembic_version` of the same database, so Ludus'
 # migrations must track theirs in a table of their own (alembic `version_table`).
@@ -18,7 +19,11 @@ JOBS_ROUTING_KEY = "job"
 DEAD_LETTER_EXCHANGE = "ludus.jobs.dlx"
 DEAD_LETTER_QUEUE = "ludus.jobs.dead"
 EVENTS_EXCHANGE = "ludus.events"  # topic exchange
+RESULTS_QUEUE = "ludus.results"  # durable: every result, for consumers that must not miss one
+RESULTS_BINDING = "job.*.result"
+RESULTS_QUEUE_MAX_LENGTH = 100_000  # beyond it the broker refuses results; the outbox keeps them meanwhile
 DELIVERY_LIMIT = 5
+UNKNOWN_JOB_KEY = "unknown"  # routing-key part of a result whose message had no readable job id
 
 
 def progress_routing_key(job_id: str) -> str:
@@ -34,6 +39,10 @@ RAY_NAMESPACE = "ludus"
 ARCH_RESOURCE_PREFIX = "arch:"  # custom resource marking a node's architecture, e.g. "arch:arm64-jetson"
 ARCH_LABEL = "ludus.io/arch"  # Ray node label carrying the same
 ARCHITECTURES = ("x86_64", "arm64")
+
+# --- logging -----------------------------------------------------------------------------------------
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 # --- HTTP --------------------------------------------------------------------------------------------
 DEFAULT_HTTP_PORT = 8080  # /healthz and /metrics of `ludus worker`

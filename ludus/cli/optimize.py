@@ -54,6 +54,7 @@ def optimize_command(
     if ray_address:
         settings = settings.model_copy(update={"ray_address": ray_address})
     engine = make_engine(settings.database_url)
+    _refuse_another_payload(engine, job)
     executor = None
     if no_ray:
         from ludus.search.trial import InProcessExecutor
@@ -106,19 +107,31 @@ def _read_job_text(job_file: str) -> str:
         fail(f"{job_file}: cannot be read ({exc.strerror if isinstance(exc, OSError) else exc})")
 
 
+def _refuse_another_payload(engine: Any, job: Any) -> None:
+    """A job id names one job: a known id with a different payload is refused (exit 2) before anything runs,
+    instead of resuming the other job's searches and printing their result."""
+    from ludus.contracts.job import canonical_payload
+    from ludus.stores import jobs
+    from ludus.stores.unit import transaction
+
+    with transaction(engine) as conn:
+        jobs.check_payload(conn, job.job_id, job.payload(), canonical=canonical_payload)
+
+
 def _record_job(engine: Any, job: Any, result: Any) -> None:
     """Keep a finished record of a job run here (for `ludus show-job`), in one transaction after the run.
 
     Not before the run: an unfinished, unleased record would look like an orphan to a worker's reaper, and a
     rejected job must leave nothing behind. A record that exists already (a worker's) is left alone.
     """
+    from ludus.contracts.job import canonical_payload
     from ludus.stores import jobs
     from ludus.stores.unit import transaction
 
     with transaction(engine) as conn:
-        _record, created = jobs.accept(conn, job.job_id, job.payload())
-        if created:
-            jobs.finish(conn, job.job_id, None, jobs.SUCCEEDED, result.to_dict())
+        _record, created = jobs.accept(conn, job.job_id, job.payload(), canonical=canonical_payload)
+        if created:  # run here, not submitted: nobody waits for a result message
+            jobs.finish(conn, job.job_id, None, jobs.SUCCEEDED, result.to_dict(), announce=False)
 
 
 class ProgressDisplay:
