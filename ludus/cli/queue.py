@@ -12,6 +12,13 @@ import typer
 
 from ludus.cli.common import console, err_console, fail, print_table
 
+# what `ludus watch` knows of a job before it follows its events
+FINISHED, RUNNING, UNKNOWN, UNREADABLE = "finished", "running", "unknown", "unreadable"
+LOOK_AGAIN_S = 2.0  # how often `watch` reads the stored record again (a result it was not bound for)
+# how long an id with no record, no dead letter and an empty jobs queue gets before it is called unknown
+# (a worker may hold the message for the moment between fetching and recording it)
+UNKNOWN_GRACE_S = 5.0
+
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
@@ -166,13 +173,6 @@ def watch(
     _print_result(result)
     if result.get("status") != "succeeded":
         raise SystemExit(1)
-
-
-FINISHED, RUNNING, UNKNOWN, UNREADABLE = "finished", "running", "unknown", "unreadable"
-LOOK_AGAIN_S = 2.0
-# how long an id with no record, no dead letter and an empty jobs queue gets before it is called unknown
-# (a worker may hold the message for the moment between fetching and recording it)
-UNKNOWN_GRACE_S = 5.0
 
 
 def _job_state(settings, job_id: str) -> tuple[str, dict | None]:

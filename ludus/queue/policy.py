@@ -19,6 +19,7 @@ from ludus.errors import InputError, TransientError
 from ludus.stores.jobs import LeaseLostError, PayloadConflictError
 
 REASON_CHARS = 2000
+RACE_RETRIES = 5  # unique-constraint violations retried before they count as a bug
 
 
 class Action(enum.Enum):
@@ -124,8 +125,11 @@ def decide(exc: BaseException | None, stage: Stage = Stage.RUN, *, attempt: int 
             return _reject("$", "message nests too deeply to be read")
         if isinstance(exc, UnicodeError):
             return _reject("$", f"message text cannot be encoded: {safe_text(exc, 200)}")
-        if _is_integrity_error(exc):  # a twin message admitted the same job id meanwhile: look again
-            return _retry(stage, attempt, held_s, stopping, _reason(exc))
+    if _is_integrity_error(exc) and attempt < RACE_RETRIES:
+        # two writers met: a twin message admitted the same job id, two jobs published the same day's row, two
+        # workers created Optuna's tables at once (pg_type_typname_nsp_index). The second look finds the
+        # winner's row; a violation that persists is a bug, and fails the job after RACE_RETRIES looks.
+        return _retry(stage, attempt, held_s, stopping, _reason(exc))
     if is_transient(exc):
         return _retry(stage, attempt, held_s, stopping, _reason(exc))
     return _fail(f"internal error: {_reason(exc)}", CAUSE_FAILED)

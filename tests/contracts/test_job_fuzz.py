@@ -55,7 +55,7 @@ def test_lone_surrogates_are_refused_naming_the_field() -> None:
 @given(st.integers(33, 990), st.sampled_from(["list", "dict"]))
 def test_nesting_deeper_than_any_job_is_refused(depth, container) -> None:
     inner = "[" * depth + "]" * depth if container == "list" else '{"a":' * depth + "1" + "}" * depth
-    raw = '{"job_id": "%s", "strategy": "sma_cross", "symbols": ["SPX"], "x": %s}' % (JOB_ID, inner)
+    raw = f'{{"job_id": "{JOB_ID}", "strategy": "sma_cross", "symbols": ["SPX"], "x": {inner}}}'
     with pytest.raises(InputError, match="nested deeper than 32 levels"):
         parse_job(raw)
     with pytest.raises(InputError, match="nested too deeply"):

@@ -22,7 +22,6 @@ from ludus.stores.jobs import LeaseLostError
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres]
 
-JID = "6f1c2d3e-4b5a-4c6d-8e7f-9a0b1c2d3e4f"
 
 
 def _deep(depth: int) -> bytes:
