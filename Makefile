@@ -45,16 +45,21 @@ clean:
 # Images: docker buildx bake (docker/docker-bake.hcl). `image` builds this machine's platform and loads
 # it into the local engine; `image-multiarch` builds linux/amd64 + linux/arm64 (Jetson) and pushes. On an
 # amd64 machine arm64 builds run under QEMU: docker run --privileged --rm tonistiigi/binfmt --install arm64
-REGISTRY ?= localhost:5000
+# REGISTRY/IMAGE/TAG name the image for the build AND the manifests: `make k8s-image` writes them into
+# k8s/components/image (the one image setting of both overlays); DIGEST=sha256:... pins the pushed manifest.
+REGISTRY ?= registry.example.com/ludus
+IMAGE ?= ludus
 TAG ?= 0.1.0
+DIGEST ?=
 PLATFORMS ?= linux/amd64,linux/arm64
 IMAGE_TARGET ?= gpu
+IMAGE_COMPONENT ?= k8s/components/image/kustomization.yaml
 LOCAL_PLATFORM ?= linux/$(shell uname -m | sed -e 's/x86_64/amd64/' -e 's/aarch64/arm64/')
-BAKE := REGISTRY=$(REGISTRY) TAG=$(TAG) PLATFORMS=$(PLATFORMS) REVISION=$(shell git rev-parse --short HEAD 2>/dev/null) docker buildx bake -f docker/docker-bake.hcl
+BAKE := REGISTRY=$(REGISTRY) IMAGE=$(IMAGE) TAG=$(TAG) PLATFORMS=$(PLATFORMS) REVISION=$(shell git rev-parse --short HEAD 2>/dev/null) docker buildx bake -f docker/docker-bake.hcl
 OVERLAYS := kuberay keda
 OVERLAY ?= kuberay
 
-.PHONY: image image-multiarch image-print k8s-render k8s-validate k8s-apply
+.PHONY: image image-multiarch image-print k8s-image k8s-render k8s-validate k8s-apply
 
 image:
 	$(BAKE) --load --set '*.platform=$(LOCAL_PLATFORM)' $(IMAGE_TARGET)
@@ -64,6 +69,11 @@ image-multiarch:
 
 image-print:
 	$(BAKE) --print
+
+k8s-image:
+	sed -i -e 's#^    newName:.*#    newName: $(REGISTRY)/$(IMAGE)#' \
+	  -e 's#^    \(newTag\|digest\):.*#    $(if $(DIGEST),digest: $(DIGEST),newTag: "$(TAG)")#' $(IMAGE_COMPONENT)
+	grep -A3 '^images:' $(IMAGE_COMPONENT)
 
 k8s-render:
 	mkdir -p out

@@ -5,12 +5,13 @@
 //   amd64    linux/amd64 GPU image alone (tag suffix -amd64)
 //   jetson   linux/arm64 Jetson image alone (tag suffix -jetson)
 //
-// Variables come from the environment: REGISTRY=ghcr.io/acme TAG=1.2.3 PLATFORMS=linux/amd64,linux/arm64.
-// A Ray cluster must run one Python minor and one Ray version everywhere: both are pinned here and
-// asserted inside the Dockerfile at build time.
+// Variables come from the environment: REGISTRY=ghcr.io/acme TAG=1.2.3 PLATFORMS=linux/amd64,linux/arm64
+// (`make image-multiarch k8s-image REGISTRY=... TAG=...` builds, pushes and points k8s/ at the same image).
+// Ray refuses a node whose Python (patch level included) or Ray differs from the head's: both are pinned
+// here once for every target and asserted inside each image at build time (docker/smoke.py).
 
 variable "REGISTRY" {
-  default = "localhost:5000"
+  default = "registry.example.com/ludus"
 }
 
 variable "IMAGE" {
@@ -26,7 +27,7 @@ variable "PLATFORMS" {
 }
 
 variable "PYTHON_VERSION" {
-  default = "3.10"
+  default = "3.10.12"
 }
 
 variable "RAY_VERSION" {

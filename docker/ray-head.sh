@@ -2,7 +2,7 @@
 # Ray head and the Ludus queue consumer in one container.
 #
 # The consumer is `ludus head` (the queue worker with Ray executors, Ray gauges and, with
-# LUDUS_AUTOSCALE_ENABLED, queue-depth autoscaling); LUDUS_HEAD_COMMAND overrides it (e.g. "ludus worker").
+# LUDUS_AUTOSCALE_ENABLED, backlog autoscaling); LUDUS_HEAD_COMMAND overrides it (e.g. "ludus worker").
 #
 # On KubeRay (annotation ray.io/overwrite-container-cmd: "true") the operator's generated `ray start`
 # command arrives in KUBERAY_GEN_RAY_START_CMD; elsewhere (k8s/overlays/keda, docker run) a default

@@ -5,8 +5,9 @@
 #   ludus-ray-worker drain    preStop hook: stop new work reaching this node, give running trials a
 #                             moment, then stop Ray; a trial cut short is retried on another node.
 #
-# On KubeRay the operator's generated command (KUBERAY_GEN_RAY_START_CMD) already carries the
-# group's rayStartParams (num-gpus, the arch:<a> resource, the ludus.io/arch label). Elsewhere the
+# On KubeRay the operator's generated command (KUBERAY_GEN_RAY_START_CMD) already carries what the
+# group's `resources` and `labels` say (--num-gpus, --resources='{"arch:<a>":1000}', --labels
+# ludus.io/arch=<a>) and its rayStartParams. Elsewhere the
 # node describes itself from LUDUS_NODE_ARCH (x86_64 | arm64) and LUDUS_NUM_GPUS, and joins
 # RAY_HEAD_ADDRESS (host:port of the head's GCS).
 set -euo pipefail

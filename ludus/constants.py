@@ -45,4 +45,11 @@ LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 # --- HTTP --------------------------------------------------------------------------------------------
-DEFAULT_HTTP_PORT = 8080  # /healthz and /metrics of `ludus worker`
+DEFAULT_HTTP_PORT = 8080  # probes, /metrics and /backlog of `ludus worker` / `ludus head`
+LIVENESS_PATH = "/livez"  # the process serves; never consults the broker or the database
+READINESS_PATH = "/readyz"  # broker and database reachable
+HEALTH_PATH = "/healthz"  # = readiness (older probes, the image's HEALTHCHECK)
+METRICS_PATH = "/metrics"
+BACKLOG_PATH = "/backlog"  # JSON: ready + unfinished jobs per architecture (KEDA's metrics-api trigger)
+DEFAULT_WEB_PORT = 8081  # `ludus serve`: the read-only web view (jobs, parameters, models, reports)
+DEFAULT_DASHBOARD_PORT = 8082  # where the README runs optuna-dashboard on Ludus' database; reports link there

@@ -130,3 +130,27 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+# --- browser -----------------------------------------------------------------------------------------
+
+CHROMIUM = os.environ.get("LUDUS_TEST_CHROMIUM", "/usr/bin/chromium")
+# Debian's Chromium, headless, nothing reaching out (updates, sync, QUIC); never `playwright install`.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[object]:
+    """Headless Chromium driven by Playwright. Fails (never skips) when Chromium is not installed."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"Chromium is not installed at {CHROMIUM}: apt-get install -y chromium chromium-driver "
+                    "(.ci/run does) - the browser tests must not skip")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

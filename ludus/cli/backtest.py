@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import csv
+import json
+import sys
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from ludus.cli.common import console, print_table
+from ludus.cli.common import console, err_console, print_table
 from ludus.errors import InputError
 
 if TYPE_CHECKING:  # torch and the engine are imported inside the commands (fast `ludus --help`)
@@ -27,6 +31,8 @@ StartOpt = Annotated[str | None, typer.Option("--start", help="first bar, ISO da
 EndOpt = Annotated[str | None, typer.Option("--end", help="last bar, ISO date (YYYY-MM-DD), inclusive")]
 CostOpt = Annotated[float, typer.Option("--cost-bps", help="cost per unit of position change, basis points")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu or cuda")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print the result as JSON instead of tables")]
+CsvOpt = Annotated[bool, typer.Option("--csv", help="print the result as CSV instead of tables")]
 
 
 def register(app: typer.Typer) -> None:
@@ -54,20 +60,38 @@ def backtest_command(
         "--param", "-p", help="name=value (repeatable); parameters not named take their defaults")] = None,
     cost_bps: CostOpt = 1.0,
     device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+    as_csv: CsvOpt = False,
 ) -> None:
-    from ludus.strategies.engine import run_backtest
+    from ludus.report.benchmark import BUY_AND_HOLD, buy_and_hold
+    from ludus.strategies.engine import METRICS, run_backtest
 
+    _one_format(as_json, as_csv)
     strat = _strategy(strategy)
     values = strat.space.validate(parse_params([*(param or []), *([params] if params else [])]))
     market, bars, bpy = _market(symbol, interval, start, end, device)
     result = run_backtest(strat, market, [values], cost_bps=cost_bps, bars_per_year=bpy)
     row = result.rows()[0]
+    # the reference every trader asks for first: the same bars, held long, the same costs
+    hold = buy_and_hold(market, cost_bps=cost_bps, bars_per_year=bpy).rows()[0]
+    if as_json:
+        typer.echo(json.dumps({
+            "strategy": strat.name, "symbol": bars.symbol, "interval": bars.interval, **_window(bars),
+            "parameters": values, "cost_bps": cost_bps, "device": market.device.type,
+            "metrics": {k: row[k] for k in METRICS}, BUY_AND_HOLD: {k: hold[k] for k in METRICS},
+        }, indent=2, default=_plain))
+        return
+    if as_csv:
+        out = csv.writer(sys.stdout, lineterminator="\n")
+        out.writerow(["metric", strat.name, BUY_AND_HOLD])
+        out.writerows([k, repr(row[k]), repr(hold[k])] for k in METRICS)
+        return
     console.print(f"{strat.name} on {bars.symbol} {bars.interval}: {_span(bars)}", highlight=False, soft_wrap=True)
     console.print(f"parameters: {_fmt_params(values)}   cost: {cost_bps:g} bps   device: {market.device.type}",
                   highlight=False, soft_wrap=True)
-    table = Table("metric", "value")
+    table = Table("metric", "value", BUY_AND_HOLD.replace("_", "-"))
     for key in SHOWN_METRICS:
-        table.add_row(key, fmt_metric(key, row[key]))
+        table.add_row(key, fmt_metric(key, row[key]), fmt_metric(key, hold[key]))
     print_table(table)
 
 
@@ -91,11 +115,22 @@ def sweep_command(
         "--sort-by", help="metric to rank by (max_drawdown, turnover, trades: lowest first)")] = "sharpe",
     cost_bps: CostOpt = 1.0,
     device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+    as_csv: CsvOpt = False,
+    plot: Annotated[Path | None, typer.Option(
+        "--plot", help="write a heatmap of --metric over --x and --y (every set swept) to this HTML file")] = None,
+    x: Annotated[str | None, typer.Option("--x", help="parameter on the heatmap's x axis (default: the first)")]
+    = None,
+    y: Annotated[str | None, typer.Option("--y", help="parameter on the heatmap's y axis (default: the second)")]
+    = None,
+    metric: Annotated[str | None, typer.Option("--metric", help="metric of the heatmap (default: --sort-by)")]
+    = None,
 ) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ludus.strategies.engine import METRICS, run_backtest
 
+    _one_format(as_json, as_csv)
     if sort_by not in METRICS:
         raise InputError("sort_by", sort_by, f"unknown metric; known: {', '.join(METRICS)}")
     if top < 1:
@@ -103,14 +138,16 @@ def sweep_command(
     if samples < 1:
         raise InputError("samples", samples, "must be >= 1")
     strat = _strategy(strategy)
+    axes = _heatmap_axes(strat, x, y, metric or sort_by) if plot is not None else None
     sets = strat.space.grid(max_points=max_grid) if grid else strat.space.sample(samples, seed=seed,
                                                                                    include_defaults=True)
     if not sets:
         raise InputError("grid", strategy, "the declared space has no valid combination")
     market, bars, bpy = _market(symbol, interval, start, end, device)
 
+    # JSON/CSV own stdout: the bar goes to stderr then
     progress = Progress(TextColumn("backtesting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=console)
+                        console=err_console if as_json or as_csv else console)
     with progress:
         task = progress.add_task("sets", total=len(sets))
         began = time.perf_counter()
@@ -120,6 +157,24 @@ def sweep_command(
 
     rows = result.rows()
     order = sorted(range(len(rows)), key=lambda i: rows[i][sort_by], reverse=sort_by not in LOWER_IS_BETTER)
+    if axes is not None:
+        assert plot is not None
+        path = _write_heatmap(plot, strat.name, bars, sets, rows, *axes, cost_bps)
+        err_console.print(f"wrote {path}", highlight=False, soft_wrap=True)
+    best = [{"rank": rank, "parameters": sets[i], **{m: rows[i][m] for m in METRICS}}
+            for rank, i in enumerate(order[:top], start=1)]
+    if as_json:
+        typer.echo(json.dumps({"strategy": strat.name, "symbol": bars.symbol, "interval": bars.interval,
+                               **_window(bars), "cost_bps": cost_bps, "device": market.device.type,
+                               "sort_by": sort_by, "sets": len(rows), "top": best}, indent=2, default=_plain))
+        return
+    if as_csv:
+        names = [p.name for p in strat.space.params]
+        out = csv.writer(sys.stdout, lineterminator="\n")
+        out.writerow(["rank", *names, *METRICS])
+        out.writerows([b["rank"], *(_plain(b["parameters"][n]) for n in names), *(repr(b[m]) for m in METRICS)]
+                      for b in best)
+        return
     console.print(f"top {min(top, len(rows))} of {len(rows)} {strat.name} sets on {bars.symbol} {bars.interval} "
                   f"({_span(bars)}) by {sort_by}", highlight=False, soft_wrap=True)
     table = Table("#", "parameters")
@@ -159,7 +214,61 @@ def strategies_command() -> None:
     print_table(table)
 
 
+def _heatmap_axes(strat: Strategy, x: str | None, y: str | None, metric: str) -> tuple[str, str, str]:
+    """(x, y, metric) of --plot, checked before anything runs."""
+    from ludus.strategies.engine import METRICS
+
+    names = [p.name for p in strat.space.params]
+    if len(names) < 2:
+        raise InputError("plot", strat.name, "a heatmap needs a strategy with at least two parameters")
+    x = x or next(n for n in names if n != y)
+    y = y or next(n for n in names if n != x)
+    for field, value in (("x", x), ("y", y)):
+        if value not in names:
+            raise InputError(field, value, f"not a parameter of {strat.name}; parameters: {', '.join(names)}")
+    if x == y:
+        raise InputError("y", y, "must differ from --x")
+    if metric not in METRICS:
+        raise InputError("metric", metric, f"unknown metric; known: {', '.join(METRICS)}")
+    return x, y, metric
+
+
+def _write_heatmap(path: Path, name: str, bars: Any, sets: list[dict[str, Any]], rows: list[dict[str, float]],
+                   x: str, y: str, metric: str, cost_bps: float) -> Path:
+    from ludus.report.heatmap import heatmap_grid
+    from ludus.report.render import heatmap_page
+
+    grid = heatmap_grid(sets, [r[metric] for r in rows], x, y, metric, lower_is_better=metric in LOWER_IS_BETTER)
+    others = "" if grid.sets_per_cell <= 1 else (
+        f"; each cell shows the {'lowest' if metric in LOWER_IS_BETTER else 'best'} of up to "
+        f"{grid.sets_per_cell} sets that differ in the other parameters")
+    note = (f"{len(sets)} sets of {name} on {bars.symbol} {bars.interval} ({_span(bars)}), net of {cost_bps:g} bps"
+            f"{others}; empty cells: no set swept there")
+    html = heatmap_page(f"{name} on {bars.symbol}: {metric} over {x} and {y}", x, y, grid.x, grid.y, grid.z,
+                        metric, note)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(html, encoding="utf-8")
+    except OSError as exc:
+        raise InputError("plot", str(path), f"cannot be written: {exc.strerror or exc}") from None
+    return path
+
+
 # --- helpers ----------------------------------------------------------------------------------------------
+
+
+def _one_format(as_json: bool, as_csv: bool) -> None:
+    if as_json and as_csv:
+        raise InputError("csv", True, "--json and --csv exclude each other")
+
+
+def _window(bars: Any) -> dict[str, Any]:
+    return {"first": str(bars.timestamps[0])[:19], "last": str(bars.timestamps[-1])[:19], "bars": len(bars)}
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and the like as JSON/CSV values."""
+    return value.item() if hasattr(value, "item") else str(value)
 
 
 def parse_params(items: list[str]) -> dict[str, str]:

@@ -37,11 +37,26 @@ def import_cmd(
     interval: Annotated[str, typer.Option("--interval", "-i", help="bar interval, e.g. 1d, 1h, 5m")] = "1d",
     replace: Annotated[bool, typer.Option("--replace", help="replace the whole table instead of merging")] = False,
 ) -> None:
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     from ludus.data.csv_import import import_csv
     from ludus.data.symbols import table_name
 
     name = table_name(symbol, interval)  # validates both before anything else happens
-    rows = import_csv(file, symbol, interval, _store(), replace=replace)
+    store = _store()
+    progress = Progress(TextColumn(f"importing {file.name}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                        TimeRemainingColumn(), console=console, transient=True)
+    with progress:
+        task = progress.add_task("rows", total=None)
+        rows = import_csv(file, symbol, interval, store, replace=replace,
+                          on_progress=lambda done, size: progress.update(task, completed=done, total=size))
     console.print(f"imported {rows} bars into Prices.{name}")
 
 

@@ -85,7 +85,8 @@ def serve(settings, executor_factory, http_port: int | None, banner, background=
     if settings.autoscale_enabled:
         from ludus.cluster.autoscale import QueueDepthAutoscaler
 
-        helpers.append(QueueDepthAutoscaler(settings, w.backlog).start())
+        # the backlog by architecture: the GPUs requested are pinned to the architectures its jobs allow
+        helpers.append(QueueDepthAutoscaler(settings, w.backlog_snapshot).start())
     console.print(banner(w, port), highlight=False)
     try:
         w.run()

@@ -2,9 +2,15 @@
 
 How a search runs
 -----------------
-- Actors: created once per job (per executor), as many as the allowed nodes hold (``Settings.max_actors`` at
-  most), spread over nodes, each asking for ``Settings.gpus_per_trial`` GPUs where the architecture has GPUs.
-  They stay up for every search and map of the job and are killed by :meth:`RayExecutor.close`.
+- Actors: created per job (per executor), as many as the allowed nodes hold (``Settings.max_actors`` at most),
+  spread over nodes, each asking for ``Settings.gpus_per_trial`` GPUs where the architecture has GPUs. They
+  stay up for every search and map of the job and are killed by :meth:`RayExecutor.close`.
+- The pool grows with the cluster: every ``grow_interval_s`` the driver looks at the alive nodes again and
+  starts actors where allowed nodes have room the pool does not use yet, so nodes that join mid-job (the
+  autoscaler answering the backlog) get trials at once. On a cluster that can grow (``wait_for_nodes``: any
+  Ray address but an in-process local Ray) a job that arrives before any allowed node exists waits for one
+  (``actor_start_timeout_s``, then a TransientError the worker retries) instead of being rejected; on a local
+  Ray, which never gains nodes, an unsatisfiable placement is an InputError at once.
 - Dispatch: whenever actors are idle, the driver asks the study for that many trials at once (the sampler is
   TPE with constant liar, so trials in flight are "lied" about and parallel trials spread out) and hands one
   to each idle actor; results are told back as they arrive (``ray.wait``), so a faster node simply gets
@@ -111,8 +117,13 @@ class RayExecutor:
 
     def __init__(self, settings: Settings, placement: Any = None, *, job_id: Any = None, data: Any = None,
                  max_actors: int | None = None, actor_start_timeout_s: float = 180.0, max_attempts: int = 3,
-                 max_failures: int | None = None) -> None:
+                 max_failures: int | None = None, wait_for_nodes: bool | None = None,
+                 grow_interval_s: float = 2.0) -> None:
         self.settings = settings
+        # a Ray cluster may gain nodes (autoscaler, KEDA); the in-process local Ray never does
+        self.wait_for_nodes = settings.ray_address is not None if wait_for_nodes is None else bool(wait_for_nodes)
+        self.grow_interval_s = float(grow_interval_s)
+        self._next_grow = 0.0
         self.spec = PlacementSpec.from_any(placement)
         self.job_id = str(job_id or uuid.uuid4())
         self.tag = self.job_id.replace("-", "")[:8]
@@ -140,9 +151,9 @@ class RayExecutor:
 
     # --- actors ------------------------------------------------------------------------------------------
 
-    def _plan(self) -> list[ActorGroup]:
+    def _plan(self, *, strict: bool = False) -> list[ActorGroup]:
         return plan_groups(cluster_nodes(), self.spec, gpus_per_actor=self.settings.gpus_per_trial,
-                           cpus_per_actor=self.settings.cpus_per_actor, device=self.settings.device)
+                           cpus_per_actor=self.settings.cpus_per_actor, device=self.settings.device, strict=strict)
 
     def _start_actor(self, group: ActorGroup) -> _Actor:
         cls = trial_actor_class()
@@ -160,27 +171,64 @@ class RayExecutor:
         self._starting[handle.ping.remote()] = actor
         return actor
 
+    def _grow(self, *, strict: bool = False) -> int:
+        """Start actors where allowed nodes have room the pool does not use yet (``max_actors`` in all).
+
+        The same allocation as a fresh start would make on today's nodes, minus the actors the pool already
+        has per architecture: a node that joined gets its share, nothing already running is moved. Returns
+        how many actors were started."""
+        self._next_grow = time.monotonic() + self.grow_interval_s
+        room = self.max_actors - len(self._actors)
+        if room <= 0:
+            return 0
+        plan = allocate(self._plan(strict=strict), self.max_actors, self.spec)
+        live = Counter(a.group.arch for a in self._actors.values())
+        started: Counter[str] = Counter()
+        for group, want in plan:
+            for _ in range(max(0, min(want - live[group.arch], room - sum(started.values())))):
+                self._start_actor(group)
+                started[group.arch] += 1
+        self._target = max(self._target, len(self._actors))
+        if started:
+            log.info("job %s: %d more trial actor(s) (%s); pool %d of at most %d", self.tag, sum(started.values()),
+                     ", ".join(f"{arch} x{n}" for arch, n in started.items()), len(self._actors), self.max_actors)
+        return sum(started.values())
+
+    def _maybe_grow(self) -> None:
+        """:meth:`_grow` at most every ``grow_interval_s`` (it asks the GCS for the node list)."""
+        if time.monotonic() >= self._next_grow and len(self._actors) < self.max_actors and not self._closed:
+            try:
+                self._grow()
+            except Exception as exc:  # noqa: BLE001 - growing is opportunistic; the next tick retries
+                log.warning("job %s: could not grow the actor pool: %s", self.tag, exc)
+
     def _ensure_pool(self) -> None:
+        """Make sure the pool has actors and at least one is ready; waits for capacity on a growing cluster."""
         if self._closed:
             raise LudusError("this RayExecutor is closed")
         if self._actors:
             return
-        groups = self._plan()
-        plan = allocate(groups, self.max_actors, self.spec)
-        self._target = sum(n for _, n in plan)
-        for group, count in plan:
-            for _ in range(count):
-                self._start_actor(group)
-        log.info("job %s: starting %d trial actors (%s)", self.tag, self._target,
-                 ", ".join(f"{g.arch} x{n} gpu={g.num_gpus:g}" for g, n in plan))
+        self._grow(strict=not self.wait_for_nodes)
         self._last_progress = time.monotonic()
-        ready, _ = self._ray.wait(list(self._starting), num_returns=1, timeout=self.actor_start_timeout_s)
-        if not ready:
-            self.close()
-            raise TransientError(f"no trial actor could be placed within {self.actor_start_timeout_s:g}s "
-                                 f"(placement {self.spec.describe()}; Ray resources {self._resources_text()})")
-        for ref in ready:
-            self._on_started(ref)
+        deadline = self._last_progress + self.actor_start_timeout_s
+        if not self._actors:
+            log.info("job %s: no allowed node can hold a trial actor yet (placement %s); waiting up to %gs for "
+                     "nodes to join", self.tag, self.spec.describe(), self.actor_start_timeout_s)
+        while not self._idle:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.close()
+                raise TransientError(f"no trial actor could be placed within {self.actor_start_timeout_s:g}s "
+                                     f"(placement {self.spec.describe()}; Ray resources {self._resources_text()})")
+            step = min(left, self.grow_interval_s)
+            if self._starting:
+                ready, _ = self._ray.wait(list(self._starting), num_returns=1, timeout=step)
+                for ref in ready:
+                    self._on_started(ref)
+            else:
+                time.sleep(step)
+            if not self._idle:
+                self._maybe_grow()
 
     def start(self, *, wait_all: bool = False, timeout_s: float | None = None) -> int:
         """Create the job's actors now (run/map do it on first use) and return how many are ready.
@@ -229,18 +277,11 @@ class RayExecutor:
             pass
 
     def _replace(self) -> None:
-        """Start one actor to replace a lost one, where an allowed node still has room."""
+        """Start actors to replace lost ones, where allowed nodes still have room."""
         try:
-            groups = self._plan()
+            self._grow()
         except LudusError:
-            return  # no allowed node left for now; the remaining actors carry on
-        live = Counter(a.group.arch for a in self._actors.values())
-        if len(self._actors) >= self._target:
-            return
-        for group in groups:
-            if live[group.arch] < group.capacity:
-                self._start_actor(group)
-                return
+            pass  # no allowed node left for now; the remaining actors carry on, and new nodes are picked up
 
     def _lose(self, actor: _Actor, reason: str) -> None:
         log.warning("trial actor %s lost: %s", actor.name, reason)
@@ -267,13 +308,12 @@ class RayExecutor:
         return ready
 
     def _check_stalled(self, busy: int) -> None:
+        """Called while dispatching: grow the pool when nodes joined; fail when nothing could run for too long."""
+        self._maybe_grow()
         if busy or self._idle:
             return
         if not self._starting:
-            self._replace()
-            if not self._starting:
-                raise TransientError("every trial actor died and no allowed node can host a new one "
-                                     f"(placement {self.spec.describe()}; Ray resources {self._resources_text()})")
+            self._replace()  # every actor died: start new ones as soon as an allowed node has room
         if time.monotonic() - self._last_progress > self.actor_start_timeout_s:
             raise TransientError(f"no trial actor available for {self.actor_start_timeout_s:g}s "
                                  f"(placement {self.spec.describe()}; Ray resources {self._resources_text()})")

@@ -170,29 +170,37 @@ def _slots(node: NodeInfo, num_cpus: float, num_gpus: float) -> int:
 
 
 def plan_groups(nodes: Sequence[NodeInfo], spec: PlacementSpec, *, gpus_per_actor: float,
-                cpus_per_actor: float, device: str = "auto") -> list[ActorGroup]:
+                cpus_per_actor: float, device: str = "auto", strict: bool = True) -> list[ActorGroup]:
     """Actor groups for ``spec`` on ``nodes``, preferred architectures first.
 
     GPUs: an architecture whose nodes have GPUs gets ``gpus_per_actor`` (fractions share a GPU); one without
     any falls back to CPU actors (``num_gpus=0``); ``device="cpu"`` never asks for GPUs.
-    Raises InputError when no node satisfies the spec (the message lists what the cluster has).
+    ``strict``: raise InputError when no node satisfies the spec (the message lists what the cluster has).
+    Not strict (a cluster that grows: nodes may still join): return what fits now, possibly nothing or groups
+    of capacity 0.
     """
     marked = [n for n in nodes if n.arch is not None]
     if not marked:
         # Nothing marked: a single machine counts as this machine's architecture; a cluster as "any".
         arch = local_arch() if len(nodes) == 1 else None
         if not spec.allows(arch) or (spec.require and arch is None):
+            if not strict:
+                return []
             raise InputError("placement", spec.describe(),
                              "no node of the Ray cluster is marked with an architecture (start workers with "
                              f"--resources '{{\"{ARCH_RESOURCE_PREFIX}<arch>\": 1000}}' or --labels "
                              f"{ARCH_LABEL}=<arch>)" + (f"; this machine is {arch}" if arch else ""))
-        return [_group(arch or "any", list(nodes), None, None, gpus_per_actor, cpus_per_actor, device)]
+        groups = [_group(arch or "any", list(nodes), None, None, gpus_per_actor, cpus_per_actor, device)]
+        _require_capacity(groups, spec, gpus_per_actor, cpus_per_actor, strict)
+        return groups
 
     by_arch: dict[str, list[NodeInfo]] = {}
     for node in marked:
         by_arch.setdefault(node.arch, []).append(node)  # type: ignore[arg-type]
     allowed = [a for a in by_arch if spec.allows(a)]
     if not allowed:
+        if not strict:
+            return []
         raise InputError("placement", spec.describe(),
                          f"no node of the Ray cluster satisfies it; the cluster has {', '.join(sorted(by_arch))}")
     preferred = [a for a in spec.prefer if a in allowed]
@@ -207,11 +215,16 @@ def plan_groups(nodes: Sequence[NodeInfo], spec: PlacementSpec, *, gpus_per_acto
             # label-only nodes: the resource marks some, the label all of them
             arch_nodes = [n for n in arch_nodes if n.arch_by_label == arch]
         groups.append(_group(arch, arch_nodes, resources, selector, gpus_per_actor, cpus_per_actor, device))
-    if not any(g.capacity for g in groups):
+    _require_capacity(groups, spec, gpus_per_actor, cpus_per_actor, strict)
+    return groups
+
+
+def _require_capacity(groups: list[ActorGroup], spec: PlacementSpec, gpus_per_actor: float, cpus_per_actor: float,
+                      strict: bool) -> None:
+    if strict and not any(g.capacity for g in groups):
         raise InputError("placement", spec.describe(),
                          f"no allowed node can hold a trial actor ({cpus_per_actor:g} CPU, "
                          f"{gpus_per_actor:g} GPU each)")
-    return groups
 
 
 def _group(arch: str, nodes: list[NodeInfo], resources: dict[str, float] | None, selector: dict[str, str] | None,

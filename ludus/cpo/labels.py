@@ -86,10 +86,11 @@ def positions_chunk(strategy: Any, bars: Bars, device: Any, cost_bps: float,
     A plain module-level function so that a cluster executor can pickle it (with ``functools.partial``) and
     run chunks on other machines.
     """
-    from ludus.strategies.market import MarketTensors
+    from ludus.strategies.market import market_for
 
     dev = _device_of(device)
-    market = MarketTensors.from_bars(bars, dev, dtype=torch.float32)
+    # one market (and its tables) per process and symbol, shared by every chunk and phase
+    market = market_for(bars, dev, dtype=torch.float32)
     params = strategy.space.to_tensors(chunk, dev)
     with torch.no_grad():
         pos = strategy.positions(market, params)

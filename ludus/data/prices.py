@@ -8,6 +8,7 @@ before any table name is formed.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
@@ -109,6 +110,51 @@ class PriceStore:
                 conn.execute(table.delete().where(ts >= rows[0]["Timestamp"], ts <= rows[-1]["Timestamp"]))
             conn.execute(table.insert(), rows)
         return len(rows)
+
+    def write_chunks(self, symbol: str, interval: str, chunks: Iterable[Bars], *, replace: bool = False) -> int:
+        """Store consecutive chunks of bars (each strictly after the previous one) in one transaction, with
+        the same merge rule as ``write`` over their whole span; returns the rows written.
+
+        The chunks are consumed while the transaction is open, so a producer that streams a file holds one
+        chunk in memory at a time. If it raises (a bad row found half-way), nothing is written: the
+        transaction rolls back and a table this call created is dropped (SQLite commits DDL at once).
+        """
+        symbol, interval = validate_symbol(symbol), validate_interval(interval)
+        table = price_table(symbol, interval)
+        created = False
+        written = 0
+        try:
+            with database_errors(self.engine.url), self.engine.begin() as conn:
+                _ensure_prices_schema(conn)
+                created = not _has_table(conn, table.name)
+                table.create(conn, checkfirst=True)
+                ts = table.c.Timestamp
+                if replace:
+                    conn.execute(table.delete())
+                last = None
+                for bars in chunks:
+                    if len(bars) == 0:
+                        continue
+                    if (bars.symbol, bars.interval) != (symbol, interval):
+                        raise ValueError(f"chunk of {bars.symbol}_{bars.interval} in a write of {symbol}_{interval}")
+                    validate_bars(bars)
+                    rows = _rows_from_bars(bars)
+                    if last is not None and rows[0]["Timestamp"] <= last:
+                        raise InputError(f"{symbol}_{interval}", rows[0]["Timestamp"],
+                                         "chunks must follow each other in time")
+                    if not replace:  # the stored rows of the span so far, gaps between chunks included
+                        after = ts > last if last is not None else ts >= rows[0]["Timestamp"]
+                        conn.execute(table.delete().where(after, ts <= rows[-1]["Timestamp"]))
+                    conn.execute(table.insert(), rows)
+                    last = rows[-1]["Timestamp"]
+                    written += len(rows)
+        except BaseException:
+            if created:
+                with database_errors(self.engine.url), self.engine.begin() as conn:
+                    if _has_table(conn, table.name):
+                        table.drop(conn)
+            raise
+        return written
 
     def drop(self, symbol: str, interval: str) -> bool:
         """Drop a price table; False when it did not exist."""

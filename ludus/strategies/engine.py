@@ -6,10 +6,16 @@ r[t] = close[t]/close[t-1] - 1 (r[0] = 0); Sharpe annualized by the interval's b
 
     net[:, t] = pos[:, t-1] * r[t] - cost_bps * 1e-4 * |pos[:, t] - pos[:, t-1]|,   pos[:, -1] = 0
 
-No Python loop over bars or parameter sets: the only loop is over chunks of sets. ``run_backtest`` computes
-the metrics from the bars where each set's position changes (``segments.path_sums``: prefix sums and range
-queries on per-market tables, exact in float64), so per set and bar it only makes the int8 positions and
-finds their changes; ``compute_metrics`` is the same definitions over every bar of given net returns.
+Two paths compute the same metrics from the bars where each set's position changes (prefix sums and range
+statistics of per-market tables, exact in float64):
+
+- CPU: the fused engine (``fused``, ``kernels``): one numba pass per set over the bars makes the decision of
+  each bar and folds each finished run into the set's sums. No [P, T] array exists; memory is the market's
+  tables (``Market.tables()``, O(T), indicator rows built block by block of bars beyond a cache budget).
+- CUDA: tensors of [chunk, T] int8 positions from each rule's ``tensor_positions``, their changes gathered
+  and reduced by ``segments.path_sums``; the only loop is over chunks of sets.
+
+``compute_metrics`` is the same definitions over every bar of given net returns.
 """
 
 from __future__ import annotations
@@ -19,10 +25,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from ludus.errors import InputError
 from ludus.strategies.base import Strategy
+from ludus.strategies.fused import numpy_params, run_scan
 from ludus.strategies.market import MarketTensors
 from ludus.strategies.segments import SideTables, path_sums, position_changes
 
@@ -134,17 +142,22 @@ def _finish(total_log, worst, mean, std, down_dev, trades, abs_delta, held, t, y
     }
 
 
-def _metrics_of_changes(flat: torch.Tensor, new: torch.Tensor, n_sets: int, tables: SideTables, cost: float,
-                        t: int, years: float, bars_per_year: float, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """Metrics of int8 positions [n_sets, T] from the bars where they change (``segments.path_sums``),
-    computed in float64 and returned in the backtest dtype; the same definitions as ``compute_metrics``."""
-    s = path_sums(flat, new, n_sets, tables, cost)
+def _metrics_of_sums(s: dict[str, torch.Tensor], t: int, years: float, bars_per_year: float,
+                     dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Metrics from per-set float64 path sums (``segments.path_sums`` / ``fused.run_scan``), in ``dtype``."""
     mean = s["net"] / t
     std = (s["net2"] / t - mean * mean).clamp_(min=0).sqrt_()
     down_dev = (s["down2"] / t).sqrt_()
     out = _finish(s["log"], s["worst"], mean, std, down_dev, s["trades"], s["abs_delta"], s["held"], t, years,
                   bars_per_year)
     return {k: v.to(dtype) for k, v in out.items()}
+
+
+def _metrics_of_changes(flat: torch.Tensor, new: torch.Tensor, n_sets: int, tables: SideTables, cost: float,
+                        t: int, years: float, bars_per_year: float, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Metrics of int8 positions [n_sets, T] from the bars where they change (``segments.path_sums``),
+    computed in float64 and returned in the backtest dtype; the same definitions as ``compute_metrics``."""
+    return _metrics_of_sums(path_sums(flat, new, n_sets, tables, cost), t, years, bars_per_year, dtype)
 
 
 def auto_chunk_size(n_sets: int, n_bars: int, device: torch.device, memory_budget: int | None = None) -> int:
@@ -163,7 +176,7 @@ def params_to_tensors(strategy: Strategy, params: Sequence[Mapping[str, Any]] | 
     """Accept validated parameter dicts or ready [P] tensors (from ``strategy.space.to_tensors``)."""
     if isinstance(params, Mapping):
         return {k: v.to(market.device) for k, v in params.items()}
-    return strategy.space.to_tensors(params, market.device, market.dtype)
+    return strategy.space.to_tensors(params, market.device, torch.float64)  # decisions compare float64
 
 
 def run_backtest(strategy: Strategy, market: MarketTensors,
@@ -173,7 +186,9 @@ def run_backtest(strategy: Strategy, market: MarketTensors,
                  on_chunk: Callable[[int, int], None] | None = None) -> BacktestResult:
     """Backtest P parameter sets at once; metrics (and optionally [P, T] returns/positions) per set.
 
-    ``on_chunk(done, total)`` is called after each chunk (progress bars).
+    ``on_chunk(done, total)`` is called as sets are done (progress bars). ``chunk_size`` is the number of
+    sets per chunk (the result does not depend on it); ``memory_budget`` bounds the [chunk, T] temporaries of
+    the CUDA path (the CPU path has none).
     """
     if cost_bps < 0 or not math.isfinite(cost_bps):
         raise InputError("cost_bps", cost_bps, "must be a finite number >= 0")
@@ -184,9 +199,21 @@ def run_backtest(strategy: Strategy, market: MarketTensors,
         raise InputError("params", [], "need at least one parameter set")
     if t < 2:
         raise InputError("bars", t, "need at least 2 bars to backtest")
+    if market.device.type == "cpu":
+        return _run_fused(strategy, market, tensors, n, cost_bps * 1e-4, bars_per_year, chunk_size, keep_returns,
+                          keep_positions, on_chunk)
+    return _run_tensors(strategy, market, tensors, n, cost_bps * 1e-4, bars_per_year, chunk_size, keep_returns,
+                        keep_positions, memory_budget, on_chunk)
+
+
+def _run_tensors(strategy: Strategy, market: MarketTensors, tensors: Mapping[str, torch.Tensor], n: int,
+                 cost: float, bars_per_year: float, chunk_size: int | None, keep_returns: bool,
+                 keep_positions: bool, memory_budget: int | None,
+                 on_chunk: Callable[[int, int], None] | None) -> BacktestResult:
+    """The torch path (CUDA; runs on any device): [chunk, T] positions, metrics from their changes."""
+    t = len(market)
     size = chunk_size or auto_chunk_size(n, t, market.device, memory_budget)
     r = market.returns
-    cost = cost_bps * 1e-4
     years = t / bars_per_year
     tables = SideTables.of(market)
     strategy.prepare(market, tensors)
@@ -208,7 +235,7 @@ def run_backtest(strategy: Strategy, market: MarketTensors,
 
     for start in range(0, n, size):
         chunk = {k: v[start:start + size] for k, v in tensors.items()}
-        pos = strategy.positions(market, chunk)
+        pos = strategy.tensor_positions(market, chunk)
         flat, new = position_changes(pos)
         changes.append((flat + (start - since) * t, new))
         pending += flat.shape[0]
@@ -226,3 +253,20 @@ def run_backtest(strategy: Strategy, market: MarketTensors,
     return BacktestResult({k: torch.cat(v) for k, v in parts.items()},
                           torch.cat(kept_r) if keep_returns else None,
                           torch.cat(kept_p) if keep_positions else None)
+
+
+def _run_fused(strategy: Strategy, market: MarketTensors, tensors: Mapping[str, torch.Tensor], n: int, cost: float,
+               bars_per_year: float, chunk_size: int | None, keep_returns: bool, keep_positions: bool,
+               on_chunk: Callable[[int, int], None] | None) -> BacktestResult:
+    """The CPU path: the fused engine over the market's kept tables."""
+    tables = market.tables()
+    arrays = numpy_params(tensors)
+    t = len(market)
+    positions = np.zeros((n, t), dtype=np.int8) if keep_returns or keep_positions else None
+    sums = run_scan(lambda rows: strategy.bind(tables, {k: v[rows] for k, v in arrays.items()}, cost), tables, n,
+                    cost, chunk_size=chunk_size, positions=positions, on_progress=on_chunk)
+    metrics = _metrics_of_sums({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sums.items()}, t,
+                               t / bars_per_year, bars_per_year, market.dtype)
+    pos = torch.from_numpy(positions) if positions is not None else None
+    return BacktestResult(metrics, _net(pos, market.returns, cost) if keep_returns else None,
+                          pos if keep_positions else None)

@@ -1,7 +1,17 @@
-"""One symbol's prices as tensors on the backtest device, with a per-window indicator cache."""
+"""One symbol's prices as tensors on the backtest device, with its tables cached on it.
+
+Build a ``MarketTensors`` once per symbol and pass it to every backtest of that symbol (``run_backtest``,
+``Strategy.positions``): its ``tables()`` (the fused CPU engine's prefix sums and indicator rows) and its
+torch indicator tables are then built once and reused by every chunk and every job phase. ``market_for``
+does it for callers that only hold ``Bars`` (a chunk of candidates shipped to a worker process): it keeps
+the last few markets of the process, keyed by the bars' content.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
@@ -9,6 +19,9 @@ import numpy as np
 import torch
 
 from ludus.data.bars import Bars
+from ludus.strategies.tables import MarketTables
+
+MARKETS_KEPT = 4  # markets ``market_for`` keeps per process
 
 
 @dataclass
@@ -31,7 +44,7 @@ class MarketTensors:
 
     @classmethod
     def from_bars(cls, bars: Bars, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
-                  ) -> "MarketTensors":
+                  ) -> MarketTensors:
         def t(a: np.ndarray, dt: torch.dtype) -> torch.Tensor:
             return torch.tensor(np.asarray(a, dtype=np.float64), device=device).to(dt)
 
@@ -59,7 +72,13 @@ class MarketTensors:
             return r.to(self.dtype)
         return self.cached("returns", compute)
 
-    def cached(self, key: Hashable, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+    def tables(self) -> MarketTables:
+        """The fused CPU engine's float64 tables of this market, built on first use and kept."""
+        def compute() -> MarketTables:
+            return MarketTables(self.close64.cpu().numpy(), self.high64.cpu().numpy(), self.low64.cpu().numpy())
+        return self.cached("fused_tables", compute)
+
+    def cached(self, key: Hashable, compute: Callable[[], object]) -> object:
         if key not in self._cache:
             self._cache[key] = compute()
         return self._cache[key]
@@ -111,3 +130,32 @@ class MarketTensors:
         unique, inverse = torch.unique(windows, return_inverse=True)
         table = self.table(kind, [int(w) for w in unique.tolist()], compute)
         return table.index_select(0, inverse)
+
+
+_markets: OrderedDict[tuple, MarketTensors] = OrderedDict()
+_markets_lock = threading.Lock()
+
+
+def market_for(bars: Bars, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> MarketTensors:
+    """The process's MarketTensors of ``bars`` on ``device``: the same object (and so the same tables) for
+    every call with equal bars, the last ``MARKETS_KEPT`` markets kept."""
+    key = (bars_fingerprint(bars), str(torch.device(device)), dtype)
+    with _markets_lock:
+        market = _markets.get(key)
+        if market is not None:
+            _markets.move_to_end(key)
+            return market
+    market = MarketTensors.from_bars(bars, device, dtype)
+    with _markets_lock:
+        market = _markets.setdefault(key, market)
+        while len(_markets) > MARKETS_KEPT:
+            _markets.popitem(last=False)
+    return market
+
+
+def bars_fingerprint(bars: Bars) -> tuple:
+    """A key of the bars' content: symbol, interval, length and a digest of the prices and timestamps."""
+    digest = hashlib.blake2b(digest_size=16)
+    for column in (bars.timestamps, bars.open, bars.high, bars.low, bars.close, bars.volume):
+        digest.update(np.ascontiguousarray(column).view(np.uint8))
+    return bars.symbol, bars.interval, len(bars), digest.hexdigest()

@@ -66,7 +66,7 @@ class SideTables:
         self.tp = tp
 
     @classmethod
-    def of(cls, market: MarketTensors) -> "SideTables":
+    def of(cls, market: MarketTensors) -> SideTables:
         def compute() -> SideTables:
             r = torch.zeros_like(market.close64)
             r[1:] = market.close64[1:] / market.close64[:-1] - 1.0

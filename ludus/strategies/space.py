@@ -13,7 +13,7 @@ import operator
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -83,7 +83,7 @@ class FloatParam:
     def values(self) -> list[float]:
         if self.step is None:
             return [float(v) for v in np.linspace(self.low, self.high, _FLOAT_GRID_POINTS)]
-        n = int(math.floor((self.high - self.low) / self.step + 1e-9))
+        n = math.floor((self.high - self.low) / self.step + 1e-9)
         return [round(self.low + k * self.step, 10) for k in range(n + 1)]
 
     def check(self, value: Any) -> float:
@@ -99,7 +99,7 @@ class FloatParam:
 
     def from_unit(self, u: np.ndarray) -> np.ndarray:
         if self.step is not None:
-            n = int(math.floor((self.high - self.low) / self.step + 1e-9)) + 1
+            n = math.floor((self.high - self.low) / self.step + 1e-9) + 1
             return np.round(self.low + np.minimum(np.floor(u * n), n - 1) * self.step, 10)
         if self.log:
             return np.exp(np.log(self.low) + u * (np.log(self.high) - np.log(self.low)))
@@ -147,7 +147,7 @@ class CategoricalParam:
         return self.universe or self.choices
 
 
-Param = Union[IntParam, FloatParam, CategoricalParam]
+Param = IntParam | FloatParam | CategoricalParam
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,7 @@ class Constraint:
     right: str | float
 
     @classmethod
-    def parse(cls, text: str) -> "Constraint":
+    def parse(cls, text: str) -> Constraint:
         match = _CONSTRAINT.fullmatch(text)
         if not match:
             raise InputError("constraints", text, "must look like `name < other` (operators <, <=, >, >=)")
@@ -290,7 +290,7 @@ class ParameterSpace:
         return math.prod(len(p.values()) for p in self.params)
 
     # --- narrowing ----------------------------------------------------------------------------------
-    def narrow(self, overrides: Mapping[str, Mapping[str, Any]]) -> "ParameterSpace":
+    def narrow(self, overrides: Mapping[str, Mapping[str, Any]]) -> ParameterSpace:
         """A sub-space: ``{"fast": {"low": 5, "high": 20}, "mode": {"choices": ["long_flat"]}, "slow": {"value": 50}}``.
 
         Keys: ``low``, ``high``, ``step`` (numbers), ``choices`` (categorical), ``value`` (fix one value).
@@ -308,7 +308,7 @@ class ParameterSpace:
             allowed = {"value", "choices"} if isinstance(p, CategoricalParam) else {"low", "high", "step", "value"}
             extra = set(spec) - allowed
             if extra:
-                raise InputError(f"{field_name}.{sorted(extra)[0]}", spec[sorted(extra)[0]],
+                raise InputError(f"{field_name}.{min(extra)}", spec[min(extra)],
                                  f"unknown key for this parameter; allowed: {', '.join(sorted(allowed))}")
             new_params[name] = _narrow_param(p, spec, field_name)
         params = tuple(new_params[p.name] for p in self.params)
@@ -403,7 +403,7 @@ class ParameterSpace:
         return tuple(repr(values[n]) for n in self.names)
 
     @classmethod
-    def from_spec(cls, spec: Mapping[str, Any], *, source: str = "space") -> "ParameterSpace":
+    def from_spec(cls, spec: Mapping[str, Any], *, source: str = "space") -> ParameterSpace:
         """Build from the YAML layout: ``parameters: {name: {type, low, high, step, log, choices, default}}``,
         ``constraints: ["fast < slow"]``."""
         raw_params = spec.get("parameters")

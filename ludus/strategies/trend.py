@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import torch
 
 from ludus.strategies import indicators as ind
+from ludus.strategies import kernels
 from ludus.strategies.base import Strategy
+from ludus.strategies.fused import Scan
 from ludus.strategies.market import MarketTensors
 from ludus.strategies.signals import bar_index, crossover, hold
+from ludus.strategies.tables import MarketTables
 
 
 def _table(fn, series: torch.Tensor):
@@ -43,14 +47,31 @@ def _cross(market: MarketTensors, kind: str, compute, params: Mapping[str, torch
     return above.view(torch.int8)
 
 
+def _bind_cross(tables: MarketTables, kind: str, params: Mapping[str, np.ndarray], short: np.ndarray,
+                cost: float) -> Scan:
+    fast, slow = params["fast"], params["slow"]
+    n = fast.shape[0]
+    src = tables.source(kind, np.concatenate([fast, slow]))
+    fi, si = src.index[:n], src.index[n:]
+    start = slow - 1
+
+    def run(b0, b1, fst, ist, out, oo):
+        tab, off = src.block(b0, b1)
+        kernels.cross_block(tab, off, fi, si, start, short, b0, b1, fst, ist, tables.mt, tables.agg, cost, out, oo)
+    return Scan((src,), run, tables.n)
+
+
 class SmaCross(Strategy):
     """Long (or short) while SMA(fast) is above (below) SMA(slow); flat until SMA(slow) exists."""
 
     rule = "sma_cross"
 
-    def positions(self, market: MarketTensors, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def tensor_positions(self, market: MarketTensors, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return _cross(market, "sma64", _table(ind.sma, market.close64), params, self.short_ok(params),
                       nan_warmup=True)
+
+    def bind(self, tables: MarketTables, params: Mapping[str, np.ndarray], cost: float) -> Scan:
+        return _bind_cross(tables, "sma", params, self.short_mask(params), cost)
 
     def prepare(self, market: MarketTensors, params: Mapping[str, torch.Tensor]) -> None:
         market.ranks("sma64", torch.cat([params["fast"], params["slow"]]), _table(ind.sma, market.close64))
@@ -65,9 +86,12 @@ class EmaCross(Strategy):
 
     rule = "ema_cross"
 
-    def positions(self, market: MarketTensors, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def tensor_positions(self, market: MarketTensors, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return _cross(market, "ema64", _table(ind.ema, market.close64), params, self.short_ok(params),
                       nan_warmup=False)
+
+    def bind(self, tables: MarketTables, params: Mapping[str, np.ndarray], cost: float) -> Scan:
+        return _bind_cross(tables, "ema", params, self.short_mask(params), cost)
 
     def prepare(self, market: MarketTensors, params: Mapping[str, torch.Tensor]) -> None:
         market.ranks("ema64", torch.cat([params["fast"], params["slow"]]), _table(ind.ema, market.close64))
@@ -82,7 +106,7 @@ class Macd(Strategy):
 
     rule = "macd"
 
-    def positions(self, market: MarketTensors, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def tensor_positions(self, market: MarketTensors, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
         f, s, g = params["fast"], params["slow"], params["signal"]
         # MACD rows per distinct (fast, slow, signal), in float64, then gathered per set.
         keys = torch.stack([f, s, g], dim=1)
@@ -103,6 +127,21 @@ class Macd(Strategy):
         valid = bar_index(len(market), market.device) >= (s + g - 2)[:, None]
         return crossover(above, valid, self.short_ok(params))
 
+    def bind(self, tables: MarketTables, params: Mapping[str, np.ndarray], cost: float) -> Scan:
+        f, s, g = params["fast"], params["slow"], params["signal"]
+        n = f.shape[0]
+        src = tables.source("ema", np.concatenate([f, s]))
+        fi, si = src.index[:n], src.index[n:]
+        alpha = 2.0 / (g + 1.0)
+        start = s + g - 2
+        short = self.short_mask(params)
+
+        def run(b0, b1, fst, ist, out, oo):
+            tab, off = src.block(b0, b1)
+            kernels.macd_block(tab, off, fi, si, alpha, start, short, b0, b1, fst, ist, tables.mt, tables.agg,
+                               cost, out, oo)
+        return Scan((src,), run, tables.n)
+
     def warmup(self, values: Mapping[str, object]) -> int:
         return int(values["slow"]) + int(values["signal"]) - 2
 
@@ -114,7 +153,7 @@ class DonchianBreakout(Strategy):
 
     rule = "donchian_breakout"
 
-    def positions(self, market: MarketTensors, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def tensor_positions(self, market: MarketTensors, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
         hi = _table(ind.rolling_max_prev, market.high64)
         lo = _table(ind.rolling_min_prev, market.low64)
         close = market.close64[None, :]
@@ -124,6 +163,21 @@ class DonchianBreakout(Strategy):
         lower_out = market.gather("ll64", params["exit"], lo)
         short_ok = self.short_ok(params)[:, None]
         return hold(close > upper_in, (close < lower_in) & short_ok, close < lower_out, close > upper_out)
+
+    def bind(self, tables: MarketTables, params: Mapping[str, np.ndarray], cost: float) -> Scan:
+        n = params["entry"].shape[0]
+        windows = np.concatenate([params["entry"], params["exit"]])
+        high, low = tables.source("high", windows), tables.source("low", windows)
+        ehi, xhi = high.index[:n], high.index[n:]
+        eli, xli = low.index[:n], low.index[n:]
+        short = self.short_mask(params)
+
+        def run(b0, b1, fst, ist, out, oo):
+            hh, hoff = high.block(b0, b1)
+            ll, loff = low.block(b0, b1)
+            kernels.donchian_block(hh, hoff, ll, loff, ehi, eli, xhi, xli, short, tables.close, b0, b1, fst, ist,
+                                   tables.mt, tables.agg, cost, out, oo)
+        return Scan((high, low), run, tables.n)
 
     def warmup(self, values: Mapping[str, object]) -> int:
         return int(values["entry"])

@@ -30,6 +30,9 @@ class WorkerMetrics:
         self.backlog = Gauge("ludus_backlog", "Jobs waiting in the queue plus jobs accepted but not finished",
                              registry=r)
         self.queue_depth = Gauge("ludus_queue_depth", "Ready messages in the jobs queue", registry=r)
+        # read at scrape time (Worker.backlog_snapshot, cached): alerts on jobs that wait or run too long
+        self.backlog_age = Gauge("ludus_backlog_oldest_age_seconds",
+                                 "Age of the oldest job accepted but not finished (0 when there is none)", registry=r)
         self.broker_up = Gauge("ludus_broker_connected", "1 when the broker connection is open", registry=r)
         self.db_up = Gauge("ludus_database_up", "1 when the database answered the last probe", registry=r)
         self.outbox_delivered = Counter("ludus_outbox_delivered_total",

@@ -36,7 +36,7 @@ from ludus.queue.policy import Stage, decide
 from ludus.queue.topology import Topology
 from ludus.worker.broker_io import BrokerIO
 from ludus.worker.execution import JobExecution, Runner, error_result_of
-from ludus.worker.leases import LeaseKeeper
+from ludus.worker.leases import UNFINISHED, LeaseKeeper
 from ludus.worker.lifecycle import Lifecycle
 from ludus.worker.metrics import WorkerMetrics
 from ludus.worker.relay import OutboxRelay
@@ -66,6 +66,8 @@ class Worker:
         self.topology = topology or Topology.from_settings(settings)
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.metrics = WorkerMetrics()
+        self._backlog_cache: tuple[float, Any] | None = None  # (monotonic time read, Backlog)
+        self.metrics.backlog_age.set_function(lambda: self.backlog_snapshot().oldest_age_s)
         self.poll_interval_s = poll_interval_s
         self.lease_s = settings.job_lease_s
         self.reap_interval_s = reap_interval_s if reap_interval_s is not None else max(0.5, self.lease_s / 4)
@@ -112,13 +114,53 @@ class Worker:
     def running_jobs(self) -> list[str]:
         return self.leases.running_ids()
 
+    # --- probes and the scaling signal (Kubernetes: /livez, /readyz, /backlog) ---------------------
+
+    def liveness(self) -> tuple[bool, dict]:
+        """Alive while the serving loop has not ended. No dependency is consulted: a broker or database outage
+        is the readiness probe's business and must never restart the container (on the head it runs the GCS)."""
+        alive = not self.lifecycle.closed.is_set()
+        return alive, {"status": "alive" if alive else "stopped", "worker": self.id,
+                       "running": len(self.running_jobs())}
+
+    def readiness(self) -> tuple[bool, dict]:
+        """Ready to take jobs: the broker connection and the database answer (what /healthz reports)."""
+        return self.health()
+
+    def backlog_snapshot(self, max_age_s: float = 2.0) -> Any:
+        """The backlog by architecture (``ludus.cluster.autoscale.Backlog``): ready messages plus unfinished jobs
+        with their placements, read from the jobs table at most every ``max_age_s``. When the database does not
+        answer, the last numbers are returned marked stale, so KEDA and the Ray autoscaler keep their course."""
+        from ludus.cluster.autoscale import Backlog
+
+        with self._lock:
+            cached = self._backlog_cache
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < max_age_s:
+            return cached[1]
+        snapshot = None
+        if self.leases.db_ok or cached is None:  # known down (heartbeat probe): do not block a scrape on it
+            try:
+                with self.engine.connect() as conn:
+                    placements, oldest = _unfinished_placements(conn)
+                snapshot = Backlog.of(self._depth, placements, oldest_age_s=oldest)
+            except Exception as exc:  # noqa: BLE001 - the scaling signal must survive a database blip
+                log.debug("backlog: jobs table unreadable (%s); serving the last numbers", exc)
+        if snapshot is None:
+            last = cached[1] if cached is not None else Backlog.of(self._depth)
+            snapshot = Backlog(ready=self._depth, jobs=last.jobs, oldest_age_s=last.oldest_age_s, stale=True)
+        with self._lock:
+            self._backlog_cache = (now, snapshot)
+        return snapshot
+
     def run(self) -> None:
         """Serve until stopped and drained (the calling thread becomes the AMQP I/O thread)."""
         if self._http_port_wanted is not None:
             from ludus.worker.http import HealthServer
 
-            self._http = HealthServer(self.settings.http_host, self._http_port_wanted, self.health,
-                                      self.metrics.render).start()
+            self._http = HealthServer(self.settings.http_host, self._http_port_wanted, self.readiness,
+                                      self.metrics.render, liveness=self.liveness,
+                                      backlog=lambda: self.backlog_snapshot().to_dict()).start()
             self.http_port = self._http.port
         for name, target in (("heartbeat", self.leases.beat_loop), ("outbox", self.relay.loop)):
             threading.Thread(target=target, name=f"ludus-{name}", daemon=True).start()
@@ -203,3 +245,18 @@ class Worker:
 
         # daemon: a job stuck past the grace period must not keep the process alive
         threading.Thread(target=body, name=f"ludus-{name}", daemon=True).start()
+
+
+def _unfinished_placements(conn) -> tuple[list[Any], float]:
+    """The ``placement`` of every unfinished job and the age in seconds of the oldest one."""
+    from ludus.db.schema import jobs as jobs_table
+    from ludus.db.schema import utcnow
+
+    query = sa.select(jobs_table.c.payload, jobs_table.c.created_at).where(jobs_table.c.status.in_(UNFINISHED))
+    placements, oldest = [], None
+    for payload, created_at in conn.execute(query):
+        placements.append((payload or {}).get("placement") if isinstance(payload, dict) else None)
+        if created_at is not None and (oldest is None or created_at < oldest):
+            oldest = created_at
+    age = max(0.0, (utcnow() - oldest).total_seconds()) if oldest is not None else 0.0
+    return placements, age

@@ -1,8 +1,9 @@
 """Queue-depth autoscaling against Ray's real autoscaler on a fake multi-node cluster.
 
 The head runs Ray's autoscaler (monitor) with the fake multi-node provider: "launching" a node starts
-another raylet on this machine with the node type's resources and labels. Node types mirror the
-Kubernetes worker groups (k8s/overlays/kuberay): gpu-amd64 and jetson-arm64, at most 2 nodes each.
+another raylet on this machine with the node type's resources and labels. The node types are the ones Ray's
+KubeRay autoscaler derives from the rendered RayCluster (k8s/overlays/kuberay, through Ray's own code),
+shrunk to this machine: 1 CPU, no memory claim, at most 2 nodes each.
 
 ``ray.cluster_utils.AutoscalingCluster`` is not used on purpose: it runs ``ray stop --force``, which
 would kill every Ray process of this user on a shared machine. The same thing is assembled here from
@@ -22,17 +23,29 @@ from pathlib import Path
 import pytest
 
 from ludus import constants as c
-from ludus.cluster.autoscale import QueueDepthAutoscaler
+from ludus.cluster.autoscale import Backlog, QueueDepthAutoscaler
 from ludus.config import Settings
 
 pytestmark = pytest.mark.ray
 
-NODE_TYPES = {
-    "gpu-amd64": {"resources": {"CPU": 1, "GPU": 1, "arch:x86_64": 1000},
-                  "labels": {c.ARCH_LABEL: "x86_64"}, "node_config": {}, "min_workers": 0, "max_workers": 2},
-    "jetson-arm64": {"resources": {"CPU": 1, "GPU": 1, "arch:arm64": 1000},
-                     "labels": {c.ARCH_LABEL: "arm64"}, "node_config": {}, "min_workers": 0, "max_workers": 2},
-}
+
+def _node_types_of_the_raycluster() -> dict:
+    from tests.deploy.conftest import render
+    from tests.deploy.kuberay_rules import ray_node_types
+
+    (rc,) = [d for d in render("kuberay") if d["kind"] == "RayCluster"]
+    types = {}
+    for name, node_type in ray_node_types(rc).items():
+        if name == "headgroup":
+            continue
+        resources = {k: v for k, v in node_type["resources"].items() if k not in ("CPU", "memory")}
+        types[name] = {"resources": {"CPU": 1, **resources}, "labels": node_type["labels"], "node_config": {},
+                       "min_workers": 0, "max_workers": 2}
+    assert set(types) == {"gpu-amd64", "jetson-arm64"}
+    return types
+
+
+NODE_TYPES = _node_types_of_the_raycluster()
 
 
 def _free_port() -> int:
@@ -153,13 +166,14 @@ def _wait_for(pred, timeout_s: float, what: str) -> Counter:
 def test_backlog_launches_nodes_of_the_right_type_up_to_the_bound_and_idle_ones_leave(fake_cluster):
     import ray
 
-    backlog = {"n": 0}
+    backlog = {"now": Backlog()}
     settings = Settings(autoscale_jobs_per_gpu=1, autoscale_min_gpus=0, autoscale_max_gpus=4,
                         autoscale_cooldown_s=0)
-    scaler = QueueDepthAutoscaler(settings, lambda: backlog["n"], arch_split={"arm64": 3, "x86_64": 1})
+    scaler = QueueDepthAutoscaler(settings, lambda: backlog["now"])
     assert _worker_types() == Counter()  # only the head
 
-    backlog["n"] = 9  # 9 jobs -> 4 GPUs (max) -> 3 arm64 bundles + 1 x86_64 bundle
+    # 3 Jetson-only jobs and 1 that must not run on arm64 -> 4 GPUs: 3 arm64 bundles + 1 x86_64 bundle
+    backlog["now"] = Backlog.of(0, [{"require": "arm64"}] * 3 + [{"exclude": ["arm64"]}])
     decision = scaler.step()
     assert decision.desired == 4
     seen = _wait_for(lambda k: k["arm64"] >= 2 and k["x86_64"] >= 1, 150, "2 jetson-arm64 + 1 gpu-amd64 nodes")
@@ -172,6 +186,6 @@ def test_backlog_launches_nodes_of_the_right_type_up_to_the_bound_and_idle_ones_
     assert all(n["Resources"]["GPU"] == 1 for n in arm)
     assert all(n.get("Labels", {}).get(c.ARCH_LABEL) == "arm64" for n in arm)
 
-    backlog["n"] = 0  # queue drained; cooldown 0 -> the request is withdrawn at once
+    backlog["now"] = Backlog()  # every job finished; cooldown 0 -> the request is withdrawn at once
     assert scaler.step().desired == 0 and scaler.requested == []
     _wait_for(lambda k: sum(k.values()) == 0, 120, "idle worker nodes to be terminated")

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from ludus.cluster.autoscale import (
     ARCH_BUNDLE_AMOUNT,
+    Backlog,
     QueueDepthAutoscaler,
     ScalePolicy,
     bundles_for,
@@ -141,3 +142,52 @@ def test_loop_survives_backlog_errors_and_stop_releases():
     a.start()
     a.stop()
     assert calls[-1] == [] and a.current == 0
+
+
+# --- the backlog by architecture ---------------------------------------------------------------------
+
+
+def test_backlog_counts_for_every_architecture_a_job_may_run_on():
+    b = Backlog.of(2, [{"require": "arm64", "prefer": None, "exclude": []}, {"exclude": ["arm64"]},
+                       {"prefer": "x86_64"}, None])
+    assert b.total == 6
+    # ready messages (placement unknown until read) count everywhere; jobs where their placement allows
+    assert b.by_arch() == {"x86_64": 2 + 3, "arm64": 2 + 3}
+    assert b.for_arch("arm64") == 5 and Backlog().by_arch() == {"x86_64": 0, "arm64": 0}
+    shares = b.shares()  # each job weighs 1: all on its preferred arch, else shared by the allowed ones
+    assert shares == pytest.approx({"x86_64": 1 + 1 + 1 + 0.5, "arm64": 1 + 1 + 0.5})
+    assert sum(shares.values()) == pytest.approx(b.total)
+    d = b.to_dict()
+    assert d["architectures"] == b.by_arch() and d["backlog"] == 6 and d["unfinished"] == 4
+
+
+@given(st.integers(0, 5), st.lists(st.sampled_from([None, {"require": "x86_64"}, {"require": "arm64"},
+                                                     {"exclude": ["x86_64"]}, {"prefer": "arm64"}]), max_size=12))
+def test_backlog_shares_add_up_and_never_name_a_forbidden_architecture(ready, placements):
+    b = Backlog.of(ready, placements)
+    shares = b.shares()
+    assert sum(shares.values()) == pytest.approx(b.total)
+    for arch in ("x86_64", "arm64"):
+        assert 0 <= shares.get(arch, 0) <= b.for_arch(arch) + 1e-9
+        if b.for_arch(arch) == 0:
+            assert arch not in shares
+
+
+def test_loop_pins_bundles_to_the_architectures_of_the_backlog_and_keeps_them_in_cooldown():
+    calls: list[list[dict]] = []
+    now = {"backlog": Backlog.of(0, [{"require": "x86_64"}] * 2 + [{"require": "arm64"}])}
+    clock = FakeClock()
+    s = Settings(autoscale_jobs_per_gpu=1, autoscale_max_gpus=8, autoscale_cooldown_s=30)
+    a = QueueDepthAutoscaler(s, lambda: now["backlog"], request_fn=lambda *, bundles: calls.append(bundles),
+                             clock=clock)
+    a.step()
+    x86 = {"GPU": 1, "arch:x86_64": ARCH_BUNDLE_AMOUNT}
+    arm = {"GPU": 1, "arch:arm64": ARCH_BUNDLE_AMOUNT}
+    assert sorted(calls[-1], key=str) == sorted([x86, x86, arm], key=str)
+    now["backlog"] = Backlog()  # drained: during the cooldown the same nodes stay asked for
+    clock.t = 10
+    a.step()
+    assert sorted(calls[-1], key=str) == sorted([x86, x86, arm], key=str)
+    clock.t = 41
+    a.step()
+    assert calls[-1] == []

@@ -99,3 +99,62 @@ def test_missing_file_and_hostile_symbol(store: PriceStore, tmp_path: Path) -> N
     with pytest.raises(InputError, match="symbol"):
         import_csv(_write(tmp_path, GOOD), "SPX; DROP TABLE x", "1d", store)
     assert store.available() == []
+
+
+def _minutes(n: int, start: str = "2021-03-01T14:30", bad: dict[int, str] | None = None) -> str:
+    """n one-minute bars as CSV text; ``bad`` replaces whole data lines (0-based row -> line text)."""
+    t0 = np.datetime64(start)
+    lines = ["Timestamp,Open,High,Low,Close,Volume"]
+    for i in range(n):
+        p = 100 + (i % 7) * 0.25
+        lines.append(f"{t0 + np.timedelta64(i, 'm')},{p},{p + 0.5},{p - 0.5},{p + 0.1},{100 + i}")
+    for row, text in (bad or {}).items():
+        lines[row + 1] = text
+    return "\n".join(lines) + "\n"
+
+
+def test_streamed_import_equals_whole_file_and_reports_progress(store: PriceStore, tmp_path: Path) -> None:
+    path = _write(tmp_path, _minutes(23))
+    seen: list[tuple[int, int]] = []
+    assert import_csv(path, "MIN", "1m", store, chunk_rows=4, on_progress=lambda d, n: seen.append((d, n))) == 23
+    stored, whole = store.read("MIN", "1m"), read_csv(path, "MIN", "1m")
+    np.testing.assert_array_equal(stored.timestamps, whole.timestamps)
+    for field in ("open", "high", "low", "close", "volume"):
+        np.testing.assert_array_equal(getattr(stored, field), getattr(whole, field))
+    assert len(seen) == 6 and seen[-1] == (path.stat().st_size,) * 2
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+@pytest.mark.parametrize("bad_row,rule", [
+    (17, "Volume must be >= 0"),  # in the fifth chunk of four rows
+    (16, "strictly increasing"),  # first row of a chunk not after the previous chunk's last
+])
+def test_bad_row_in_a_later_chunk_writes_nothing(store: PriceStore, tmp_path: Path, bad_row: int,
+                                                 rule: str) -> None:
+    text = _minutes(23)
+    rows = text.splitlines()
+    if rule.startswith("Volume"):
+        broken = rows[bad_row + 1].rsplit(",", 1)[0] + ",-5"
+    else:
+        broken = rows[bad_row].split(",", 1)[0] + "," + rows[bad_row + 1].split(",", 1)[1]  # repeats a stamp
+    path = _write(tmp_path, _minutes(23, bad={bad_row: broken}))
+    with pytest.raises(InputError) as info:
+        import_csv(path, "MIN", "1m", store, chunk_rows=4)
+    assert f"prices.csv line {bad_row + 2}=" in str(info.value) and rule in str(info.value)
+    assert store.available() == []  # the table the import created is gone
+    import_csv(_write(tmp_path, _minutes(5), "first.csv"), "MIN", "1m", store)
+    with pytest.raises(InputError):
+        import_csv(path, "MIN", "1m", store, chunk_rows=4, replace=True)
+    assert len(store.read("MIN", "1m")) == 5  # an existing table keeps every row
+
+
+def test_streamed_merge_replaces_the_whole_span(store: PriceStore, tmp_path: Path) -> None:
+    """Stored rows between two chunks of the file (inside its span) go, rows outside the span stay."""
+    import_csv(_write(tmp_path, _minutes(30)), "MIN", "1m", store)
+    sparse = [line for i, line in enumerate(_minutes(30).splitlines()) if i == 0 or 5 <= i <= 20 and i % 5 == 0]
+    assert import_csv(_write(tmp_path, "\n".join(sparse) + "\n", "sparse.csv"), "MIN", "1m", store,
+                      chunk_rows=1) == 4
+    stamps = [str(t)[11:16] for t in store.read("MIN", "1m").timestamps]
+    assert stamps[:4] == ["14:30", "14:31", "14:32", "14:33"]  # before the span: kept
+    assert stamps[4:8] == ["14:34", "14:39", "14:44", "14:49"]  # inside: exactly the file's rows
+    assert stamps[8] == "14:50" and len(stamps) == 8 + 10  # after: kept

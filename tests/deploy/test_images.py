@@ -92,13 +92,28 @@ def test_every_dockerfile_passes_hadolint():
 def test_pinned_python_and_ray_match_the_project():
     args = global_args()
     assert args["RAY_VERSION"] == ray.__version__
-    assert args["PYTHON_VERSION"] == "3.10"  # JetPack 6's Python; every node of a cluster runs it
+    # JetPack 6's CPython, patch level included: Ray refuses nodes whose Python differs from the head's
+    assert re.fullmatch(r"3\.10\.\d+", args["PYTHON_VERSION"]), args["PYTHON_VERSION"]
     requires = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
-    assert SpecifierSet(requires).contains("3.10")
-    text = DOCKERFILE.read_text()
-    # asserted at build time, inside the image
-    assert "ray.__version__ == '${RAY_VERSION}'" in text
-    assert "== '${PYTHON_VERSION}'" in text
+    assert SpecifierSet(requires).contains(args["PYTHON_VERSION"])
+    # asserted at build time inside every variant, with the one value the bake file passes to all targets
+    runs = [rest for word, rest in dockerfile_instructions() if word == "RUN"]
+    smoke = [r for r in runs if "ludus-smoke" in r]
+    assert any('--python "${PYTHON_VERSION}"' in r and '--ray "${RAY_VERSION}"' in r for r in smoke)
+    assert any("--only-python" in r for r in smoke)  # before the multi-GB layers
+    assert not [r for r in runs if "python -c" in r and "version" in r]  # one check, in docker/smoke.py
+
+
+def test_every_variant_takes_python_from_the_same_distribution():
+    """Ubuntu 22.04's python3 in all three bases: python.org's 3.10 images carry another patch release."""
+    st = stages()
+    for stage in ("base-amd64", "base-arm64", "base-cpu"):
+        installs = " ".join(rest for word, rest in st[stage] if word == "RUN")
+        assert re.search(r"apt-get install .*\bpython3\b", installs), stage
+    args = global_args()
+    assert args["CPU_BASE_IMAGE"] == "ubuntu:22.04" and "ubuntu22.04" in args["CUDA_BASE_IMAGE"]
+    assert args["JETPACK_BASE_IMAGE"].split(":")[1].startswith("r36.")  # L4T r36 = Ubuntu 22.04
+    assert not any("python:" in image for image in args.values())
 
 
 def test_stages_choose_the_base_per_architecture_and_variant():
@@ -110,7 +125,7 @@ def test_stages_choose_the_base_per_architecture_and_variant():
     assert args["VARIANT"] == "gpu"
     assert args["CUDA_BASE_IMAGE"].startswith("nvidia/cuda:") and "runtime" in args["CUDA_BASE_IMAGE"]
     assert re.match(r"nvcr\.io/nvidia/l4t-jetpack:r36\.", args["JETPACK_BASE_IMAGE"])
-    assert args["CPU_BASE_IMAGE"].startswith("python:3.10-slim")
+    assert args["CPU_BASE_IMAGE"] == "ubuntu:22.04"
     text = DOCKERFILE.read_text()
     assert "ARG JETSON_INDEX_URL=" in text  # NVIDIA's Jetson wheels, overridable
     assert "download.pytorch.org/whl/cpu" in text
@@ -124,7 +139,7 @@ def test_runtime_stage_is_non_root_labelled_and_health_checked():
     for key in ("title", "description", "version", "revision", "created", "source", "licenses"):
         assert f"org.opencontainers.image.{key}=" in labels
     (health,) = [rest for word, rest in runtime if word == "HEALTHCHECK"]
-    assert "/healthz" in health and "LUDUS_HTTP_PORT" in health
+    assert c.LIVENESS_PATH in health and "LUDUS_HTTP_PORT" in health
     env = " ".join(rest for word, rest in runtime if word == "ENV")
     assert f"LUDUS_HTTP_PORT={c.DEFAULT_HTTP_PORT}" in env
 
@@ -230,7 +245,10 @@ def test_bake_targets_cover_both_platforms_and_the_cpu_variant():
         assert target["args"]["RAY_VERSION"] == ray.__version__ == global_args()["RAY_VERSION"]
         assert target["args"]["PYTHON_VERSION"] == global_args()["PYTHON_VERSION"]
         assert target["target"] == "runtime"
-    assert t["gpu"]["tags"] == ["localhost:5000/ludus:0.1.0"]
+    # the default names the same image as the manifests' one image setting (k8s/components/image)
+    (entry,) = yaml.safe_load((REPO / "k8s/components/image/kustomization.yaml").read_text())["images"]
+    assert t["gpu"]["tags"] == [f"{entry['newName']}:{entry['newTag']}"]
+    assert not any("localhost" in tag for target in t.values() for tag in target["tags"])
     custom = bake({"REGISTRY": "ghcr.io/acme", "TAG": "1.2.3", "PLATFORMS": "linux/arm64"})["targets"]
     assert custom["gpu"]["tags"] == ["ghcr.io/acme/ludus:1.2.3"]
     assert custom["cpu"]["tags"] == ["ghcr.io/acme/ludus:1.2.3-cpu"]
@@ -269,8 +287,55 @@ def test_make_image_loads_this_machines_platform_and_print_prints():
     (line,) = [ln for ln in make_n("image-print").splitlines() if "docker buildx bake" in ln]
     assert "--print" in line and "-f docker/docker-bake.hcl" in line
     render = make_n("k8s-render")
+    assert "REGISTRY=registry.example.com/ludus" in line and "TAG=0.1.0" in line
     assert "k8s/overlays/$o" in render and "kuberay keda" in render
     assert "kubectl apply -k k8s/overlays/keda" in make_n("k8s-apply", "OVERLAY=keda")
+
+
+def test_make_k8s_image_points_every_manifest_at_the_built_image(tmp_path):
+    """The one setting: `make k8s-image` rewrites k8s/components/image, every rendered image follows."""
+    import shutil as sh
+
+    k8s = tmp_path / "k8s"
+    sh.copytree(REPO / "k8s", k8s)
+    component = k8s / "components" / "image" / "kustomization.yaml"
+    from tests.deploy.conftest import kubectl
+
+    def images(overlay: str) -> set[str]:
+        out = subprocess.run([kubectl(), "kustomize", str(k8s / "overlays" / overlay)], capture_output=True,
+                             text=True, check=True).stdout
+        return {m for m in re.findall(r"image: (\S+)", out)}
+
+    for args, want in ((["TAG=2.0.0"], "ghcr.io/acme/ludus:2.0.0"),
+                       ([f"DIGEST=sha256:{'a' * 64}"], f"ghcr.io/acme/ludus@sha256:{'a' * 64}")):
+        out = subprocess.run(["make", "--no-print-directory", "k8s-image", f"IMAGE_COMPONENT={component}",
+                              "REGISTRY=ghcr.io/acme", *args], cwd=REPO, capture_output=True, text=True, check=False)
+        assert out.returncode == 0, out.stderr
+        assert images("kuberay") == images("keda") == {want}
+
+
+# --- docker/smoke.py (the build-time check), run here on this machine's Python -----------------------
+
+
+def test_smoke_check_imports_torch_and_runs_an_onnx_session():
+    import platform
+
+    env = dict(os.environ, LUDUS_ORT_PROVIDER="CPUExecutionProvider", LUDUS_TORCH_CUDA="0", OMP_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, str(DOCKER / "smoke.py"), "--python", platform.python_version(),
+                          "--ray", ray.__version__], capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["ok"] and report["torch"] and "CPUExecutionProvider" in report["session_providers"]
+
+
+def test_smoke_check_fails_on_another_python_patch_a_cpu_torch_in_a_gpu_image_and_a_missing_provider():
+    env = dict(os.environ, LUDUS_ORT_PROVIDER="CUDAExecutionProvider", LUDUS_TORCH_CUDA="1", OMP_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, str(DOCKER / "smoke.py"), "--python", "3.10.0", "--ray", "0.0.1"],
+                         capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert out.returncode == 1
+    assert "Python" in out.stderr and "Ray" in out.stderr and "not a CUDA build" in out.stderr
+    assert "has no CUDAExecutionProvider" in out.stderr
+    assert json.loads(out.stdout)["ok"] is False
 
 
 # --- entrypoint scripts (run for real with stand-ins for `ray` and `ludus`) ------------------------

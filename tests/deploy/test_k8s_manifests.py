@@ -6,22 +6,26 @@ import copy
 import json
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import jsonschema
 import kubernetes_validate
 import pytest
 import ray
+import yaml
 
 from ludus import constants as c
 from ludus.config import Settings
 
 SCHEMAS = Path(__file__).parent / "schemas"
 K8S_VERSION = "1.33.0"
-CRD_SCHEMAS = {
+CRD_SCHEMAS = {  # tests/deploy/schemas/README.md: where each comes from (versions: kuberay_rules.VERSIONS)
     ("ray.io/v1", "RayCluster"): "raycluster-ray.io-v1.json",
     ("keda.sh/v1alpha1", "ScaledObject"): "scaledobject-keda.sh-v1alpha1.json",
-    ("keda.sh/v1alpha1", "TriggerAuthentication"): "triggerauthentication-keda.sh-v1alpha1.json",
+    ("monitoring.coreos.com/v1", "PodMonitor"): "podmonitor-monitoring.coreos.com-v1.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule-monitoring.coreos.com-v1.json",
 }
+MONITORING = {("monitoring.coreos.com/v1", "PodMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
 SECRET_NAME = "ludus-secrets"
 
 
@@ -30,6 +34,11 @@ SECRET_NAME = "ludus-secrets"
 
 def of_kind(docs: list[dict], kind: str) -> list[dict]:
     return [d for d in docs if d["kind"] == kind]
+
+
+def settings_configmap(docs: list[dict]) -> dict:
+    (cm,) = [d for d in of_kind(docs, "ConfigMap") if d["metadata"]["name"] == "ludus-config"]
+    return cm
 
 
 def pod_templates(docs: list[dict]) -> list[tuple[str, dict]]:
@@ -107,8 +116,8 @@ def test_core_kinds_are_valid_kubernetes(overlay_docs):
 def test_custom_resources_match_vendored_crd_schemas(overlay_docs):
     overlay, docs = overlay_docs
     kinds = {(d["apiVersion"], d["kind"]) for d in docs} & set(CRD_SCHEMAS)
-    expected = {"kuberay": {("ray.io/v1", "RayCluster")},
-                "keda": {("keda.sh/v1alpha1", "ScaledObject"), ("keda.sh/v1alpha1", "TriggerAuthentication")}}
+    expected = {"kuberay": {("ray.io/v1", "RayCluster")} | MONITORING,
+                "keda": {("keda.sh/v1alpha1", "ScaledObject")} | MONITORING}
     assert kinds == expected[overlay]
     for d in docs:
         if (d["apiVersion"], d["kind"]) in CRD_SCHEMAS:
@@ -123,6 +132,9 @@ def test_strict_crd_check_catches_a_misspelt_field(rendered):
     so = copy.deepcopy(of_kind(rendered["keda"], "ScaledObject")[0])
     so["spec"]["minReplicaCount"] = "zero"
     assert list(crd_validator("keda.sh/v1alpha1", "ScaledObject").iter_errors(so))
+    pm = copy.deepcopy(of_kind(rendered["keda"], "PodMonitor")[0])
+    pm["spec"]["podMetricsEndpoints"][0]["intervall"] = "30s"
+    assert list(crd_validator("monitoring.coreos.com/v1", "PodMonitor").iter_errors(pm))
 
 
 # --- KubeRay -----------------------------------------------------------------------------------------
@@ -137,11 +149,14 @@ def test_raycluster_head_runs_the_consumer_and_exposes_dashboard_and_metrics(ren
     head = rc["spec"]["headGroupSpec"]
     (container,) = head["template"]["spec"]["containers"]
     assert runs_consumer(container)
-    ports = {p["containerPort"] for p in container["ports"]}
-    assert {6379, 8265, c.DEFAULT_HTTP_PORT} <= ports
-    # KubeRay's default Ray metrics port (8080) would collide with Ludus' own HTTP port.
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert {6379, 8265, c.DEFAULT_HTTP_PORT} <= set(ports.values())
+    # KubeRay's default Ray metrics port (8080) would collide with Ludus' own HTTP port; the port named
+    # `metrics` is the one KubeRay looks for before injecting its own.
     assert int(head["rayStartParams"]["metrics-export-port"]) != c.DEFAULT_HTTP_PORT
+    assert ports["metrics"] == int(head["rayStartParams"]["metrics-export-port"])
     assert head["rayStartParams"]["num-gpus"] == "0"
+    assert rc["spec"]["authOptions"] == {"mode": "token"}  # Ray token authentication
 
 
 def test_raycluster_worker_groups_match_ludus_placement(rendered):
@@ -153,53 +168,60 @@ def test_raycluster_worker_groups_match_ludus_placement(rendered):
         spec = g["template"]["spec"]
         assert spec["nodeSelector"]["kubernetes.io/arch"] == k8s_arch
         assert 0 <= g["minReplicas"] <= g["maxReplicas"] and g["maxReplicas"] >= 1
-        params = g["rayStartParams"]
-        # KubeRay passes the value verbatim: --resources="{\"arch:arm64\": 1000}"
-        resources = json.loads(json.loads(params["resources"]))
-        assert resources == {f"{c.ARCH_RESOURCE_PREFIX}{arch}": 1000}
-        assert params["labels"] == f"{c.ARCH_LABEL}={arch}"
+        assert "replicas" not in g  # the autoscaler's field: an apply must not reset it
+        # group-level fields (KubeRay renders --resources/--num-gpus/--labels from them; rayStartParams
+        # carries neither: tests/deploy/test_operator_replay.py replays the operator's view)
+        assert g["resources"] == {"GPU": "1", f"{c.ARCH_RESOURCE_PREFIX}{arch}": "1000"}
+        assert g["labels"] == {c.ARCH_LABEL: arch}
+        assert not {"labels", "resources", "num-gpus"} & set(g["rayStartParams"])
         (container,) = spec["containers"]
         assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
         assert "ludus-ray-worker" in container["command"]
         assert container["lifecycle"]["preStop"]["exec"]["command"] == ["ludus-ray-worker", "drain"]
     jetson = groups["jetson-arm64"]
     assert jetson["template"]["spec"]["runtimeClassName"] == "nvidia"
-    assert jetson["rayStartParams"]["num-gpus"] == "1"  # Ray may not detect the Orin's GPU
 
 
 def test_kuberay_overlay_turns_ray_autoscaling_on(rendered):
-    (cm,) = of_kind(rendered["kuberay"], "ConfigMap")
+    cm = settings_configmap(rendered["kuberay"])
     assert cm["data"]["LUDUS_AUTOSCALE_ENABLED"] == "true"
-    (cm,) = of_kind(rendered["keda"], "ConfigMap")
+    cm = settings_configmap(rendered["keda"])
     assert cm["data"]["LUDUS_AUTOSCALE_ENABLED"] == "false"  # KEDA scales there; no Ray autoscaler
 
 
 # --- KEDA --------------------------------------------------------------------------------------------
 
 
-def test_keda_scales_each_worker_deployment_on_the_jobs_queue(rendered):
+def test_keda_scales_each_worker_deployment_on_the_backlog_of_its_architecture(rendered):
     docs = rendered["keda"]
     deployments = {d["metadata"]["name"]: d for d in of_kind(docs, "Deployment")}
-    auths = {d["metadata"]["name"]: d for d in of_kind(docs, "TriggerAuthentication")}
+    services = {d["metadata"]["name"]: d for d in of_kind(docs, "Service")}
     scaled = of_kind(docs, "ScaledObject")
     workers = {n for n in deployments if n.startswith("ludus-worker-")}
     assert workers == {"ludus-worker-gpu-amd64", "ludus-worker-jetson-arm64"}
     assert {s["spec"]["scaleTargetRef"]["name"] for s in scaled} == workers
+    assert not of_kind(docs, "TriggerAuthentication")  # the head's /backlog needs no broker credentials
+    by_arch = {}
     for s in scaled:
         spec = s["spec"]
+        target = deployments[spec["scaleTargetRef"]["name"]]
+        assert "replicas" not in target["spec"], "KEDA owns the replicas: an apply must not reset them"
         assert spec["minReplicaCount"] == 0 and spec["maxReplicaCount"] >= 1
-        assert spec["cooldownPeriod"] > 0
+        assert spec["cooldownPeriod"] > 0 and "fallback" not in spec
         (trigger,) = spec["triggers"]
-        assert trigger["type"] == "rabbitmq"
+        # the backlog (ready + unfinished jobs), never the queue length: a running job is acked already
+        assert trigger["type"] == "metrics-api"
         meta = trigger["metadata"]
-        assert meta["queueName"] == c.JOBS_QUEUE
-        assert meta["mode"] == "QueueLength" and float(meta["value"]) > 0
-        # http (management API) counts unacknowledged messages: a running job keeps its workers.
-        assert meta["protocol"] == "http"
-        assert "host" not in meta  # the URL carries credentials: it comes from the Secret
-        auth = auths[trigger["authenticationRef"]["name"]]
-        (ref,) = auth["spec"]["secretTargetRef"]
-        assert ref["parameter"] == "host" and ref["name"] == SECRET_NAME
+        url = urlsplit(meta["url"])
+        host, namespace = url.hostname.split(".")[:2]
+        assert url.path == c.BACKLOG_PATH and url.port == c.DEFAULT_HTTP_PORT and url.scheme == "http"
+        assert host in services and namespace == target["metadata"]["namespace"]
+        assert meta["format"] == "json" and float(meta["targetValue"]) > 0
+        arch = {e["name"]: e.get("value") for e in
+                target["spec"]["template"]["spec"]["containers"][0]["env"]}["LUDUS_NODE_ARCH"]
+        assert meta["valueLocation"] == f"architectures.{arch}"
+        by_arch[arch] = s
+    assert set(by_arch) == set(c.ARCHITECTURES)
 
 
 def test_keda_workers_join_the_head_and_drain_on_scale_down(rendered):
@@ -286,15 +308,19 @@ def test_consumer_probes_hit_healthz_on_the_worker_port(overlay_docs):
     consumers = [(n, ct) for n, tpl in pod_templates(docs) for ct in tpl["spec"]["containers"] if runs_consumer(ct)]
     assert len(consumers) == 1
     _, container = consumers[0]
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/healthz", "port": c.DEFAULT_HTTP_PORT}
+    # liveness and startup never depend on the broker or the database; readiness does
+    for probe in ("startupProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": c.LIVENESS_PATH, "port": c.DEFAULT_HTTP_PORT}
+    assert container["readinessProbe"]["httpGet"] == {"path": c.READINESS_PATH, "port": c.DEFAULT_HTTP_PORT}
+    # a liveness failure restarts the head (GCS included) only after a minute of a dead process
+    live = container["livenessProbe"]
+    assert live.get("failureThreshold", 3) * live.get("periodSeconds", 10) >= 60
     assert container["envFrom"] == [{"configMapRef": {"name": "ludus-config"}}]
 
 
 def test_configmap_holds_only_real_settings(overlay_docs):
     _, docs = overlay_docs
-    (cm,) = of_kind(docs, "ConfigMap")
-    data = cm["data"]
+    data = settings_configmap(docs)["data"]
     for key in data:
         assert key.startswith("LUDUS_") and key[6:].lower() in Settings.model_fields, key
     assert int(data["LUDUS_HTTP_PORT"]) == c.DEFAULT_HTTP_PORT
@@ -304,17 +330,45 @@ def test_configmap_holds_only_real_settings(overlay_docs):
     assert not re.search(r"password|secret|token|_url$", " ".join(data).lower())
 
 
-def test_one_image_per_cluster_and_namespaced(overlay_docs):
-    _, docs = overlay_docs
-    images = {ct["image"] for _, tpl in pod_templates(docs) for ct in tpl["spec"]["containers"]}
-    assert len(images) == 1 and ":" in images.pop()
+IMAGE_COMPONENT = Path(__file__).resolve().parents[2] / "k8s" / "components" / "image" / "kustomization.yaml"
+
+
+def test_every_image_comes_from_the_one_image_setting(overlay_docs):
+    overlay, docs = overlay_docs
+    (entry,) = yaml.safe_load(IMAGE_COMPONENT.read_text())["images"]
+    expected = entry["newName"] + (f"@{entry['digest']}" if entry.get("digest") else f":{entry['newTag']}")
+    images = {ct["image"] for _, tpl in pod_templates(docs)
+              for ct in tpl["spec"]["containers"] + tpl["spec"].get("initContainers", [])}
+    assert images == {expected}
+    assert "localhost" not in expected and not expected.endswith(":latest")
+    assert entry.get("digest") or re.fullmatch(r"\d+\.\d+\.\d+", entry["newTag"])  # a release, not a moving tag
+    for rc in of_kind(docs, "RayCluster"):  # the autoscaler sidecar runs the head's image
+        assert "image" not in rc["spec"]["autoscalerOptions"]
+    kustomization = yaml.safe_load((IMAGE_COMPONENT.parents[2] / "overlays" / overlay / "kustomization.yaml").read_text())
+    assert "images" not in kustomization and "../../components/image" in kustomization["components"]
+
+
+def test_namespaced_and_service_accounts(overlay_docs):
+    overlay, docs = overlay_docs
     for d in docs:
         if d["kind"] in ("Namespace", "RuntimeClass"):
             continue
         assert d["metadata"]["namespace"] == "ludus", d["metadata"]["name"]
     (rtc,) = of_kind(docs, "RuntimeClass")
     assert rtc["metadata"]["name"] == rtc["handler"] == "nvidia"
-    assert {sa["metadata"]["name"] for sa in of_kind(docs, "ServiceAccount")} == {"ludus"}
+    accounts = {sa["metadata"]["name"]: sa for sa in of_kind(docs, "ServiceAccount")}
+    assert set(accounts) == {"kuberay": {"ludus", "ludus-head"}, "keda": {"ludus"}}[overlay]
+    assert all(sa["automountServiceAccountToken"] is False for sa in accounts.values())
+
+
+def test_the_head_never_lands_on_an_arm64_node(overlay_docs):
+    _, docs = overlay_docs
+    templates = dict(pod_templates(docs))
+    head = templates.get("head", templates.get("ludus-head"))["spec"]
+    (term,) = head["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    arch = [e for e in term["matchExpressions"] if e["key"] == "kubernetes.io/arch"]
+    assert arch == [{"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}]
+    assert not head.get("tolerations")  # and never on a tainted GPU node
 
 
 def _selects(selector: dict, labels: dict) -> bool:
@@ -345,26 +399,3 @@ def test_network_policy_and_head_disruption_budget(overlay_docs):
     assert pdb["spec"]["minAvailable"] == 1 and _selects(pdb["spec"]["selector"], head_labels)
     workers = [t for n, t in templates.items() if t is not templates.get("head", templates.get("ludus-head"))]
     assert not any(_selects(pdb["spec"]["selector"], w["metadata"]["labels"]) for w in workers)
-
-
-def _group_resources(group: dict) -> dict[str, float]:
-    """What Ray's autoscaler believes one node of a KubeRay worker group offers."""
-    params = group["rayStartParams"]
-    (container,) = group["template"]["spec"]["containers"]
-    gpus = params.get("num-gpus", container["resources"]["limits"].get("nvidia.com/gpu", "0"))
-    return {"GPU": float(gpus), **json.loads(json.loads(params["resources"]))}
-
-
-def test_autoscaler_bundles_fit_exactly_the_worker_group_of_their_architecture(rendered):
-    from ludus.cluster.autoscale import bundles_for
-
-    (rc,) = of_kind(rendered["kuberay"], "RayCluster")
-    groups = {g["groupName"]: _group_resources(g) for g in rc["spec"]["workerGroupSpecs"]}
-    for arch in c.ARCHITECTURES:
-        (bundle,) = bundles_for(1, {arch: 1})
-        fits = [name for name, res in groups.items()
-                if all(res.get(k, 0) >= v for k, v in bundle.items())]
-        assert fits == [{"x86_64": "gpu-amd64", "arm64": "jetson-arm64"}[arch]], (arch, groups)
-    # an unpinned GPU bundle fits either group
-    (bundle,) = bundles_for(1, None)
-    assert all(res["GPU"] >= bundle["GPU"] for res in groups.values())

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from conftest import RULES
 
 from ludus.errors import InputError
 from ludus.strategies.registry import get_strategy
 from ludus.strategies.space import CategoricalParam, IntParam
+from tests.strategies.conftest import RULES
 
 
 def _space(name: str = "sma_cross"):

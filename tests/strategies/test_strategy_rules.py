@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import RULES
 from strategy_reference import positions as reference_positions
 
 from ludus.data.bars import Bars
 from ludus.strategies.engine import run_backtest
 from ludus.strategies.market import MarketTensors
 from ludus.strategies.registry import get_strategy
+from tests.strategies.conftest import RULES
 
 # Hand-picked sets beside the defaults: short windows (many trades), long windows, the long_short mode.
 EXTRA = {
@@ -102,13 +102,13 @@ def test_chunking_does_not_change_results(name: str, market) -> None:
             assert torch.equal(value, other.metrics[key]), key
 
 
-def test_auto_chunking_really_chunks(market) -> None:
-    """A small memory budget forces several chunks; progress is reported once per chunk, ending at P."""
+def test_chunks_report_progress(market) -> None:
+    """Progress is reported as chunks of sets finish, increasing and ending at P; chunks change nothing."""
     strategy = get_strategy("sma_cross")
     sets = strategy.space.sample(50, seed=5)
     calls: list[tuple[int, int]] = []
-    small = run_backtest(strategy, market, sets, cost_bps=1.0, bars_per_year=252,
-                         memory_budget=48 * len(market) * 8, on_chunk=lambda d, n: calls.append((d, n)))
+    small = run_backtest(strategy, market, sets, cost_bps=1.0, bars_per_year=252, chunk_size=8,
+                         on_chunk=lambda d, n: calls.append((d, n)))
     whole = run_backtest(strategy, market, sets, cost_bps=1.0, bars_per_year=252, chunk_size=50)
     assert len(calls) == 7 and calls[-1] == (50, 50) and [d for d, _ in calls] == sorted(d for d, _ in calls)
     for key, value in whole.metrics.items():

@@ -1,0 +1,32 @@
+"""Fixtures of the report tests: one database with the sample data and two real finished jobs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from report_helpers import cpo_job_body, run_recorded, static_job_body
+
+
+@pytest.fixture(autouse=True)
+def _few_threads(one_torch_thread):
+    yield
+
+
+@pytest.fixture(scope="session")
+def jobs_db(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A migrated SQLite database with the sample data, a finished CPO job and a finished static job."""
+    import torch
+    from pipeline_helpers import migrate_and_load_sample
+
+    from ludus.search.storage import dispose_storage
+
+    torch.set_num_threads(1)
+    path: Path = tmp_path_factory.mktemp("report") / "ludus.db"
+    url = f"sqlite:///{path}"
+    migrate_and_load_sample(url)
+    cpo, static = cpo_job_body(), static_job_body()
+    out = {"url": url, "cpo": {"body": cpo, "result": run_recorded(url, cpo)},
+           "static": {"body": static, "result": run_recorded(url, static)}}
+    yield out
+    dispose_storage(url)
