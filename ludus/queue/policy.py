@@ -112,6 +112,10 @@ def decide(exc: BaseException | None, stage: Stage = Stage.RUN, *, attempt: int 
     """
     if exc is None:
         return Decision(Action.DONE)
+    if stage in (Stage.DELIVER, Stage.CONNECT):
+        # outbox rows are durable and a connection is always worth another try: whatever failed (an
+        # unroutable result waiting for a queue to be bound, a refused password), back off and retry
+        return _retry(stage, attempt, held_s, stopping, _reason(exc))
     if isinstance(exc, (WorkerStopping, LeaseLostError)):
         return Decision(Action.RELEASE, _reason(exc))
     if isinstance(exc, AttemptsExhausted):
@@ -214,6 +218,10 @@ def _is_db_transient(exc: BaseException) -> bool:
 def _is_broker_error(exc: BaseException) -> bool:
     import pika.exceptions
 
+    # A returned (unroutable) or nacked message is that message's fate, not a broken channel: pika files both
+    # under AMQPChannelError, and taking them for one made every unroutable result reopen the connection.
+    if isinstance(exc, (pika.exceptions.UnroutableError, pika.exceptions.NackError)):
+        return False
     return isinstance(exc, (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError,
                             pika.exceptions.StreamLostError))
 

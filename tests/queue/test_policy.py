@@ -105,6 +105,17 @@ def test_decide_table(exc, stage, action, cause) -> None:
         assert 0 <= decision.delay_s <= POLICIES[stage].cap_s
 
 
+def test_a_returned_or_nacked_message_is_not_a_broken_connection() -> None:
+    from ludus.queue.policy import is_transient
+    from ludus.queue.publisher import UnroutableError
+
+    unroutable = _chained(UnroutableError("reached no queue"), pika.exceptions.UnroutableError([]))
+    assert not is_transient(unroutable)  # the worker keeps its connection
+    assert decide(unroutable, Stage.DELIVER).action is Action.RETRY  # and the outbox keeps the row
+    assert not is_transient(pika.exceptions.NackError([]))
+    assert is_transient(pika.exceptions.ChannelClosedByBroker(404, "NOT_FOUND"))
+
+
 def test_lone_surrogates_and_huge_values_come_out_safe() -> None:
     exc = ValueError("\ud800" + "x" * 100_000)
     decision = decide(exc, Stage.RUN)

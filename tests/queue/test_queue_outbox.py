@@ -102,6 +102,7 @@ def test_a_result_that_reached_no_queue_is_delivered_once_one_is_bound(settings,
         declare(conn.channel(), topology)  # the queue comes back
         conn.close()
         wait_for(lambda: _delivered(settings, jid), 90, "the kept result to be delivered")
+        assert w.broker.generation == 1  # an unroutable result is no reason to reconnect
     [result] = [r for r in _results_in_queue(amqp_url, topology.results_queue) if r["job_id"] == jid]
     assert result["status"] == "succeeded"
 
