@@ -239,12 +239,15 @@ class Run:
         hostile_msgs = [hostile(self.rng, big_left) for _ in range(a.malformed)]
         conflicts = [{**self.rng.choice(valid), "search": {"trials": 3, "seed": 9}} for _ in range(a.conflicts)]
         duplicates = [self.rng.choice(valid) for _ in range(a.duplicates)]
-        conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
-        ch = conn.channel()
-        ch.confirm_delivery()
         t = self.topology
+        conn = ch = None
 
         def publish(body: bytes, headers: dict | None = None) -> None:
+            nonlocal conn, ch
+            if conn is None or not conn.is_open:  # the run's own connection, opened per burst (an idle blocking
+                conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL))  # connection misses heartbeats)
+                ch = conn.channel()
+                ch.confirm_delivery()
             ch.basic_publish(t.jobs_exchange, JOBS_ROUTING_KEY, body,
                              pika.BasicProperties(delivery_mode=2, headers=headers), mandatory=True)
 
@@ -261,7 +264,7 @@ class Run:
                 publish(item[1], item[2])
             else:
                 publish(json.dumps(item).encode())
-        conn.process_data_events(0)
+        conn.close()
         # conflicts go last: a conflict that overtook its original would make the original the conflict
         self._wait(lambda: self._finished_ids() >= {v["job_id"] for v in valid}, a.timeout / 2)
         for body in conflicts:

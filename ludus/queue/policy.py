@@ -104,14 +104,17 @@ class Decision:
 
 
 def decide(exc: BaseException | None, stage: Stage = Stage.RUN, *, attempt: int = 0, held_s: float = 0.0,
-           stopping: bool = False) -> Decision:
+           stopping: bool = False, lease_lost: bool = False) -> Decision:
     """Map the outcome of an attempt (``exc`` None: it returned) to what happens next.
 
     ``attempt``: retries so far (0 on the first failure); ``held_s``: how long the work has been held;
-    ``stopping``: the worker is shutting down (a retry becomes the stage's give-up action).
+    ``stopping``: the worker is shutting down (a retry becomes the stage's give-up action); ``lease_lost``:
+    another worker holds the job now, so whatever went wrong here is no longer this worker's to settle.
     """
     if exc is None:
         return Decision(Action.DONE)
+    if lease_lost and stage in (Stage.RUN, Stage.CONCLUDE):
+        return Decision(Action.RELEASE, f"lease lost to another worker ({_reason(exc)})")
     if stage in (Stage.DELIVER, Stage.CONNECT):
         # outbox rows are durable and a connection is always worth another try: whatever failed (an
         # unroutable result waiting for a queue to be bound, a refused password), back off and retry

@@ -151,11 +151,11 @@ class JobExecution:
             stored = record.result if outcome == _FINISHED and record.result else None
             transition(DUPLICATE, job_id, status=record.status, owner=record.lease_owner,
                        message="stored result republished" if stored else "another worker holds it")
-            self.broker.settle(d, Decision(Action.DONE), job_id=job_id, result=stored)
+            self.broker.settle(d, decide(None), job_id=job_id, result=stored)
             return
         # durable in the jobs table with our lease: the broker can let go (an ack lost with the connection
         # brings the message back, and its redelivery finds the job held: "elsewhere")
-        self.broker.settle(d, Decision(Action.DONE))
+        self.broker.settle(d, decide(None))
         if outcome == _REOPENED:
             transition(ACCEPTED, job_id, message="reopened by a dead-letter replay", replay=record.replays,
                        strategy=job.strategy, symbols=",".join(job.symbols))
@@ -254,16 +254,15 @@ class JobExecution:
         running = self.leases.add(job_id)
         if not resumed:
             transition(STARTED, job_id)
-        decision, result = Decision(Action.RELEASE, "not started"), None
         try:
-            decision, result = self._run(job, running)
-        except Exception as exc:  # noqa: BLE001 - _run decides itself; this is the last line of defence
-            decision = decide(exc, Stage.RUN)
-        finally:
             try:
-                self._conclude(job_id, body, headers, decision, result, running)
-            finally:
-                self.leases.remove(job_id)
+                decision, result = self._run(job, running)
+            except Exception as exc:  # noqa: BLE001 - _run decides itself; this is the last line of defence
+                decision, result = decide(exc, Stage.RUN, lease_lost=running.lost.is_set()), None
+            self._conclude(job_id, body, headers, decision, result, running)
+        finally:
+            # whatever happened (even a BaseException), the heartbeat stops: the lease expires for the next worker
+            self.leases.remove(job_id)
 
     def _run(self, job: Any, running: RunningJob) -> tuple[Decision, Any]:
         job_id = str(job.job_id)
@@ -278,13 +277,12 @@ class JobExecution:
                 failure = exc
             finally:
                 _close_executor(executor, job_id)
-            decision = decide(failure, Stage.RUN, attempt=attempt, stopping=self.lifecycle.aborting)
-            if running.lost.is_set() and decision.action is not Action.DONE:
-                return Decision(Action.RELEASE, "lease lost to another worker"), None
+            decision = decide(failure, Stage.RUN, attempt=attempt, stopping=self.lifecycle.aborting,
+                              lease_lost=running.lost.is_set())
             if decision.action is not Action.RETRY:
                 return decision, None
             if not self._wait_to_resume(job_id, running, failure, decision, attempt):
-                return Decision(Action.RELEASE, f"let go while waiting to resume: {decision.reason}"), None
+                return decide(failure, Stage.RUN, stopping=self.lifecycle.aborting, lease_lost=True), None
             attempt += 1
 
     def _wait_to_resume(self, job_id: str, running: RunningJob, failure: BaseException, decision: Decision,
@@ -304,6 +302,7 @@ class JobExecution:
             try:
                 if not self.leases.renew(job_id):
                     log.warning("job %s: lease lost while the database was away; another worker has it", job_id)
+                    running.lost.set()
                     return False
                 return True
             except Exception as exc:  # noqa: BLE001 - the probe saw the database, this call did not: again
@@ -371,7 +370,7 @@ class JobExecution:
             except Exception as exc:  # noqa: BLE001 - decide() says what next
                 failure = exc
             decision = decide(failure, Stage.CONCLUDE, attempt=attempt, held_s=time.monotonic() - since,
-                              stopping=self.lifecycle.past_deadline(5.0))
+                              stopping=self.lifecycle.past_deadline(5.0))  # LeaseLostError -> RELEASE
             if decision.action is Action.RETRY:
                 self.leases.note_failure(failure)
                 self.lifecycle.sleep(decision.delay_s)

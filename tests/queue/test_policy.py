@@ -137,6 +137,12 @@ def test_a_retry_becomes_the_stages_give_up_action_when_stopping(stage) -> None:
     assert "shutting down" in decision.reason
 
 
+@pytest.mark.parametrize("exc", [_db_down(), ZeroDivisionError("bug"), InputError("symbols", "ZZZ", "unknown")])
+def test_once_the_lease_is_lost_nothing_is_this_workers_to_settle(exc) -> None:
+    for stage in (Stage.RUN, Stage.CONCLUDE):
+        assert decide(exc, stage, lease_lost=True).action is Action.RELEASE
+
+
 def test_a_unique_violation_that_persists_is_a_bug() -> None:
     from ludus.queue.policy import RACE_RETRIES
 
