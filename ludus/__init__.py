@@ -3,6 +3,7 @@
 Layers, lowest first; a module imports only from layers at or below its own:
 
     config, errors, constants      settings, error types, every queue/table name
+    catalog                        where the declarative trials/ come from (built-ins + a local dir)
     contracts                      wire messages (jobs, progress events, results)
     db                             engines, table definitions, Alembic migrations
     data                           price store in Delphi's layout, validation, conditions
@@ -13,6 +14,7 @@ Layers, lowest first; a module imports only from layers at or below its own:
     stores                         OptimizedParameters, jobs, model registry
     pipeline                       runs one job through every phase
     queue                          AMQP topology, publishing, consuming
+    schedule                       cron slots in exchange sessions, the scheduler (publishes jobs)
     worker, cli                    the long-running consumer and the command line
 """
 

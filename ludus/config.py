@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, unquote
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ludus import constants as c
+from ludus.errors import InputError
 
 
 class Settings(BaseSettings):
@@ -52,7 +53,16 @@ class Settings(BaseSettings):
 
     # --- http ---
     http_host: str = "0.0.0.0"
-    http_port: int = c.DEFAULT_HTTP_PORT
+    http_port: int = Field(c.DEFAULT_HTTP_PORT, ge=0, le=65535, description="0 = any free port")
+
+    # --- lifecycle: retention and the scheduler (`ludus models prune`, `ludus schedule`) ---
+    retention_models_days: float = Field(90.0, ge=0, description="prune inactive model versions older than this")
+    retention_studies_days: float = Field(30.0, ge=0, description="prune finished jobs' Optuna studies older than "
+                                                                 "this")
+    schedule_file: Path | None = Field(None, description="the schedule (default: schedule.yaml of trials/)")
+    schedule_enabled: bool = Field(False, description="`ludus head`/`ludus worker` also run the scheduler")
+    schedule_catchup_s: float = Field(6 * 3600.0, ge=0, description="slots missed (downtime) within this "
+                                                                      "window still fire")
 
     # --- autoscaling (queue depth -> Ray resource requests) ---
     autoscale_enabled: bool = False
@@ -130,5 +140,19 @@ def _mask_pairs(text: str) -> str:
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings (read once)."""
-    return Settings()
+    """The process-wide settings (read once); a bad value is an InputError naming the variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise settings_error(exc) from None
+
+
+def settings_error(exc: ValidationError) -> InputError:
+    """The first broken setting as ``LUDUS_NAME=value: rule``."""
+    err = exc.errors()[0]
+    name = "LUDUS_" + "_".join(str(p) for p in err.get("loc", ())).upper()
+    value = err.get("input")
+    if "database_url" in name.lower() or "amqp_url" in name.lower():
+        value = mask_url(str(value))
+    rule = str(err.get("msg", "invalid")).replace("Input should be", "must be")
+    return InputError(name, value, rule)

@@ -7,6 +7,8 @@ OPTIMIZED_PARAMETERS_TABLE = "OptimizedParameters"  # read by Constellations eac
 JOBS_TABLE = "ludus_jobs"
 MODELS_TABLE = "ludus_model_versions"
 OUTBOX_TABLE = "ludus_outbox"  # messages written with a job's outcome, delivered until the broker confirms
+MODEL_CHANGES_TABLE = "ludus_model_changes"  # audit: every activation and rollback (who, when, why)
+SCHEDULE_SLOTS_TABLE = "ludus_schedule_slots"  # one row per schedule slot that fired (claimed first)
 OPTUNA_STUDY_PREFIX = "ludus"  # study name: f"{prefix}-{job_id}-{symbol or 'all'}-{purpose}"
 # Optuna's RDBStorage keeps its own Alembic revision in `alembic_version` of the same database, so Ludus'
 # migrations must track theirs in a table of their own (alembic `version_table`).
@@ -39,6 +41,18 @@ RAY_NAMESPACE = "ludus"
 ARCH_RESOURCE_PREFIX = "arch:"  # custom resource marking a node's architecture, e.g. "arch:arm64-jetson"
 ARCH_LABEL = "ludus.io/arch"  # Ray node label carrying the same
 ARCHITECTURES = ("x86_64", "arm64")
+
+# --- declarative inputs (trials/) ----------------------------------------------------------------------
+TRIALS_MANIFEST = "trials.yaml"  # in a local trials/: `builtins: extend` (default) or `builtins: replace`
+BUILTINS_EXTEND = "extend"
+BUILTINS_REPLACE = "replace"
+BUILTINS_MODES = (BUILTINS_EXTEND, BUILTINS_REPLACE)
+SCHEDULE_FILE = "schedule.yaml"  # under trials/
+
+# --- scheduling --------------------------------------------------------------------------------------
+DEFAULT_CALENDAR = "XNYS"  # exchange-calendars name of the New York Stock Exchange
+# uuid5 namespace of scheduled job ids: uuid5(namespace, "<schedule name>@<slot ISO time>")
+SCHEDULE_JOB_NAMESPACE = "2f6b4c1e-8d3a-5e7f-9b0c-1a2d3e4f5a6b"
 
 # --- logging -----------------------------------------------------------------------------------------
 LOG_FORMATS = ("text", "json")

@@ -45,6 +45,22 @@ class TransientError(LudusError):
     """A failure that may go away on retry (database or broker unreachable)."""
 
 
+class SchemaNotCurrentError(TransientError):
+    """The database's schema is not at the revision this Ludus needs. The operator's fix (`ludus db upgrade`),
+    not the job's fault: the CLI says so and exits 2, a worker retries the job instead of rejecting it."""
+
+    def __init__(self, where: str, current: str | None, head: str, newer: bool = False) -> None:
+        self.current = current
+        self.head = head
+        if newer:
+            rule = (f"schema at revision {current}, which this Ludus (head {head}) does not know: a newer Ludus "
+                    f"migrated it; upgrade Ludus")
+        else:
+            state = f"at revision {current}" if current else "without Ludus tables"
+            rule = f"schema {state}, this Ludus needs revision {head}: run `ludus db upgrade`"
+        super().__init__(f"database_url={where}: {rule}")
+
+
 def _short(value: Any, limit: int = 200) -> str:
     text = value if isinstance(value, str) else repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ludus.cli import backtest, cluster, config, data, jobs, optimize, queue, report
+from ludus.cli import backtest, cluster, config, data, jobs, lifecycle, optimize, queue, report, schedule
 from ludus.cli.common import run_cli
 
 app = typer.Typer(
@@ -15,7 +15,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for module in (config, backtest, jobs, cluster, queue, optimize, report):
+for module in (config, backtest, jobs, cluster, queue, optimize, report, lifecycle, schedule):
     module.register(app)
 app.add_typer(data.app, name="data", help="Price data in Delphi's layout: load, import, list.")
 

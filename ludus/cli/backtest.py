@@ -23,6 +23,7 @@ SHOWN_METRICS = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "c
                  "exposure")
 SWEEP_METRICS = ("total_return", "sharpe", "sortino", "max_drawdown", "trades", "exposure")
 LOWER_IS_BETTER = {"max_drawdown", "turnover", "trades"}
+MAX_SAMPLES = 10_000_000  # a scrambled Sobol sample of more sets than this is not a sweep anyone waits for
 
 StrategyOpt = Annotated[str, typer.Option("--strategy", "-s", help="strategy name (see `ludus strategies`)")]
 SymbolOpt = Annotated[str, typer.Option("--symbol", help="symbol with a price table, e.g. SPX")]
@@ -137,6 +138,8 @@ def sweep_command(
         raise InputError("top", top, "must be >= 1")
     if samples < 1:
         raise InputError("samples", samples, "must be >= 1")
+    if samples > MAX_SAMPLES:
+        raise InputError("samples", samples, f"must be <= {MAX_SAMPLES:,}")
     strat = _strategy(strategy)
     axes = _heatmap_axes(strat, x, y, metric or sort_by) if plot is not None else None
     sets = strat.space.grid(max_points=max_grid) if grid else strat.space.sample(samples, seed=seed,

@@ -36,8 +36,11 @@ def schema_command(
         document = selected[kind] if kind else selected
         typer.echo(json.dumps(document, indent=2))
         return
-    out.mkdir(parents=True, exist_ok=True)
     for name, schema in selected.items():
         path = out / f"{name}.schema.json"
-        path.write_text(json.dumps(schema, indent=2) + "\n", encoding="utf-8")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(schema, indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            fail(f"out={out}: cannot write {path.name} there ({exc.strerror or exc})")
         console.print(f"wrote {path}")

@@ -26,9 +26,6 @@ def register(app: typer.Typer) -> None:
     )
     app.command("recommend", help="Parameters published for the next session; re-scores the active CPO model "
                                   "on the latest conditions.")(recommend_command)
-    app.command("show-job", help="A job's record and result (jobs run by `ludus optimize` or a worker).")(
-        show_job_command
-    )
 
 
 # --- ludus optimize ---------------------------------------------------------------------------------------
@@ -46,6 +43,8 @@ def optimize_command(
     from ludus.config import get_settings
     from ludus.contracts.job import parse_job
     from ludus.db.engine import make_engine
+    from ludus.db.schema import utcnow
+    from ludus.pipeline.preflight import preflight
 
     if no_ray and ray_address:
         fail("--no-ray and --ray-address exclude each other")
@@ -54,7 +53,9 @@ def optimize_command(
     if ray_address:
         settings = settings.model_copy(update={"ray_address": ray_address})
     engine = make_engine(settings.database_url)
-    _refuse_another_payload(engine, job)
+    preflight(job, settings=settings, engine=engine)  # schema, strategy, overrides, symbols, deadline, device
+    _refuse_another_payload(engine, job)  # a job id names one job
+    started = utcnow()
     executor = None
     if no_ray:
         from ludus.search.trial import InProcessExecutor
@@ -70,7 +71,7 @@ def optimize_command(
     finally:
         if executor is not None:
             executor.close()
-    _record_job(engine, job, result)
+    _record_job(engine, job, result, started)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
         return
@@ -118,20 +119,27 @@ def _refuse_another_payload(engine: Any, job: Any) -> None:
         jobs.check_payload(conn, job.job_id, job.payload(), canonical=canonical_payload)
 
 
-def _record_job(engine: Any, job: Any, result: Any) -> None:
-    """Keep a finished record of a job run here (for `ludus show-job`), in one transaction after the run.
+def _record_job(engine: Any, job: Any, result: Any, started: datetime) -> None:
+    """Keep a finished record of a job run here (for `ludus jobs show`), in one transaction after the run:
+    created and started when the run began, one attempt, finished now.
 
-    Not before the run: an unfinished, unleased record would look like an orphan to a worker's reaper, and a
-    rejected job must leave nothing behind. A record that exists already (a worker's) is left alone.
+    Not before the run: an unfinished record would look like an orphan to a worker's reaper, and a rejected
+    job must leave nothing behind. A record that exists already (a worker's) is left alone.
     """
+    import os
+    import socket
+
     from ludus.contracts.job import canonical_payload
     from ludus.stores import jobs
     from ludus.stores.unit import transaction
 
+    owner = f"ludus-optimize-{socket.gethostname()}-{os.getpid()}"
     with transaction(engine) as conn:
-        _record, created = jobs.accept(conn, job.job_id, job.payload(), canonical=canonical_payload)
-        if created:  # run here, not submitted: nobody waits for a result message
-            jobs.finish(conn, job.job_id, None, jobs.SUCCEEDED, result.to_dict(), announce=False)
+        _record, created = jobs.accept(conn, job.job_id, job.payload(), now=started,
+                                       canonical=canonical_payload)
+        if created and jobs.claim(conn, job.job_id, owner, lease_s=60.0, now=started):
+            # run here, not submitted: nobody waits for a result message
+            jobs.finish(conn, job.job_id, owner, jobs.SUCCEEDED, result.to_dict(), announce=False)
 
 
 class ProgressDisplay:
@@ -228,20 +236,25 @@ def recommend_command(
     symbol: Annotated[str, typer.Option("--symbol", help="symbol, e.g. SPX")],
     interval: Annotated[str, typer.Option("--interval", "-i", help="bar interval")] = "1d",
     top: Annotated[int, typer.Option("--top", min=1, help="candidates to show from the re-scored model")] = TOP_DEFAULT,
+    as_json: Annotated[bool, typer.Option("--json", help="print the recommendation as JSON (for scripts)")] = False,
 ) -> None:
+    from ludus.cli.common import open_database
     from ludus.config import get_settings
     from ludus.data.symbols import validate_interval, validate_symbol
-    from ludus.db.engine import make_engine
     from ludus.stores.parameters import read_active
 
     symbol, interval = validate_symbol(symbol), validate_interval(interval)
     settings = get_settings()
-    engine = make_engine(settings.database_url)
+    engine = open_database(settings)
     with engine.connect() as conn:
         row = read_active(conn, strategy, symbol, interval)
     if row is None:
         fail(f"strategy={strategy} symbol={symbol} interval={interval}: nothing published yet "
              f"(run `ludus optimize JOB.json` first)")
+    scored = rescore(engine, settings, strategy, symbol, interval)
+    if as_json:
+        typer.echo(json.dumps(recommendation_document(row, scored, top), indent=2, default=str))
+        return
     table = Table(show_header=False, title=f"published: {strategy} {symbol} {interval}", title_justify="left")
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
@@ -253,7 +266,6 @@ def recommend_command(
     table.add_row("job", str(row.job_id or "-"))
     print_table(table)
 
-    scored = rescore(engine, settings, strategy, symbol, interval)
     if scored is None:
         console.print("no active CPO model for this key: the parameters above are the unconditional baseline")
         return
@@ -265,8 +277,24 @@ def recommend_command(
     console.print(cand)
 
 
-def rescore(engine: Any, settings: Any, strategy: str, symbol: str, interval: str) -> dict[str, Any] | None:
-    """Score the active model version's candidates at the latest conditions from the price store.
+def recommendation_document(row: Any, scored: dict[str, Any] | None, top: int) -> dict[str, Any]:
+    """What `ludus recommend --json` prints: the published row and the active model's re-scored candidates."""
+    published = {"strategy": row.strategy, "symbol": row.symbol, "interval": row.interval,
+                 "valid_for": row.valid_for.isoformat(), "parameters": row.parameters,
+                 "expected_return": row.expected_metric, "baseline_parameters": row.baseline_parameters,
+                 "model_version": row.model_version, "job_id": row.job_id,
+                 "updated_at": row.updated_at.isoformat() if row.updated_at else None}
+    model = None
+    if scored is not None:
+        model = {"version": scored["version"], "as_of": scored["as_of"],
+                 "candidates": [{"parameters": p, "expected_return": v} for p, v in scored["ranking"][:top]]}
+    return {"published": published, "model": model}
+
+
+def rescore(engine: Any, settings: Any, strategy: str, symbol: str, interval: str,
+            version: Any = None) -> dict[str, Any] | None:
+    """Score the active model version's (or ``version``'s) candidates at the latest conditions from the price
+    store.
 
     Returns None without an active version; otherwise ``version``, ``as_of`` (the last bar) and ``ranking``:
     (parameters, expected return) best first. The same history window as the job that trained the model is
@@ -282,8 +310,9 @@ def rescore(engine: Any, settings: Any, strategy: str, symbol: str, interval: st
     from ludus.pipeline.run import CONTEXT_MARGIN
     from ludus.stores import models
 
-    with engine.connect() as conn:
-        version = models.active(conn, strategy, symbol, interval)
+    if version is None:
+        with engine.connect() as conn:
+            version = models.active(conn, strategy, symbol, interval)
     if version is None or version.onnx is None:
         return None
     metrics = version.metrics or {}
@@ -307,32 +336,3 @@ def rescore(engine: Any, settings: Any, strategy: str, symbol: str, interval: st
     return {"version": version.id, "as_of": str(bars.timestamps[-1].astype("datetime64[D]")),
             "ranking": [(dict(candidates[int(k)]), float(rec.scores[int(k)])) for k in order],
             "recommendation": rec}
-
-
-# --- ludus show-job ---------------------------------------------------------------------------------------
-
-
-def show_job_command(
-    job_id: Annotated[str, typer.Argument(help="the job id (a UUID)")],
-    as_json: Annotated[bool, typer.Option("--json", help="print the record as JSON")] = False,
-) -> None:
-    from ludus.config import get_settings
-    from ludus.contracts.results import JobResult
-    from ludus.db.engine import make_engine
-    from ludus.stores import jobs
-
-    with make_engine(get_settings().database_url).connect() as conn:
-        record = jobs.get(conn, job_id)
-    if record is None:
-        fail(f"job_id={job_id}: no such job")
-    if as_json:
-        typer.echo(json.dumps({"job_id": record.job_id, "status": record.status, "attempts": record.attempts,
-                               "payload": record.payload, "result": record.result, "error": record.error},
-                              indent=2, default=str))
-        return
-    console.print(f"job {record.job_id}: [bold]{record.status}[/] ({record.attempts} attempt(s), "
-                  f"created {record.created_at:%Y-%m-%d %H:%M:%S})", highlight=False)
-    if record.error:
-        console.print(f"error: {record.error}", highlight=False)
-    if record.result and record.result.get("status") == "succeeded":
-        print_result(JobResult.model_validate(record.result))

@@ -74,6 +74,7 @@ def serve(settings, executor_factory, http_port: int | None, banner, background=
     from ludus.worker.worker import Worker
 
     port = settings.http_port if http_port is None else http_port
+    check_http_port(settings.http_host, port)
     w = Worker(settings, executor_factory=executor_factory, http_port=port)
 
     def on_signal(signum, frame) -> None:
@@ -87,6 +88,10 @@ def serve(settings, executor_factory, http_port: int | None, banner, background=
 
         # the backlog by architecture: the GPUs requested are pinned to the architectures its jobs allow
         helpers.append(QueueDepthAutoscaler(settings, w.backlog_snapshot).start())
+    if settings.schedule_enabled:
+        from ludus.schedule.scheduler import SchedulerThread
+
+        helpers.append(SchedulerThread(settings).start())
     console.print(banner(w, port), highlight=False)
     try:
         w.run()
@@ -95,10 +100,38 @@ def serve(settings, executor_factory, http_port: int | None, banner, background=
             helper.stop()
 
 
-def submit(path: Annotated[Path, typer.Argument(help="job JSON file ('-' reads stdin)")]) -> None:
+def check_http_port(host: str, port: int) -> None:
+    """Refuse a port out of range or already taken, before the worker starts (InputError, exit 2)."""
+    import socket
+
+    from ludus.errors import InputError
+
+    if not 0 <= port <= 65535:
+        raise InputError("http_port", port, "must be between 0 and 65535 (0: any free port)")
+    if port == 0:
+        return
+    probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the health server's own bind
+    try:
+        probe.bind((host, port))
+    except OSError as exc:
+        raise InputError("http_port", port, f"cannot listen on {host}:{port} ({exc.strerror}); another process "
+                                            "holds it: pick another with --http-port or LUDUS_HTTP_PORT") from None
+    finally:
+        probe.close()
+
+
+def submit(
+    path: Annotated[Path, typer.Argument(help="job JSON file ('-' reads stdin)")],
+    offline: Annotated[bool, typer.Option(
+        "--offline", help="skip the checks against the database (schema, price tables): the job's own "
+                          "checks only")] = False,
+) -> None:
     import sys
 
+    from ludus.config import get_settings
     from ludus.contracts.job import parse_job
+    from ludus.pipeline.preflight import preflight
     from ludus.queue.publisher import Publisher
 
     if str(path) == "-":
@@ -108,6 +141,14 @@ def submit(path: Annotated[Path, typer.Argument(help="job JSON file ('-' reads s
             fail(f"job file {path} does not exist")
         raw = path.read_bytes()
     job = parse_job(raw)  # InputError -> one red line, exit 2
+    # what a worker would refuse is refused here, before it reaches the queue (the device is the worker's)
+    settings = get_settings()
+    engine = None
+    if not offline:
+        from ludus.db.engine import make_engine
+
+        engine = make_engine(settings.database_url)
+    preflight(job, settings=settings, engine=engine, local_compute=False)
     with broker_session("ludus submit") as (_settings, topology, conn):
         Publisher(conn.channel()).publish(topology.jobs_exchange, topology.jobs_routing_key, job.to_json(),
                                           message_id=str(job.job_id))

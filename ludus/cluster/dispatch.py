@@ -18,18 +18,17 @@ How a search runs
   each once and caches it.
 - Pruning: see :mod:`ludus.cluster.actors` (a broker actor mirrors the study; values come back with results).
 
-Failures
+Failures (the contract of ``ludus.search.trial.BaseExecutor``; its ``TrialBudget`` does the counting)
 --------
 - An actor or its node dies mid-trial (``ActorDiedError``, node removal, OOM kill): the *same* Optuna trial
   (same number, same parameters, still RUNNING in the study) is re-run on another actor, and a replacement
   actor is started where resources allow. The trial records ``retries`` and ``retry_reasons``. After
   ``max_attempts`` deaths the trial is told FAIL with the reason (a trial that kills every actor it touches is
-  the trial's fault). Re-running the same trial keeps the sampler's view exact (no duplicate point) and
-  leaves the study free of infrastructure noise.
+  the trial's fault). Re-running the same trial keeps the sampler's view exact (no duplicate point), leaves the
+  study free of infrastructure noise, and a lost actor never uses up a trial of the budget.
 - The objective raises (diverging loss, NaN): the trial is told FAIL with the reason in the user attribute
-  ``fail_reason``; the search goes on and the failed trial does not count towards ``n_trials`` (another one
-  is asked). Too many failures (``max_failures``, default ``max(5, n_trials // 2)``, or the first five trials
-  all failing) stop the search with :class:`TooManyFailedTrials`, which names the reasons.
+  ``fail_reason`` and counts towards ``n_trials`` like every ending; the search goes on until the contract's
+  give-up rules (``max_failures``, or the first trials all failing) raise :class:`TooManyFailedTrials`.
 - Whatever stops a search (error, Ctrl-C), no trial is left RUNNING: trials in flight are told FAIL with why.
 """
 
@@ -50,6 +49,12 @@ from ludus.cluster.placement import ActorGroup, PlacementSpec, allocate, cluster
 from ludus.config import Settings
 from ludus.constants import RAY_NAMESPACE
 from ludus.errors import LudusError, TransientError
+from ludus.search.trial import (
+    BaseExecutor,
+    TooManyFailedTrials,
+    TrialOutcome,
+    tell_trial,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +62,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-class TooManyFailedTrials(LudusError):
-    """The objective fails systematically; the message lists the distinct reasons."""
+__all__ = ["RayExecutor", "TooManyFailedTrials", "connect"]
 
 
 def connect(settings: Settings | None = None, *, address: str | None = None, **init_kwargs: Any):
@@ -112,8 +116,9 @@ class _Flight:
     actor: _Actor | None = None
 
 
-class RayExecutor:
-    """search.Executor on Ray actors (see the module doc for dispatch, pruning and failure handling)."""
+class RayExecutor(BaseExecutor):
+    """The search layer's executor contract on Ray actors (see the module doc for dispatch, pruning and
+    failure handling)."""
 
     def __init__(self, settings: Settings, placement: Any = None, *, job_id: Any = None, data: Any = None,
                  max_actors: int | None = None, actor_start_timeout_s: float = 180.0, max_attempts: int = 3,
@@ -204,8 +209,7 @@ class RayExecutor:
 
     def _ensure_pool(self) -> None:
         """Make sure the pool has actors and at least one is ready; waits for capacity on a growing cluster."""
-        if self._closed:
-            raise LudusError("this RayExecutor is closed")
+        self._check_open()
         if self._actors:
             return
         self._grow(strict=not self.wait_for_nodes)
@@ -336,25 +340,18 @@ class RayExecutor:
 
     def run(self, study: Any, trial_fn: Callable[[Any], float], n_trials: int, timeout_s: float | None = None,
             on_trial_done: Callable[[Any, Any], None] | None = None) -> None:
-        """Run trials until ``n_trials`` of them completed or were pruned (failed ones are replaced, up to
-        ``max_failures``); with ``timeout_s`` no new trial starts after it, trials in flight finish."""
-        from optuna.trial import TrialState
-
-        from ludus.search.trial import TrialOutcome, ask_trial
-
+        """Run ``n_trials`` new trials on the actors, keeping the contract of ``BaseExecutor``: failed trials
+        count, a trial whose actor died runs again as the same trial, ``timeout_s`` stops new trials only."""
+        self._check_open()
         if n_trials <= 0:
             return
+        budget = self._budget(study, n_trials, timeout_s, on_trial_done)  # the clock starts now, pool start included
         self._ensure_pool()
         task_error, lost = _ray_errors()
-        max_failures = self.max_failures if self.max_failures is not None else max(5, n_trials // 2)
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         fn_box = [self._ray.put(trial_fn)]
         broker = self._make_broker(study)
         flights: dict[Any, _Flight] = {}
         retry: deque[_Flight] = deque()
-        done = failed = 0
-        reasons: list[str] = []
-        stop: BaseException | None = None
 
         def dispatch(flight: _Flight) -> None:
             actor = self._idle.popleft()
@@ -362,89 +359,63 @@ class RayExecutor:
             ref = actor.handle.run_trial.remote(fn_box, flight.trial.number, flight.params, broker)
             flights[ref] = flight
 
-        try:
-            while True:
-                while self._idle and retry:
-                    dispatch(retry.popleft())
-                accepting = deadline is None or time.monotonic() < deadline
-                want = n_trials - done - len(flights) - len(retry)
-                while accepting and self._idle and want > 0:
-                    trial, params = ask_trial(study, trial_fn)
-                    dispatch(_Flight(trial, params))
-                    want -= 1
-                if not flights and not retry and (want <= 0 or not accepting):
-                    break
-                self._check_stalled(len(flights))
-                timeout = 1.0
-                if deadline is not None and accepting:
-                    timeout = max(0.0, min(timeout, deadline - time.monotonic()))
-                for ref in self._wait(list(flights) + list(self._starting), timeout):
-                    if ref in self._starting:
-                        self._on_started(ref)
-                        continue
-                    flight = flights.pop(ref)
-                    actor = flight.actor
-                    try:
-                        outcome, info = self._ray.get(ref)
-                    except task_error as exc:  # our actor code itself raised: a failure of this trial
-                        outcome, info = TrialOutcome.failed(f"actor error: {exc}"), dict(actor.info)
-                    except lost as exc:
-                        reason = f"{type(exc).__name__} on {actor.name} ({actor.info.get('arch', '?')} node " \
-                                 f"{str(actor.info.get('node_id', '?'))[:8]})"
-                        self._lose(actor, reason)
-                        flight.reasons.append(reason)
-                        flight.actor = None
-                        self.retries += 1
-                        metrics.trial_retried(self.job_id, actor.info.get("arch"))
-                        if flight.attempt >= self.max_attempts:
-                            outcome = TrialOutcome.failed(f"its actor died {flight.attempt} times: {reason}")
-                            info = {}
-                        else:
-                            flight.attempt += 1
-                            retry.append(flight)
+        with budget:
+            try:
+                while True:
+                    while self._idle and retry:
+                        dispatch(retry.popleft())  # started trials first, deadline or not: they must finish
+                    while self._idle and budget.may_start():
+                        dispatch(_Flight(*budget.ask(trial_fn)))
+                    if not flights and not retry and not budget.may_start():
+                        break
+                    self._check_stalled(len(flights))
+                    left = budget.seconds_left()
+                    timeout = 1.0 if left is None or left <= 0 else min(1.0, left)
+                    for ref in self._wait(list(flights) + list(self._starting), timeout):
+                        if ref in self._starting:
+                            self._on_started(ref)
                             continue
+                        flight = flights.pop(ref)
+                        actor = flight.actor
+                        try:
+                            outcome, info = self._ray.get(ref)
+                        except task_error as exc:  # our actor code itself raised: a failure of this trial
+                            outcome, info = TrialOutcome.failed(f"actor error: {exc}"), dict(actor.info)
+                            self._idle.append(actor)
+                        except lost as exc:
+                            reason = f"{type(exc).__name__} on {actor.name} ({actor.info.get('arch', '?')} " \
+                                     f"node {str(actor.info.get('node_id', '?'))[:8]})"
+                            self._lose(actor, reason)
+                            flight.reasons.append(reason)
+                            flight.actor = None
+                            self.retries += 1
+                            metrics.trial_retried(self.job_id, actor.info.get("arch"))
+                            if flight.attempt < self.max_attempts:
+                                flight.attempt += 1
+                                retry.append(flight)
+                                continue
+                            outcome, info = TrialOutcome.failed(f"its actor died {flight.attempt} times: {reason}"), {}
+                        else:
+                            self._idle.append(actor)
+                        self._last_progress = time.monotonic()
+                        budget.told(self._tell(study, flight, outcome, info, broker))
+            finally:
+                # the budget tells the trials still in flight FAIL on the way out; here their actors are freed
+                for ref, flight in flights.items():
+                    finished, _ = self._ray.wait([ref], timeout=0)
+                    if finished:
+                        self._idle.append(flight.actor)
                     else:
-                        self._idle.append(actor)
-                    self._last_progress = time.monotonic()
-                    frozen = self._tell(study, flight, outcome, info, broker)
-                    if frozen.state == TrialState.FAIL:
-                        failed += 1
-                        reason = str(frozen.user_attrs.get("fail_reason", "unknown"))
-                        if reason not in reasons:
-                            reasons.append(reason)
-                    else:
-                        done += 1
-                    if on_trial_done is not None:
-                        on_trial_done(study, frozen)
-                    if failed >= max_failures or (failed >= 5 and done == 0):
-                        raise TooManyFailedTrials(
-                            f"{failed} trials failed ({done} finished) - stopping the search; reasons: "
-                            + "; ".join(reasons[:3]))
-        except BaseException as exc:
-            stop = exc
-            raise
-        finally:
-            why = f"search stopped: {type(stop).__name__}: {stop}" if stop else "search stopped"
-            for ref, flight in list(flights.items()):
-                self._abandon(study, flight, why)
-                finished, _ = self._ray.wait([ref], timeout=0)
-                if finished:
-                    self._idle.append(flight.actor)
-                else:
-                    # its trial is still running there; a fresh actor is cheaper than waiting for it
-                    self._lose(flight.actor, "abandoned with a running trial")
-            for flight in retry:
-                self._abandon(study, flight, why)
-            if broker is not None:
-                try:
-                    self._ray.kill(broker, no_restart=True)
-                except Exception:  # noqa: BLE001, S110 - the broker may already be gone
-                    pass
-            fn_box.clear()  # drop the object-store reference now, not when the closures go
+                        # its trial is still running there; a fresh actor is cheaper than waiting for it
+                        self._lose(flight.actor, "abandoned with a running trial")
+                if broker is not None:
+                    try:
+                        self._ray.kill(broker, no_restart=True)
+                    except Exception:  # noqa: BLE001, S110 - the broker may already be gone
+                        pass
+                fn_box.clear()  # drop the object-store reference now, not when the closures go
 
     def _tell(self, study: Any, flight: _Flight, outcome: Any, info: dict[str, Any], broker: Any) -> Any:
-        from ludus.search.trial import tell_trial
-
         trial = flight.trial
         if len(study.directions) == 1:
             for step, value in outcome.intermediate:
@@ -472,19 +443,12 @@ class RayExecutor:
                 pass
         return frozen
 
-    def _abandon(self, study: Any, flight: _Flight, why: str) -> None:
-        from ludus.search.trial import TrialOutcome, tell_trial
-
-        try:
-            tell_trial(study, flight.trial, TrialOutcome.failed(why))
-        except Exception:  # storage gone too: open_study marks leftovers FAIL when the job resumes
-            log.exception("could not mark trial %s failed", flight.trial.number)
-
     # --- map ---------------------------------------------------------------------------------------------
 
     def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
         """``[fn(x) for x in items]`` spread over the job's actors (order kept). An item whose actor dies is
         re-run elsewhere; an exception from ``fn`` is raised here."""
+        self._check_open()
         items = list(items)
         if not items:
             return []
@@ -532,17 +496,11 @@ class RayExecutor:
 
     # --- lifetime ----------------------------------------------------------------------------------------
 
-    def close(self) -> None:
-        """Kill the job's actors (idempotent)."""
-        self._closed = True
+    def _release(self) -> None:
+        """Kill the job's actors (``close``; once)."""
         for actor in list(self._actors.values()):
             self._drop(actor)
         self._starting.clear()
         self._idle.clear()
         self._data_box = None
 
-    def __enter__(self) -> RayExecutor:  # noqa: PYI034 - not subclassed
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from functools import lru_cache
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -23,7 +24,7 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+def upgrade(url: str | sa.Engine, revision: str = "head") -> None:
     """Apply migrations up to ``revision`` in one transaction (TransientError when the database is unreachable)."""
     _run(url, lambda cfg: command.upgrade(cfg, revision))
 
@@ -33,22 +34,49 @@ def downgrade(url: str, revision: str = "base") -> None:
     _run(url, lambda cfg: command.downgrade(cfg, revision))
 
 
-def current(url: str) -> str | None:
-    """The revision the database is at (None when never migrated)."""
-    from ludus.db.engine import database_errors, make_engine
+def current(url: str | sa.Engine) -> str | None:
+    """The revision the database (a URL or an engine) is at (None when never migrated)."""
+    engine = _engine(url)
+    from ludus.db.engine import database_errors
 
-    with database_errors(url), make_engine(url).connect() as conn:
+    with database_errors(engine.url), engine.connect() as conn:
         return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
 
 
+@lru_cache(maxsize=1)
 def head() -> str:
     """The newest revision shipped with this package."""
-    from alembic.script import ScriptDirectory
-
-    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
-    rev = script.get_current_head()
+    rev = _script().get_current_head()
     assert rev is not None
     return rev
+
+
+def require_current(url: str | sa.Engine, *, migrate_sqlite: bool = True) -> str:
+    """Check that the database is at :func:`head`; returns the revision.
+
+    The embedded SQLite database migrates itself (``migrate_sqlite``): one user, nothing to coordinate.
+    Any other database raises SchemaNotCurrentError telling the operator to run ``ludus db upgrade`` (or to
+    upgrade Ludus when the database is newer), before any work starts.
+    """
+    from ludus.errors import SchemaNotCurrentError
+
+    engine = _engine(url)
+    rev = current(engine)
+    if rev == head():
+        return rev
+    known = {s.revision for s in _script().walk_revisions()}
+    newer = rev is not None and rev not in known
+    if migrate_sqlite and not newer and engine.dialect.name == "sqlite":
+        upgrade(engine)
+        return head()
+    raise SchemaNotCurrentError(engine.url.render_as_string(hide_password=True), rev, head(), newer=newer)
+
+
+@lru_cache(maxsize=1)
+def _script():
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://"))
 
 
 def sql_script(url: str, revision: str = "head") -> str:
@@ -73,10 +101,17 @@ def modernize_mssql_dialect(dialect: sa.Dialect, version: tuple[int, ...] = (16,
     return dialect
 
 
-def _run(url: str, action) -> None:
-    from ludus.db.engine import database_errors, make_engine
+def _engine(url: str | sa.Engine) -> sa.Engine:
+    from ludus.db.engine import make_engine
 
-    cfg = alembic_config(url)
-    with database_errors(url), make_engine(url).begin() as conn:
+    return url if isinstance(url, sa.Engine) else make_engine(url)
+
+
+def _run(url: str | sa.Engine, action) -> None:
+    from ludus.db.engine import database_errors
+
+    engine = _engine(url)
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    with database_errors(engine.url), engine.begin() as conn:
         cfg.attributes["connection"] = conn
         action(cfg)

@@ -16,11 +16,13 @@ from sqlalchemy.dialects import mssql
 
 from ludus.constants import (
     JOBS_TABLE,
+    MODEL_CHANGES_TABLE,
     MODELS_TABLE,
     OPTIMIZED_PARAMETERS_TABLE,
     OUTBOX_TABLE,
     PRICE_COLUMNS,
     PRICES_SCHEMA,
+    SCHEDULE_SLOTS_TABLE,
 )
 from ludus.errors import InputError
 
@@ -42,6 +44,8 @@ OWNER_LEN = 200
 HASH_LEN = 64  # sha256, hex
 ROUTING_KEY_LEN = 255  # AMQP shortstr
 MESSAGE_ID_LEN = 200
+ACTION_LEN = 16
+SCHEDULE_NAME_LEN = 100
 
 
 class UTCDateTime(sa.TypeDecorator):
@@ -161,6 +165,41 @@ ACTIVE_MODEL_INDEX = "uq_ludus_model_versions_active"
 _active_where = model_versions.c.status == "active"
 sa.Index(ACTIVE_MODEL_INDEX, model_versions.c.strategy, model_versions.c.symbol, model_versions.c.interval,
          unique=True, postgresql_where=_active_where, sqlite_where=_active_where, mssql_where=_active_where)
+
+# The audit of what is live: every activation and rollback of a model version, with who, when and why, and
+# the published parameters before and after (revision 0004).
+model_changes = sa.Table(
+    MODEL_CHANGES_TABLE,
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("strategy", sa.String(STRATEGY_LEN), nullable=False),
+    sa.Column("symbol", sa.String(SYMBOL_LEN), nullable=False),
+    sa.Column("interval", sa.String(INTERVAL_LEN), nullable=False),
+    sa.Column("action", sa.String(ACTION_LEN), nullable=False),
+    sa.Column("from_version", sa.Integer, nullable=True),
+    sa.Column("to_version", sa.Integer, nullable=True),
+    sa.Column("valid_for", sa.Date, nullable=True),
+    sa.Column("previous_parameters", sa.JSON, nullable=True),
+    sa.Column("parameters", sa.JSON, nullable=True),
+    sa.Column("actor", sa.String(OWNER_LEN), nullable=False),
+    sa.Column("reason", sa.UnicodeText, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Index(None, "strategy", "symbol", "interval", "at"),
+)
+
+# One row per schedule slot that fired, inserted (claimed) BEFORE the job is published: the primary key
+# decides which of several schedulers publishes a slot, and a restarted one sees what already fired.
+schedule_slots = sa.Table(
+    SCHEDULE_SLOTS_TABLE,
+    metadata,
+    sa.Column("schedule", sa.String(SCHEDULE_NAME_LEN), primary_key=True),
+    sa.Column("slot_at", UTCDateTime, primary_key=True),
+    sa.Column("job_id", sa.String(JOB_ID_LEN), nullable=True),
+    sa.Column("claimed_by", sa.String(OWNER_LEN), nullable=False),
+    sa.Column("claimed_at", UTCDateTime, nullable=False),
+    sa.Column("published_at", UTCDateTime, nullable=True),
+    sa.Column("error", sa.UnicodeText, nullable=True),
+)
 
 
 # --- price tables (Delphi's layout; created on demand, not by Alembic) ----------------------------------

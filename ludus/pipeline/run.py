@@ -33,8 +33,6 @@ from ludus.pipeline.calendar import next_session
 from ludus.search.objectives import (
     CPOModelObjective,
     StrategyObjective,
-    load_model_space,
-    model_space,
     progress_callback,
     run_batched,
 )
@@ -206,30 +204,15 @@ class _JobRun:
 
     def validate(self) -> None:
         from ludus.data.prices import PriceStore
-        from ludus.errors import UnknownSymbolError
-        from ludus.strategies.engine import resolve_device
-        from ludus.strategies.registry import get_strategy
+        from ludus.pipeline.preflight import preflight
 
-        job = self.job
-        self.strategy = get_strategy(job.strategy, self.settings.trials_dir)
-        try:
-            self.space = self.strategy.space.narrow(job.overrides) if job.overrides else self.strategy.space
-        except InputError as exc:
-            field_ = exc.field if exc.field.startswith("overrides") else f"overrides.{exc.field}"
-            raise InputError(field_, exc.value, exc.rule) from None
-        self.defaults = dict(self.space.defaults)
-        make_sampler(job.search.sampler, 0)
-        store = PriceStore(self.engine)
-        available = store.available()
-        for symbol in [*job.symbols, *job.conditions_from]:
-            if f"{symbol}_{job.interval}" not in available:
-                raise UnknownSymbolError(symbol, job.interval, available)
-        self.store = store
-        self.device = resolve_device(self.settings.device)
-        if job.mode == "cpo":
-            space = load_model_space(self.settings.trials_dir)
-            space.update(model_space(self.model_space_overrides))
-            self.model_space = {k: v for k, v in space.items()}
+        checked = preflight(self.job, settings=self.settings, engine=self.engine,
+                            model_space_overrides=self.model_space_overrides)
+        self.strategy, self.space, self.defaults = checked.strategy, checked.space, dict(checked.defaults)
+        self.store = PriceStore(self.engine)
+        self.device = checked.device
+        if checked.model_space is not None:
+            self.model_space = checked.model_space
 
     # --- phase 1: data ----------------------------------------------------------------------------------
 

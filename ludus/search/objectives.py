@@ -5,8 +5,9 @@
   reporting after every fold so the pruner can stop hopeless trials early.
 * :class:`StrategyObjective` suggests strategy parameters θ and scores a batched backtest of θ on in-sample
   bars only. It serves the ``static`` mode (plain Bayesian optimization of θ) and the unconditional baseline
-  the CPO model has to beat. :func:`run_batched` asks the study for a batch of θ at a time (TPE with
-  ``constant_liar`` spreads them) and backtests the whole batch in one vectorized call.
+  the CPO model has to beat. Its ``evaluate_batch`` backtests many θ in one vectorized call, which
+  :class:`~ludus.search.trial.BatchedExecutor` (and :func:`run_batched`, the same with enqueued θ first) uses
+  to score a batch of asked trials at once.
 """
 
 from __future__ import annotations
@@ -21,15 +22,7 @@ import optuna
 import torch
 
 from ludus.errors import InputError
-from ludus.search.trial import (
-    TrialCallback,
-    TrialContext,
-    TrialFailed,
-    TrialOutcome,
-    ask_trial,
-    evaluate,
-    tell_trial,
-)
+from ludus.search.trial import BatchedExecutor, TrialCallback, TrialContext, TrialFailed
 
 OBJECTIVES = ("sharpe", "sortino", "calmar", "total_return")
 
@@ -100,15 +93,14 @@ def model_space(overrides: Mapping[str, Mapping[str, Any]] | None = None) -> dic
 
 
 def load_model_space(trials_dir: Any = None) -> dict[str, dict[str, Any]]:
-    """The model search space of ``<trials>/models/cpo.yaml`` over ModelConfig's own (file optional)."""
-    from pathlib import Path
-
+    """The model search space of ``models/cpo.yaml`` (local trials/ first, else the built-in one) over
+    ModelConfig's own (file optional)."""
     import yaml
 
-    from ludus.strategies.registry import resolve_trials_dir
+    from ludus import catalog
 
-    path = Path(resolve_trials_dir(trials_dir)) / MODEL_SPACE_FILE
-    if not path.is_file():
+    path = catalog.find(MODEL_SPACE_FILE, trials_dir)
+    if path is None:
         return model_space()
     try:
         spec = yaml.safe_load(path.read_text()) or {}
@@ -238,50 +230,15 @@ class StrategyObjective:
 def run_batched(study: optuna.Study, objective: StrategyObjective, n_trials: int, *, batch_size: int = 32,
                 timeout_s: float | None = None, on_trial_done: TrialCallback | None = None,
                 enqueue: list[dict[str, Any]] | None = None) -> None:
-    """Run ``n_trials`` trials, ``batch_size`` at a time through one vectorized backtest each.
+    """:class:`BatchedExecutor` ``.run`` with ``enqueue`` θ (e.g. the strategy's defaults) tried first.
 
-    ``enqueue`` θ (e.g. the strategy's defaults) are tried first. A batch that raises is re-run trial by
-    trial so only the offending θ fail.
+    The executor contract holds unchanged: ``n_trials`` new trials, failures counted and given up on the same
+    way as by every executor; a batch that raises is re-run trial by trial so only the offending θ fail.
     """
     for params in enqueue or []:
         study.enqueue_trial(params, skip_if_exists=True)
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    remaining = max(0, int(n_trials))
-    while remaining > 0:
-        if deadline is not None and time.monotonic() >= deadline:
-            break
-        size = min(batch_size, remaining)
-        asked = [ask_trial(study, objective) for _ in range(size)]
-        start = time.perf_counter()
-        try:
-            values = objective.evaluate_batch([params for _, params in asked])
-            each = (time.perf_counter() - start) / size
-            outcomes = [
-                TrialOutcome(optuna.trial.TrialState.COMPLETE, v, None, each) if math.isfinite(v)
-                else TrialOutcome.failed(f"objective is not finite ({v})", each)
-                for v in values
-            ]
-        except Exception:  # noqa: BLE001 - isolate the bad θ
-            outcomes = [evaluate(objective, _FixedContext(trial.number, params)) for trial, params in asked]
-        for (trial, _), outcome in zip(asked, outcomes):
-            frozen = tell_trial(study, trial, outcome)
-            if on_trial_done is not None:
-                on_trial_done(study, frozen)
-        remaining -= size
-
-
-class _FixedContext:
-    """A context without a study behind it (no pruning): one-shot evaluations."""
-
-    def __init__(self, number: int, params: dict[str, Any]) -> None:
-        self.number = number
-        self.params = params
-
-    def report(self, value: float, step: int) -> None:
-        return None
-
-    def should_prune(self) -> bool:
-        return False
+    with BatchedExecutor(batch_size) as executor:
+        executor.run(study, objective, n_trials, timeout_s, on_trial_done)
 
 
 def progress_callback(total: int, done_before: int,

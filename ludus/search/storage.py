@@ -7,6 +7,8 @@ as user attributes, every failed trial its reason.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 from uuid import UUID
 
@@ -134,3 +136,48 @@ def failure_summary(study: optuna.Study, limit: int = 3) -> str:
         if reason not in reasons:
             reasons.append(reason)
     return "; ".join(reasons[:limit]) or "no trial ran"
+
+
+@dataclass(frozen=True)
+class StudyInfo:
+    """A Ludus study in the storage: its name, the job it belongs to and when its first trial started."""
+
+    name: str
+    job_id: str | None
+    started: datetime | None  # timezone-aware UTC (Optuna stores naive local time)
+    n_trials: int
+
+
+def ludus_studies(url: str) -> list[StudyInfo]:
+    """Every study named by :func:`study_name` in the database at ``url`` (none when Optuna never ran there)."""
+    import sqlalchemy as sa
+
+    from ludus.db.engine import make_engine
+
+    if "studies" not in sa.inspect(make_engine(url)).get_table_names():
+        return []  # opening the storage would create Optuna's tables just to find nothing
+    out = []
+    for s in optuna.get_all_study_summaries(get_storage(url), include_best_trial=False):
+        if not s.study_name.startswith(f"{OPTUNA_STUDY_PREFIX}-"):
+            continue
+        job_id = s.user_attrs.get("job_id") or _job_id_of(s.study_name)
+        started = s.datetime_start.astimezone(timezone.utc) if s.datetime_start is not None else None
+        out.append(StudyInfo(s.study_name, str(job_id) if job_id else None, started, int(s.n_trials)))
+    return out
+
+
+def delete_study(url: str, name: str) -> bool:
+    """Delete a study and its trials; False when it was gone already."""
+    try:
+        optuna.delete_study(study_name=name, storage=get_storage(url))
+    except KeyError:
+        return False
+    return True
+
+
+def _job_id_of(name: str) -> str | None:
+    candidate = name[len(OPTUNA_STUDY_PREFIX) + 1:][:36]
+    try:
+        return str(UUID(candidate))
+    except ValueError:
+        return None

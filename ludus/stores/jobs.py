@@ -281,3 +281,32 @@ def list_jobs(conn: Connection, status: str | None = None, limit: int = 50) -> l
 
 def _record(m) -> JobRecord:
     return JobRecord(**{col.name: m[col.name] for col in T.columns})
+
+
+def find_jobs(conn: Connection, *, status: str | None = None, strategy: str | None = None,
+              symbol: str | None = None, since: datetime | None = None, limit: int = 50) -> list[JobRecord]:
+    """Most recently created jobs first, filtered by status, creation time, and the strategy and symbol of
+    the stored payload (matched here, not in SQL: JSON paths differ on every backend)."""
+    if status is not None and status not in STATUSES:
+        raise InputError("status", status, f"must be one of {', '.join(STATUSES)}")
+    q = sa.select(T).order_by(T.c.created_at.desc(), T.c.job_id)
+    if status is not None:
+        q = q.where(T.c.status == status)
+    if since is not None:
+        q = q.where(T.c.created_at >= since)
+    out: list[JobRecord] = []
+    offset, page = 0, 500
+    while len(out) < limit:
+        rows = conn.execute(q.limit(page).offset(offset)).mappings().all()
+        for row in rows:
+            record = _record(row)
+            payload = record.payload or {}
+            if strategy is not None and payload.get("strategy") != strategy:
+                continue
+            if symbol is not None and symbol not in (payload.get("symbols") or []):
+                continue
+            out.append(record)
+        if len(rows) < page:
+            break
+        offset += page
+    return out[:limit]

@@ -90,6 +90,44 @@ def list_versions(conn: Connection, strategy: str, symbol: str, interval: str) -
     return [_version(r) for r in conn.execute(q).mappings()]
 
 
+def find_versions(conn: Connection, *, strategy: str | None = None, symbol: str | None = None,
+                  interval: str | None = None, status: str | None = None, limit: int = 100) -> list[ModelVersion]:
+    """Versions of every key (or the keys given), newest first, without ONNX bytes."""
+    if status is not None:
+        _check_status(status)
+    cols = [c for c in T.columns if c.name != "onnx"]
+    q = sa.select(*cols).order_by(T.c.id.desc()).limit(limit)
+    for column, value in (("strategy", strategy), ("symbol", symbol), ("interval", interval), ("status", status)):
+        if value is not None:
+            q = q.where(T.c[column] == value)
+    return [_version(r) for r in conn.execute(q).mappings()]
+
+
+def last_retired(conn: Connection, strategy: str, symbol: str, interval: str) -> ModelVersion | None:
+    """The version retired last for a key (the one that was active before the current one), or None."""
+    cols = [c for c in T.columns if c.name != "onnx"]
+    q = (sa.select(*cols).where(T.c.strategy == strategy, T.c.symbol == symbol, T.c.interval == interval,
+                                T.c.status == RETIRED)
+         .order_by(T.c.updated_at.desc(), T.c.id.desc()).limit(1))
+    row = conn.execute(q).mappings().first()
+    return _version(row) if row is not None else None
+
+
+def inactive_before(conn: Connection, cutoff: datetime) -> list[ModelVersion]:
+    """Versions that are not active and were last changed before ``cutoff`` (retention candidates)."""
+    cols = [c for c in T.columns if c.name != "onnx"]
+    q = sa.select(*cols).where(T.c.status != ACTIVE, T.c.updated_at < cutoff).order_by(T.c.id)
+    return [_version(r) for r in conn.execute(q).mappings()]
+
+
+def delete_versions(conn: Connection, version_ids: list[int]) -> int:
+    """Delete versions by id, never an active one; returns how many were deleted."""
+    if not version_ids:
+        return 0
+    stmt = sa.delete(T).where(T.c.id.in_([int(v) for v in version_ids]), T.c.status != ACTIVE)
+    return int(conn.execute(stmt).rowcount or 0)
+
+
 def _check_status(status: str) -> None:
     if status not in STATUSES:
         raise InputError("status", status, f"must be one of {', '.join(STATUSES)}")

@@ -1,7 +1,7 @@
 """Named strategies: declared in YAML under ``trials/strategies/`` (space + defaults), implemented by a rule.
 
-Each YAML file defines one named strategy: ``rule`` (the code family, defaults to the name), a
-``description``, ``parameters`` (type, bounds, step, choices, default) and ``constraints``. Copying a file
+Definitions come from the built-ins and a local ``trials/`` (:mod:`ludus.catalog`). Each YAML file defines
+one named strategy: ``rule`` (the code family, defaults to the name), a ``description``, ``parameters`` (type, bounds, step, choices, default) and ``constraints``. Copying a file
 under another name with a different space defines a new named variant of the same rule.
 """
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from ludus import catalog
 from ludus.errors import InputError
 from ludus.strategies.base import Strategy
 from ludus.strategies.reversion import BollingerReversion, RsiReversion
@@ -21,40 +22,35 @@ from ludus.strategies.trend import DonchianBreakout, EmaCross, Macd, SmaCross
 RULES: dict[str, type[Strategy]] = {cls.rule: cls for cls in (
     SmaCross, EmaCross, Macd, DonchianBreakout, RsiReversion, BollingerReversion)}
 
-_PACKAGE_TRIALS = Path(__file__).resolve().parents[2] / "trials"
-
-
-def resolve_trials_dir(configured: Path | str | None = None) -> Path:
-    """The trials directory: the configured one, else ./trials when present, else the repository's."""
-    if configured is not None:
-        path = Path(configured)
-        if not (path / "strategies").is_dir():
-            raise InputError("trials_dir", str(path), "has no strategies/ directory")
-        return path
-    local = Path.cwd() / "trials"
-    if (local / "strategies").is_dir():
-        return local
-    return _PACKAGE_TRIALS
-
 
 def list_strategies(trials_dir: Path | str | None = None) -> list[str]:
-    """Names of every strategy defined in ``trials/strategies/*.yaml``, sorted."""
-    return sorted(_definitions(str(resolve_trials_dir(trials_dir))))
+    """Names of every strategy defined in the built-in and local ``trials/strategies/*.yaml``, sorted."""
+    return sorted(_strategies(trials_dir))
 
 
 def get_strategy(name: str, trials_dir: Path | str | None = None) -> Strategy:
     """The named strategy; InputError listing the available ones when unknown."""
-    definitions = _definitions(str(resolve_trials_dir(trials_dir)))
+    definitions = _strategies(trials_dir)
     key = name.strip().lower() if isinstance(name, str) else name
     if key not in definitions:
         raise InputError("strategy", name, f"unknown strategy; available: {', '.join(sorted(definitions))}")
     return definitions[key]
 
 
+def _strategies(trials_dir: Path | str | None) -> dict[str, Strategy]:
+    files = catalog.definitions("strategies", "*.yaml", trials_dir)
+    if not files:
+        where = catalog.sources(trials_dir).where("strategies")
+        raise InputError("strategies", "none", f"no strategy definitions (*.yaml) found; looked in {where}")
+    # precedence order (built-ins first): a later file of the same name wins
+    return _definitions(tuple((str(p), p.stat().st_mtime_ns) for p in files.values()))
+
+
 @lru_cache(maxsize=8)
-def _definitions(directory: str) -> dict[str, Strategy]:
+def _definitions(files: tuple[tuple[str, int], ...]) -> dict[str, Strategy]:
+    # keyed by (path, mtime) so an edited file is read again
     out: dict[str, Strategy] = {}
-    for path in sorted(Path(directory, "strategies").glob("*.yaml")):
+    for path in (Path(p) for p, _mtime in files):
         where = f"{path.name}"
         try:
             spec = yaml.safe_load(path.read_text()) or {}

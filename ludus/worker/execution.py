@@ -312,6 +312,10 @@ class JobExecution:
                     return False
 
     def _call_runner(self, job: Any, progress: ProgressGate, executor: Any) -> Any:
+        from ludus.pipeline.preflight import preflight
+
+        # the cheap checks before anything runs (the executor starts its actors lazily, at the first trial)
+        preflight(job, settings=self.settings, engine=self.engine)
         runner = self._runner
         if runner is None:
             from ludus.pipeline import run_job as runner

@@ -11,12 +11,19 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 import ludus
-from ludus.constants import JOBS_TABLE, MODELS_TABLE, OPTIMIZED_PARAMETERS_TABLE, PRICES_SCHEMA
+from ludus.constants import (
+    JOBS_TABLE,
+    MODEL_CHANGES_TABLE,
+    MODELS_TABLE,
+    OPTIMIZED_PARAMETERS_TABLE,
+    PRICES_SCHEMA,
+    SCHEDULE_SLOTS_TABLE,
+)
 from ludus.db import migrate
 from ludus.db.engine import make_engine, prices_sidecar_path
 from ludus.db.schema import metadata
 
-APP_TABLES = {OPTIMIZED_PARAMETERS_TABLE, JOBS_TABLE, MODELS_TABLE}
+APP_TABLES = {OPTIMIZED_PARAMETERS_TABLE, JOBS_TABLE, MODELS_TABLE, MODEL_CHANGES_TABLE, SCHEDULE_SLOTS_TABLE}
 
 
 def test_upgrade_from_empty_creates_every_table_and_matches_metadata(db_url: str) -> None:
