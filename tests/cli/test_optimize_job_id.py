@@ -11,6 +11,8 @@ import uuid
 from pathlib import Path
 
 from ludus.contracts.job import parse_job
+from ludus.data.prices import PriceStore
+from ludus.data.sample import load_sample
 from ludus.db.engine import make_engine
 from ludus.db.migrate import upgrade
 from ludus.stores import jobs
@@ -25,6 +27,7 @@ def test_a_known_job_id_with_another_payload_exits_2_and_changes_nothing(tmp_pat
     first = {"job_id": str(uuid.uuid4()), "strategy": "sma_cross", "symbols": ["SPX"], "mode": "static",
              "search": {"trials": 2, "seed": 1}}
     engine = make_engine(url)
+    load_sample(PriceStore(engine))  # the job passes every other check: only its id is wrong
     with transaction(engine) as conn:  # what a first run (or a worker) left behind
         jobs.accept(conn, first["job_id"], parse_job(first).payload())
     second = {**first, "search": {"trials": 5, "seed": 1}}
