@@ -327,7 +327,7 @@ class Run:
     def _count(self, valid, hostile_msgs, conflicts, duplicates, wall: float) -> dict:
         from ludus.db.schema import jobs as jobs_table
         from ludus.db.schema import outbox as ob
-        from ludus.queue.deadletter import browse
+        from ludus.queue.deadletter import browse, job_id_of
 
         conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
         ch = conn.channel()
@@ -351,13 +351,16 @@ class Run:
         message_ids = Counter(mid for r, mid in results if r.get("status") == "succeeded")
         valid_ids = [v["job_id"] for v in valid]
         lost_jobs = [j for j in valid_ids if records.get(j, {}).get("status") != "succeeded" or by_job[j] == 0]
-        letter_bodies = Counter(ltr.body for ltr in letters)
+        # a refusal is matched to its dead letter by job id when the message has a readable one (a job rejected
+        # after its worker died is dead-lettered by the next worker with the stored payload, not the original
+        # bytes), else by its bytes
+        letter_keys = Counter(ltr.job_id or ltr.body for ltr in letters)
         refused_bodies = [m[1] for m in hostile_msgs] + [json.dumps(c).encode() for c in conflicts]
-        need = Counter(refused_bodies)
-        lost_refusals = sum(max(0, n - letter_bodies[b]) for b, n in need.items())
+        need = Counter(job_id_of(b) or b for b in refused_bodies)
+        lost_refusals = sum(max(0, n - letter_keys[k]) for k, n in need.items())
         # at least once: a worker killed (or cut off) after a dead letter was confirmed but before its ack
         # sends the redelivered message to the dead-letter queue again
-        extra_letters = sum(max(0, n - need[b]) for b, n in letter_bodies.items())
+        extra_letters = sum(max(0, n - need[k]) for k, n in letter_keys.items())
         rejected_results = sum(1 for r, _ in results if r.get("status") == "rejected")
         trials_over = [j for j in valid_ids if _complete_trials(self.url, j) > TRIALS]
         doubled = sorted({j for j in valid_ids if result_rows[j] > 1} | set(trials_over))
