@@ -39,7 +39,9 @@ class Settings(BaseSettings):
     dead_letter_exchange: str = c.DEAD_LETTER_EXCHANGE
     dead_letter_queue: str = c.DEAD_LETTER_QUEUE
     events_exchange: str = c.EVENTS_EXCHANGE
-    results_queue: str = Field(c.RESULTS_QUEUE, description="durable queue holding every result message")
+    results_queue: str | None = Field(None, description="durable queue holding every result message (default: "
+                                                        "ludus.results; <events exchange>.results for another "
+                                                        "events exchange)")
     results_queue_max_length: int = Field(c.RESULTS_QUEUE_MAX_LENGTH, ge=1)
     delivery_limit: int = Field(c.DELIVERY_LIMIT, ge=1)
     max_concurrent_jobs: int = Field(1, ge=1)

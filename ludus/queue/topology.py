@@ -26,9 +26,16 @@ class Topology:
     dead_letter_exchange: str = c.DEAD_LETTER_EXCHANGE
     dead_letter_queue: str = c.DEAD_LETTER_QUEUE
     events_exchange: str = c.EVENTS_EXCHANGE
-    results_queue: str = c.RESULTS_QUEUE
+    # None: ludus.results for the default events exchange, "<events exchange>.results" for another one, so a
+    # namespace of its own (a test, a second deployment on one broker) never shares the results queue
+    results_queue: str | None = None
     results_max_length: int = c.RESULTS_QUEUE_MAX_LENGTH
     delivery_limit: int = c.DELIVERY_LIMIT
+
+    def __post_init__(self) -> None:
+        if self.results_queue is None:
+            derived = c.RESULTS_QUEUE if self.events_exchange == c.EVENTS_EXCHANGE else f"{self.events_exchange}.results"
+            object.__setattr__(self, "results_queue", derived)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topology:

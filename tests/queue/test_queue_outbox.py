@@ -68,7 +68,7 @@ def test_sigkill_between_commit_and_result_publish_still_yields_exactly_one_resu
     [result] = broker.results_of(jid)
     assert result["status"] == "succeeded"
     assert job_record(settings.database_url, jid).attempts == 1  # delivered, not run again
-    queued = [r for r in _results_in_queue(settings.amqp_url, settings.results_queue) if r["job_id"] == jid]
+    queued = [r for r in _results_in_queue(settings.amqp_url, _results_queue(settings)) if r["job_id"] == jid]
     assert len(queued) == 1
 
 
@@ -82,7 +82,7 @@ def test_a_result_nobody_listens_for_waits_in_the_durable_results_queue(settings
     conn.close()
     with worker_thread(settings):  # no consumer of the events exchange exists at all
         wait_for(lambda: _delivered(settings, jid), 90, "the job to finish and its outbox to be delivered")
-    [result] = [r for r in _results_in_queue(amqp_url, settings.results_queue) if r["job_id"] == jid]
+    [result] = [r for r in _results_in_queue(amqp_url, _results_queue(settings)) if r["job_id"] == jid]
     assert result["status"] == "succeeded" and result["symbols"][0]["symbol"] == "SPX"
 
 
@@ -105,6 +105,14 @@ def test_a_result_that_reached_no_queue_is_delivered_once_one_is_bound(settings,
         assert w.broker.generation == 1  # an unroutable result is no reason to reconnect
     [result] = [r for r in _results_in_queue(amqp_url, topology.results_queue) if r["job_id"] == jid]
     assert result["status"] == "succeeded"
+
+
+def _results_queue(settings) -> str:
+    from ludus.queue.topology import Topology
+
+    name = Topology.from_settings(settings).results_queue
+    assert name.startswith("t."), name  # the test's own, never the shared ludus.results
+    return name
 
 
 def _delivered(settings, job_id: str) -> bool:
