@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote, unquote
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ludus import constants as c
@@ -37,11 +39,19 @@ class Settings(BaseSettings):
     dead_letter_exchange: str = c.DEAD_LETTER_EXCHANGE
     dead_letter_queue: str = c.DEAD_LETTER_QUEUE
     events_exchange: str = c.EVENTS_EXCHANGE
+    results_queue: str | None = Field(None, description="durable queue holding every result message (default: "
+                                                        "ludus.results; <events exchange>.results for another "
+                                                        "events exchange)")
+    results_queue_max_length: int = Field(c.RESULTS_QUEUE_MAX_LENGTH, ge=1)
     delivery_limit: int = Field(c.DELIVERY_LIMIT, ge=1)
     max_concurrent_jobs: int = Field(1, ge=1)
     job_lease_s: float = Field(120.0, gt=0, description="a running job's lease; renewed by its heartbeat")
     shutdown_grace_s: float = Field(60.0, ge=0)
     progress_min_interval_s: float = Field(0.5, ge=0, description="rate limit of progress events per job")
+
+    # --- logging ---
+    log_format: Literal[c.LOG_FORMATS] = Field("text", description="text lines or one JSON object per line")
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL")
 
     # --- http ---
     http_host: str = "0.0.0.0"
@@ -63,22 +73,71 @@ class Settings(BaseSettings):
     autoscale_max_gpus: int = Field(8, ge=0)
     autoscale_cooldown_s: float = Field(60.0, ge=0)
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _known_level(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().upper() in c.LOG_LEVELS:
+            return value.strip().upper()
+        raise ValueError(f"must be one of {', '.join(c.LOG_LEVELS)}")
+
     def masked(self) -> dict[str, Any]:
-        """Settings as a dict with every password replaced by ***."""
+        """Settings as a dict with every credential inside a URL replaced by ***."""
         out = self.model_dump(mode="json")
-        for key in ("database_url", "amqp_url"):
-            out[key] = mask_url(out[key])
+        for key, value in out.items():
+            if isinstance(value, str) and "://" in value:
+                out[key] = mask_url(value)
         return out
 
 
+MASK = "***"
+# Query parameters that carry a credential (libpq's password/sslpassword, ODBC's PWD, tokens, keys).
+_SECRET_NAME = re.compile(r"pass|pwd|secret|token|api_?key|access_?key|private_?key|credential|signature",
+                          re.IGNORECASE)
+# key=value pairs nested inside a parameter's value, e.g. odbc_connect=DRIVER=...;UID=u;PWD=secret
+_NESTED_SECRET = re.compile(r"(?P<key>[^;&=\s]+)=(?P<value>[^;&]*)")
+
+
 def mask_url(url: str) -> str:
-    """Hide the password of a URL (``scheme://user:***@host``)."""
+    """The URL with every credential hidden: the password of the userinfo and the value of every query
+    parameter that carries one (``?password=``, ``sslpassword``, ``odbc_connect=...;PWD=...``, tokens).
+
+    Only the secrets are rewritten; the rest of the URL stays byte for byte as given."""
     scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    creds, _, host = rest.rpartition("@")
-    user, has_pw, _ = creds.partition(":")
-    return f"{scheme}://{user}{':***' if has_pw else ''}@{host}"
+    if not sep:
+        return _mask_pairs(url)
+    authority, slash, tail = rest.partition("/")
+    if not slash and "?" in authority:
+        authority, tail = authority.split("?", 1)
+        tail = "?" + tail
+        slash = ""
+    if "@" in authority:
+        creds, _, host = authority.rpartition("@")
+        user, has_pw, _ = creds.partition(":")
+        authority = f"{user}{':' + MASK if has_pw else ''}@{host}"
+    path, qmark, query = tail.partition("?")
+    if qmark:
+        query, hash_, fragment = query.partition("#")
+        query = "&".join(_mask_param(item) for item in query.split("&")) + hash_ + fragment
+    return f"{scheme}://{authority}{slash}{path}{qmark}{query}"
+
+
+def _mask_param(item: str) -> str:
+    key, eq, value = item.partition("=")
+    if not eq:
+        return item
+    if _SECRET_NAME.search(unquote(key)):
+        return f"{key}={MASK}"
+    return f"{key}={_mask_pairs(value)}"
+
+
+def _mask_pairs(text: str) -> str:
+    decoded = unquote(text)
+
+    def one(m: re.Match) -> str:
+        return f"{m['key']}={MASK}" if _SECRET_NAME.search(m["key"]) else m.group(0)
+
+    masked = _NESTED_SECRET.sub(one, decoded)
+    return quote(masked, safe="=;{} :/@+,*") if masked != decoded else text
 
 
 @lru_cache(maxsize=1)

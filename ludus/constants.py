@@ -8,6 +8,7 @@ JOBS_TABLE = "ludus_jobs"
 MODELS_TABLE = "ludus_model_versions"
 LEDGER_TABLE = "ludus_decision_ledger"  # configurations tried per (strategy, symbol, interval) and job
 EVIDENCE_TABLE = "ludus_decision_evidence"  # per-arm out-of-sample paths behind each decision
+OUTBOX_TABLE = "ludus_outbox"  # messages written with a job's outcome, delivered until the broker confirms
 MODEL_CHANGES_TABLE = "ludus_model_changes"  # audit: every activation and rollback (who, when, why)
 SCHEDULE_SLOTS_TABLE = "ludus_schedule_slots"  # one row per schedule slot that fired (claimed first)
 OPTUNA_STUDY_PREFIX = "ludus"  # study name: f"{prefix}-{job_id}-{symbol or 'all'}-{purpose}"
@@ -22,7 +23,11 @@ JOBS_ROUTING_KEY = "job"
 DEAD_LETTER_EXCHANGE = "ludus.jobs.dlx"
 DEAD_LETTER_QUEUE = "ludus.jobs.dead"
 EVENTS_EXCHANGE = "ludus.events"  # topic exchange
+RESULTS_QUEUE = "ludus.results"  # durable: every result, for consumers that must not miss one
+RESULTS_BINDING = "job.*.result"
+RESULTS_QUEUE_MAX_LENGTH = 100_000  # beyond it the broker refuses results; the outbox keeps them meanwhile
 DELIVERY_LIMIT = 5
+UNKNOWN_JOB_KEY = "unknown"  # routing-key part of a result whose message had no readable job id
 
 
 def progress_routing_key(job_id: str) -> str:
@@ -50,6 +55,10 @@ SCHEDULE_FILE = "schedule.yaml"  # under trials/
 DEFAULT_CALENDAR = "XNYS"  # exchange-calendars name of the New York Stock Exchange
 # uuid5 namespace of scheduled job ids: uuid5(namespace, "<schedule name>@<slot ISO time>")
 SCHEDULE_JOB_NAMESPACE = "2f6b4c1e-8d3a-5e7f-9b0c-1a2d3e4f5a6b"
+
+# --- logging -----------------------------------------------------------------------------------------
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 # --- HTTP --------------------------------------------------------------------------------------------
 DEFAULT_HTTP_PORT = 8080  # probes, /metrics and /backlog of `ludus worker` / `ludus head`

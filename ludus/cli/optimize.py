@@ -54,6 +54,7 @@ def optimize_command(
         settings = settings.model_copy(update={"ray_address": ray_address})
     engine = make_engine(settings.database_url)
     preflight(job, settings=settings, engine=engine)  # schema, strategy, overrides, symbols, deadline, device
+    _refuse_another_payload(engine, job)  # a job id names one job
     started = utcnow()
     executor = None
     if no_ray:
@@ -107,6 +108,17 @@ def _read_job_text(job_file: str) -> str:
         fail(f"{job_file}: cannot be read ({exc.strerror if isinstance(exc, OSError) else exc})")
 
 
+def _refuse_another_payload(engine: Any, job: Any) -> None:
+    """A job id names one job: a known id with a different payload is refused (exit 2) before anything runs,
+    instead of resuming the other job's searches and printing their result."""
+    from ludus.contracts.job import canonical_payload
+    from ludus.stores import jobs
+    from ludus.stores.unit import transaction
+
+    with transaction(engine) as conn:
+        jobs.check_payload(conn, job.job_id, job.payload(), canonical=canonical_payload)
+
+
 def _record_job(engine: Any, job: Any, result: Any, started: datetime) -> None:
     """Keep a finished record of a job run here (for `ludus jobs show`), in one transaction after the run:
     created and started when the run began, one attempt, finished now.
@@ -117,14 +129,17 @@ def _record_job(engine: Any, job: Any, result: Any, started: datetime) -> None:
     import os
     import socket
 
+    from ludus.contracts.job import canonical_payload
     from ludus.stores import jobs
     from ludus.stores.unit import transaction
 
     owner = f"ludus-optimize-{socket.gethostname()}-{os.getpid()}"
     with transaction(engine) as conn:
-        _record, created = jobs.accept(conn, job.job_id, job.payload(), now=started)
+        _record, created = jobs.accept(conn, job.job_id, job.payload(), now=started,
+                                       canonical=canonical_payload)
         if created and jobs.claim(conn, job.job_id, owner, lease_s=60.0, now=started):
-            jobs.finish(conn, job.job_id, owner, jobs.SUCCEEDED, result.to_dict())
+            # run here, not submitted: nobody waits for a result message
+            jobs.finish(conn, job.job_id, owner, jobs.SUCCEEDED, result.to_dict(), announce=False)
 
 
 class ProgressDisplay:

@@ -10,7 +10,14 @@ from typing import Annotated, Any
 
 import typer
 
-from ludus.cli.common import console, fail, print_table
+from ludus.cli.common import console, err_console, fail, print_table
+
+# what `ludus watch` knows of a job before it follows its events
+FINISHED, RUNNING, UNKNOWN, UNREADABLE = "finished", "running", "unknown", "unreadable"
+LOOK_AGAIN_S = 2.0  # how often `watch` reads the stored record again (a result it was not bound for)
+# how long an id with no record, no dead letter and an empty jobs queue gets before it is called unknown
+# (a worker may hold the message for the moment between fetching and recording it)
+UNKNOWN_GRACE_S = 5.0
 
 
 def register(app: typer.Typer) -> None:
@@ -44,14 +51,13 @@ def worker(
 
 
 def service_settings(max_jobs: int | None):
-    """Logging for a long-running service, and the settings with the command line's overrides."""
-    import logging
-
+    """Logging for a long-running service (LUDUS_LOG_FORMAT, LUDUS_LOG_LEVEL), and the settings with the
+    command line's overrides."""
     from ludus.config import get_settings
+    from ludus.logs import configure
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("pika").setLevel(logging.WARNING)
     settings = get_settings()
+    configure(settings.log_format, settings.log_level)
     if max_jobs is not None:
         settings = settings.model_copy(update={"max_concurrent_jobs": max_jobs})
     return settings
@@ -159,6 +165,7 @@ def watch(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ludus import constants as c
+    from ludus.queue.topology import queue_depth
 
     try:
         job_id = str(UUID(job_id))
@@ -170,14 +177,27 @@ def watch(
         queue = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
         for key in (c.progress_routing_key(job_id), c.result_routing_key(job_id)):
             channel.queue_bind(queue, topology.events_exchange, routing_key=key)
-        result = _stored_result(settings, job_id)  # the job may have ended before we bound the queue
+        # bound first, looked up second: a job that ends in between is caught by one or the other
+        state, result = _job_state(settings, job_id)
+        if state == UNKNOWN:
+            result = _dead_letter_result(conn, topology, job_id)
+            if result is None:
+                state = _wait_for_a_trace(settings, channel, topology, job_id)
         deadline = None if timeout is None else time.monotonic() + timeout
+        next_look = time.monotonic() + LOOK_AGAIN_S
         with Progress(TextColumn("[bold]{task.fields[phase]:<12}"), BarColumn(), TextColumn("{task.description}"),
                       TimeElapsedColumn(), console=console, transient=False) as bar:
-            task = bar.add_task("waiting for the worker", total=None, phase="queued")
+            waiting = (f"not recorded yet: {queue_depth(channel, topology.jobs_queue)} message(s) wait in "
+                       f"{topology.jobs_queue}" if state == UNKNOWN else "waiting for the worker")
+            task = bar.add_task(waiting, total=None, phase="queued")
             while result is None:
                 if deadline is not None and time.monotonic() > deadline:
                     fail(f"no result for {job_id} within {timeout:.0f}s", 1)
+                if time.monotonic() >= next_look:  # a result published while we were not bound is stored
+                    next_look = time.monotonic() + LOOK_AGAIN_S
+                    _, result = _job_state(settings, job_id)
+                    if result is not None:
+                        break
                 method, _props, body = channel.basic_get(queue, auto_ack=True)
                 if method is None:
                     conn.process_data_events(time_limit=0.2)
@@ -197,8 +217,9 @@ def watch(
         raise SystemExit(1)
 
 
-def _stored_result(settings, job_id: str) -> dict | None:
-    """The finished job's stored result when the database is reachable from here, else None."""
+def _job_state(settings, job_id: str) -> tuple[str, dict | None]:
+    """(state, stored result): FINISHED with its result, RUNNING, UNKNOWN (no record), or UNREADABLE when the
+    jobs table cannot be read from here (then only the broker's events tell)."""
     try:
         from ludus.db.engine import make_engine
         from ludus.stores import jobs
@@ -206,11 +227,43 @@ def _stored_result(settings, job_id: str) -> dict | None:
 
         with transaction(make_engine(settings.database_url)) as conn:
             record = jobs.get(conn, job_id)
-        if record is not None and record.status in ("succeeded", "failed", "rejected") and record.result:
-            return dict(record.result)
     except Exception:  # noqa: BLE001 - the database is optional for watching
-        return None
+        return UNREADABLE, None
+    if record is None:
+        return UNKNOWN, None
+    if record.finished and record.result:
+        return FINISHED, dict(record.result)
+    return RUNNING, None
+
+
+def _dead_letter_result(conn, topology, job_id: str) -> dict | None:
+    """A rejected message that never became a job record: its dead letter says why."""
+    from ludus.queue.deadletter import browse
+
+    for letter in browse(conn, topology):
+        if letter.job_id == job_id:
+            return {"job_id": job_id, "status": "rejected",
+                    "error": {"field": letter.field or None, "value": letter.value or None, "reason": letter.reason}}
     return None
+
+
+def _wait_for_a_trace(settings, channel, topology, job_id: str) -> str:
+    """Wait a little for a record of an id nobody knows yet; exit 2 ("unknown job") when nothing waits in the
+    jobs queue that could be it."""
+    import time
+
+    from ludus.queue.topology import queue_depth
+
+    end = time.monotonic() + UNKNOWN_GRACE_S
+    while time.monotonic() < end:
+        if queue_depth(channel, topology.jobs_queue) > 0:
+            return UNKNOWN  # it may be one of them: follow it
+        state, _ = _job_state(settings, job_id)
+        if state != UNKNOWN:
+            return state
+        time.sleep(0.5)
+    fail(f"unknown job {job_id}: no record in the jobs table, no dead letter, and nothing waiting in "
+         f"{topology.jobs_queue} (submit it with `ludus submit JOB.json`)")
 
 
 def _print_result(result: dict) -> None:
@@ -256,10 +309,17 @@ def dlq_replay(
     if (job_id is None) == (not all_):
         fail("give exactly one of --job-id ID or --all")
     with broker_session("ludus dlq replay") as (_settings, topology, conn):
-        moved = replay(conn, topology, job_id=job_id)
+        moved, refused = replay(conn, topology, job_id=job_id)
     for letter in moved:
-        console.print(f"replayed {letter.job_id or '-'} ({letter.reason})", highlight=False)
+        console.print(f"replayed {letter.job_id or '-'} ({letter.reason}): it runs again as a new attempt",
+                      highlight=False)
     console.print(f"{len(moved)} message(s) sent back to {topology.jobs_queue}")
+    for refusal in refused:
+        err_console.print(f"[bold red]not replayed[/] {refusal.letter.job_id or '-'}: {refusal.reason}",
+                          highlight=False, soft_wrap=True)
+    if refused:
+        fail(f"{len(refused)} dead letter(s) left in {topology.dead_letter_queue}: replaying them would only "
+             "get them refused again")
 
 
 @contextmanager

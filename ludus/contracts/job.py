@@ -26,6 +26,7 @@ from pydantic_core import PydanticCustomError
 
 from ludus.constants import ARCHITECTURES, CHALLENGER_ARMS, DEFAULT_EXCHANGE, STALE_ACTIONS
 from ludus.contracts.base import WireModel, names, to_input_error
+from ludus.contracts.text import check_text
 from ludus.data.symbols import validate_interval, validate_symbol
 from ludus.errors import InputError
 
@@ -327,10 +328,16 @@ def parse_job(raw: bytes | bytearray | str | dict[str, Any] | OptimizationJob) -
     data = _decode(raw)
     if not isinstance(data, dict):
         raise InputError("$", _type_name(data), "a job message must be a JSON object")
+    check_text(data)  # lone surrogates and absurd nesting, before pydantic (or a repr) meets them
     try:
         return OptimizationJob.model_validate(data)
     except ValidationError as exc:
         raise to_input_error(OptimizationJob, exc) from None
+
+
+def canonical_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    """A stored payload normalized by today's contract (what ``payload()`` would give for it now)."""
+    return parse_job(payload).payload()
 
 
 def extract_job_id(raw: bytes | bytearray | str | dict[str, Any]) -> UUID | None:
@@ -358,7 +365,8 @@ def _decode(raw: Any) -> Any:
         try:
             raw = bytes(raw).decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            raise InputError("$", bytes(raw[:60]), f"message is not UTF-8 text ({exc.reason} at byte {exc.start})")
+            raise InputError("$", bytes(raw[:60]),
+                             f"message is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if not isinstance(raw, str):
         raise InputError("$", _type_name(raw), "a job message must be JSON bytes, text or a dict")
     try:
@@ -386,6 +394,7 @@ __all__ = [
     "PublishSettings",
     "SearchSettings",
     "ValidationSettings",
+    "canonical_payload",
     "extract_job_id",
     "parse_job",
 ]

@@ -12,6 +12,7 @@ from pydantic_core import PydanticCustomError
 from ludus.constants import ARMS, DECISIONS, ROLES
 from ludus.contracts.base import WireModel, finite_or_none
 from ludus.contracts.events import as_utc, utcnow
+from ludus.contracts.text import safe_text
 from ludus.errors import InputError
 
 Status = Literal["succeeded", "failed", "rejected"]
@@ -133,17 +134,36 @@ class SymbolResult(_Outgoing):
     stale_sessions: int | None = Field(None, description="trading sessions between the last bar and today")
 
 
+# Bounds of an error's texts: they travel in dead-letter headers too, which must stay far below frame_max.
+ERROR_FIELD_CHARS = 200
+ERROR_VALUE_CHARS = 500
+ERROR_REASON_CHARS = 2000
+
+
 class ErrorDetail(_Outgoing):
-    """Why a job was rejected or failed: the field, its value and the rule (or the failure) in words."""
+    """Why a job was rejected or failed: the field, its value and the rule (or the failure) in words.
+
+    Every text is made safe on the way in (unencodable characters escaped, lengths bounded), so an error
+    result can always be serialized whatever the message contained."""
 
     field: str | None = None
     value: str | None = None
     reason: str
 
+    @field_validator("field", mode="before")
+    @classmethod
+    def _safe_field(cls, value: Any) -> Any:
+        return None if value is None else safe_text(value, ERROR_FIELD_CHARS)
+
     @field_validator("value", mode="before")
     @classmethod
     def _text(cls, value: Any) -> Any:
-        return value if value is None or isinstance(value, str) else repr(value)
+        return None if value is None else safe_text(value, ERROR_VALUE_CHARS)
+
+    @field_validator("reason", mode="before")
+    @classmethod
+    def _safe_reason(cls, value: Any) -> Any:
+        return safe_text(value, ERROR_REASON_CHARS)
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> ErrorDetail:

@@ -19,6 +19,7 @@ SAVEPOINTs and the stores' read-then-write sequences are really transactional (S
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,8 +33,14 @@ from sqlalchemy.engine.url import URL
 from ludus.config import mask_url
 from ludus.constants import PRICES_SCHEMA
 from ludus.errors import InputError, TransientError
+from ludus.logs import warn_once
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# SQLSTATE of a refused login: invalid_password (PostgreSQL), invalid_authorization_specification (ANSI);
+# SQL Server's ODBC driver reports 28000 too.
+_AUTH_SQLSTATES = ("28P01", "28000")
+
+log = logging.getLogger("ludus.db")
 
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
@@ -64,9 +71,25 @@ def database_errors(url: str | URL) -> Iterator[None]:
     try:
         yield
     except sa.exc.OperationalError as exc:
-        where = url.render_as_string(hide_password=True) if isinstance(url, URL) else mask_url(url)
+        where = mask_url(url.render_as_string(hide_password=False) if isinstance(url, URL) else url)
         detail = " ".join(str(exc.orig if exc.orig is not None else exc).split())
+        if refused_credentials(exc):
+            # said once: a worker retries forever (the secret may be rotated), the log must not flood
+            warn_once(log, f"db-auth:{where}", "the database at %s refused the credentials: %s", where, detail)
+            raise TransientError(f"the database at {where} refused the credentials: {detail}") from exc
         raise TransientError(f"database unreachable or busy at {where}: {detail}") from exc
+
+
+def refused_credentials(exc: BaseException) -> bool:
+    """True when a connection failed because the server refused the user or password."""
+    orig = getattr(exc, "orig", None) or exc
+    state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if state in _AUTH_SQLSTATES:
+        return True
+    # libpq reports a refused login during the connection only as text (no SQLSTATE)
+    text = str(orig).lower()
+    return ("authentication failed" in text or "login failed for user" in text
+            or ("role \"" in text and "does not exist" in text))
 
 
 def prices_sidecar_path(database: str) -> str:

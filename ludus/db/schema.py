@@ -21,6 +21,7 @@ from ludus.constants import (
     MODEL_CHANGES_TABLE,
     MODELS_TABLE,
     OPTIMIZED_PARAMETERS_TABLE,
+    OUTBOX_TABLE,
     PRICE_COLUMNS,
     PRICES_SCHEMA,
     SCHEDULE_SLOTS_TABLE,
@@ -44,6 +45,9 @@ STATUS_LEN = 16
 OWNER_LEN = 200
 ARM_LEN = 32
 DECISION_LEN = 16
+HASH_LEN = 64  # sha256, hex
+ROUTING_KEY_LEN = 255  # AMQP shortstr
+MESSAGE_ID_LEN = 200
 ACTION_LEN = 16
 SCHEDULE_NAME_LEN = 100
 
@@ -120,7 +124,34 @@ jobs = sa.Table(
     sa.Column("started_at", UTCDateTime, nullable=True),
     sa.Column("finished_at", UTCDateTime, nullable=True),
     sa.Column("error", sa.UnicodeText, nullable=True),
+    # sha256 of the canonical payload: a known job id arriving with another payload is refused
+    sa.Column("payload_hash", sa.String(HASH_LEN), nullable=True),
+    # dead-letter replays this job was reopened for (a replayed message re-runs a rejected/failed job once)
+    sa.Column("replays", sa.Integer, nullable=False, server_default=sa.text("0")),
     sa.Index(None, "status", "lease_expires_at"),
+)
+
+# The transactional outbox: messages written in the same transaction as the job outcome they announce
+# (the result, the final progress event, a dead letter) and delivered by whichever worker is alive until the
+# broker confirmed them. ``claimed_by``/``claim_expires_at`` work like a job lease: one deliverer at a time.
+outbox = sa.Table(
+    OUTBOX_TABLE,
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.String(JOB_ID_LEN), nullable=True),
+    sa.Column("kind", sa.String(STATUS_LEN), nullable=False),
+    sa.Column("routing_key", sa.String(ROUTING_KEY_LEN), nullable=False),
+    sa.Column("message_id", sa.String(MESSAGE_ID_LEN), nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Column("headers", sa.JSON, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("claimed_by", sa.String(OWNER_LEN), nullable=True),
+    sa.Column("claim_expires_at", UTCDateTime, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("delivered_at", UTCDateTime, nullable=True),
+    sa.Column("last_error", sa.UnicodeText, nullable=True),
+    sa.Index(None, "delivered_at", "id"),
+    sa.Index(None, "job_id"),
 )
 
 model_versions = sa.Table(

@@ -3,6 +3,10 @@
 A bad job is republished (with publisher confirms) to the dead-letter exchange with ``x-ludus-error-*``
 headers, then the original delivery is acked. The broker's own dead-lettering (delivery limit exceeded)
 carries ``x-death`` instead; both are read back by :func:`describe`.
+
+Headers must never be what breaks a dead letter: every value is made encodable and bounded, and the original
+headers are copied only while the total stays within a budget far below the connection's ``frame_max`` (a
+header frame larger than that makes the broker close the whole connection).
 """
 
 from __future__ import annotations
@@ -10,54 +14,150 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any
 
+import pika.data
+
+from ludus.contracts.job import parse_job
+from ludus.contracts.text import safe_text
+from ludus.errors import InputError
+from ludus.queue.policy import CAUSE_CONFLICT
 from ludus.queue.publisher import Publisher
 from ludus.queue.topology import Topology
 
 H_FIELD = "x-ludus-error-field"
 H_VALUE = "x-ludus-error-value"
 H_REASON = "x-ludus-error-reason"
+H_KIND = "x-ludus-error-kind"  # one of ludus.queue.policy.CAUSES
 H_JOB_ID = "x-ludus-job-id"
 H_AT = "x-ludus-dead-lettered-at"
 H_WORKER = "x-ludus-worker"
 H_REPLAYS = "x-ludus-replays"
+H_DROPPED = "x-ludus-headers-dropped"
 # headers that describe one dead-lettering; a replay strips them so the job starts clean
-_DEAD_HEADERS = (H_FIELD, H_VALUE, H_REASON, H_AT, H_WORKER, "x-death", "x-first-death-exchange",
+_DEAD_HEADERS = (H_FIELD, H_VALUE, H_REASON, H_KIND, H_AT, H_WORKER, H_DROPPED, "x-death", "x-first-death-exchange",
                  "x-first-death-queue", "x-first-death-reason", "x-last-death-exchange", "x-last-death-queue",
                  "x-last-death-reason", "x-delivery-count")
+
+#: total size of the headers Ludus publishes (encoded), far below RabbitMQ's default frame_max of 128 KiB
+HEADERS_BUDGET = 32 * 1024
+HEADER_TEXT_CHARS = 4000
+HEADER_DEPTH = 8
 
 _JOB_ID_KEYS = ("job_id", "JobId", "jobId", "JobID")
 
 
 def job_id_of(body: bytes | str | dict | None) -> str | None:
-    """The job id of a payload when one can be read (even from an otherwise invalid job), else None."""
+    """The job id of a payload when one can be read (even from an otherwise invalid job), else None.
+
+    Never raises: an unreadable, undecodable or absurdly nested body simply has no readable id."""
     data: Any = body
     if isinstance(body, (bytes, str)):
         try:
             data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except Exception:  # noqa: BLE001 - ValueError, UnicodeDecodeError, RecursionError: no readable id
             return None
     if isinstance(data, dict):
         for key in _JOB_ID_KEYS:
             value = data.get(key)
             if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip():
-                return str(value)[:100]
+                return safe_text(str(value), 100)
     return None
 
 
-def dead_letter_headers(original: dict | None, error: dict, *, job_id: str | None, worker: str) -> dict:
-    headers = {k: v for k, v in (original or {}).items() if k not in _DEAD_HEADERS}
-    headers.update({
-        H_FIELD: str(error.get("field", ""))[:500],
-        H_VALUE: str(error.get("value", ""))[:500],
-        H_REASON: str(error.get("reason", ""))[:2000],
+def encoded_size(headers: dict | None) -> int:
+    """Bytes the headers take in a frame (AMQP field table); raises when a value cannot be encoded."""
+    if not headers:
+        return 0
+    pieces: list[bytes] = []
+    return pika.data.encode_table(pieces, headers)
+
+
+def safe_value(value: Any, depth: int = 0) -> Any:
+    """A header value that pika can encode: text escaped and bounded, nested tables bounded in depth."""
+    if isinstance(value, str):
+        return safe_text(value, HEADER_TEXT_CHARS)
+    if isinstance(value, (bool, int, Decimal, datetime)) or value is None:
+        try:  # pika cannot encode every value it decodes (ints past 64 bits, huge decimals)
+            pika.data.encode_value([], value)
+            return value
+        except Exception:  # noqa: BLE001 - kept as text instead
+            return safe_text(value, 200)
+    if isinstance(value, bytes):
+        return value if len(value) <= HEADER_TEXT_CHARS else value[:HEADER_TEXT_CHARS]
+    if depth >= HEADER_DEPTH:
+        return safe_text(value, 200)
+    if isinstance(value, dict):
+        return {safe_text(k, 128): safe_value(v, depth + 1) for k, v in list(value.items())[:64]}
+    if isinstance(value, (list, tuple)):
+        return [safe_value(v, depth + 1) for v in list(value)[:64]]
+    return safe_text(value, 200)
+
+
+def bounded_headers(headers: dict | None, budget: int = HEADERS_BUDGET, *,
+                    drop: tuple[str, ...] = ()) -> tuple[dict, list[str]]:
+    """Copy of ``headers`` with safe values that fits in ``budget`` bytes; returns (headers, dropped names).
+
+    Headers are kept in their order while they fit; one that is too large (or cannot be encoded) is dropped
+    and named, so a near-``frame_max`` header never breaks the copy that carries the reason."""
+    out: dict = {}
+    dropped: list[str] = []
+    used = 0
+    for key, value in (headers or {}).items():
+        if key in drop:
+            continue
+        name = safe_text(key, 128)
+        try:
+            clean = safe_value(value)
+            size = encoded_size({name: clean})
+        except Exception:  # noqa: BLE001 - an unencodable header is dropped, not fatal
+            dropped.append(name)
+            continue
+        if used + size > budget:
+            dropped.append(name)
+            continue
+        out[name] = clean
+        used += size
+    return out, dropped
+
+
+def dead_letter_headers(original: dict | None, error: dict, *, job_id: str | None, worker: str,
+                        cause: str = "", budget: int = HEADERS_BUDGET) -> dict:
+    """The headers of a dead letter: the reason (field, value, rule, kind), who and when, and as many of the
+    original headers as fit in ``budget`` bytes (the names of those left out in ``x-ludus-headers-dropped``)."""
+    ours = {
+        H_FIELD: safe_text(error.get("field", ""), 200),
+        H_VALUE: safe_text(error.get("value", ""), 500),
+        H_REASON: safe_text(error.get("reason", ""), 2000),
+        H_KIND: safe_text(cause, 32),
         H_AT: datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        H_WORKER: worker,
-    })
+        H_WORKER: safe_text(worker, 200),
+    }
     if job_id:
-        headers[H_JOB_ID] = job_id
+        ours[H_JOB_ID] = safe_text(job_id, 100)
+    room = max(0, budget - encoded_size(ours) - 1024)  # 1 KiB left for the list of dropped names
+    kept, dropped = bounded_headers(original, room, drop=(*_DEAD_HEADERS, *ours))
+    headers = {**kept, **ours}
+    if dropped:
+        headers[H_DROPPED] = safe_text(", ".join(dropped), 900)
     return headers
+
+
+def requeue_headers(original: dict | None, budget: int = HEADERS_BUDGET) -> dict:
+    """Headers of a message republished to the jobs queue (retry/release): the broker's delivery count
+    removed, everything else kept while it fits."""
+    kept, _dropped = bounded_headers(original, budget, drop=("x-delivery-count",))
+    return kept
+
+
+def replay_count(headers: dict | None) -> int:
+    """How many times a message was replayed from the dead-letter queue (0 for junk or a missing header)."""
+    value = (headers or {}).get(H_REPLAYS)
+    try:
+        return max(0, int(value)) if value is not None and not isinstance(value, bool) else 0
+    except (TypeError, ValueError):
+        return 0
 
 
 def publish_dead_letter(publisher: Publisher, topology: Topology, body: bytes, headers: dict) -> None:
@@ -75,6 +175,7 @@ class DeadLetter:
     field: str
     value: str
     at: str
+    kind: str = ""
     body: bytes = b""
     headers: dict = field(default_factory=dict)
 
@@ -92,7 +193,7 @@ def describe(headers: dict | None, body: bytes) -> DeadLetter:
     return DeadLetter(
         job_id=_text(headers.get(H_JOB_ID)) or job_id_of(body),
         reason=reason, field=_text(headers.get(H_FIELD)), value=_text(headers.get(H_VALUE)), at=at,
-        body=body, headers=dict(headers),
+        kind=_text(headers.get(H_KIND)), body=body, headers=dict(headers),
     )
 
 
@@ -120,15 +221,42 @@ def browse(connection, topology: Topology, limit: int | None = None) -> list[Dea
         channel.close()  # returns every fetched message to the queue
 
 
-def replay(connection, topology: Topology, *, job_id: str | None = None) -> list[DeadLetter]:
-    """Move dead letters (all, or those of one job) back to the jobs exchange; returns what was moved.
+@dataclass
+class Refusal:
+    """A dead letter ``replay`` left in place: why, and what the operator should do instead."""
+
+    letter: DeadLetter
+    reason: str
+
+
+def replay_refusal(letter: DeadLetter) -> str | None:
+    """Why replaying this dead letter would only get it refused again (None: it may run now).
+
+    A message that breaks the job contract, or a second payload under a known job id, can only be fixed by
+    sending a corrected job; a job rejected for something the world lacked (an unknown symbol, a missing
+    strategy) or that failed runs again as a new attempt."""
+    if letter.kind == CAUSE_CONFLICT:
+        return (f"{letter.reason}; replaying cannot help: give the job a new job_id and resubmit it "
+                "with `ludus submit JOB.json`")
+    try:
+        parse_job(letter.body)
+    except InputError as exc:
+        return (f"the message is not a valid job ({exc}); fix it and resubmit it with `ludus submit JOB.json`")
+    return None
+
+
+def replay(connection, topology: Topology, *, job_id: str | None = None) -> tuple[list[DeadLetter], list[Refusal]]:
+    """Move dead letters (all, or those of one job) back to the jobs exchange; returns (moved, refused).
 
     Each message is republished with confirms before its dead-letter copy is acked, so a crash in between
-    duplicates it at worst (the job id makes the duplicate harmless), never loses it.
+    duplicates it at worst (the job id makes the duplicate harmless), never loses it. The replay counter
+    header makes the worker reopen a rejected or failed job and run it again as a new attempt. A letter that
+    could only be refused again is left in the queue (see :func:`replay_refusal`).
     """
     channel = connection.channel()
     publisher = Publisher(connection.channel())
     moved: list[DeadLetter] = []
+    refused: list[Refusal] = []
     try:
         depth = int(channel.queue_declare(topology.dead_letter_queue, passive=True).method.message_count)
         for _ in range(depth):
@@ -138,15 +266,17 @@ def replay(connection, topology: Topology, *, job_id: str | None = None) -> list
             letter = describe(props.headers, body)
             if job_id is not None and letter.job_id != job_id:
                 continue  # stays unacked, returned when the channel closes
-            headers = {k: v for k, v in (props.headers or {}).items() if k not in _DEAD_HEADERS}
-            headers[H_REPLAYS] = int(headers.get(H_REPLAYS, 0) or 0) + 1
+            why = replay_refusal(letter)
+            if why is not None:
+                refused.append(Refusal(letter, why))
+                continue  # stays, returned when the channel closes
+            headers = requeue_headers({k: v for k, v in (props.headers or {}).items() if k not in _DEAD_HEADERS})
+            headers[H_REPLAYS] = replay_count(props.headers) + 1
             publisher.publish(topology.jobs_exchange, topology.jobs_routing_key, body, headers=headers,
                               message_id=props.message_id, content_type=props.content_type or "application/json")
             channel.basic_ack(method.delivery_tag)
             moved.append(letter)
-        return moved
+        return moved, refused
     finally:
         channel.close()
         publisher.channel.close()
-
-

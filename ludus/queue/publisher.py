@@ -18,6 +18,16 @@ class UnroutableError(LudusError):
     """A mandatory message matched no queue (the topology is missing or a binding is wrong)."""
 
 
+class HeadersError(LudusError):
+    """Headers that cannot go out: a value pika cannot encode, or more bytes than one frame holds (the
+    broker would close the whole connection). Raised before anything is sent."""
+
+
+# room in a content-header frame besides the headers: class, weight, body size, flags, other properties
+_HEADER_FRAME_OVERHEAD = 1024
+DEFAULT_FRAME_MAX = 131072  # RabbitMQ's default
+
+
 def encode(payload: Any) -> bytes:
     """JSON bytes of a dict, a pydantic model or raw bytes/str."""
     if isinstance(payload, bytes):
@@ -36,6 +46,14 @@ class Publisher:
         self.channel = channel
         channel.confirm_delivery()
 
+    @property
+    def frame_max(self) -> int:
+        """The frame size negotiated with the broker (a header frame must fit in one)."""
+        try:
+            return int(self.channel.connection._impl.params.frame_max)
+        except (AttributeError, TypeError, ValueError):
+            return DEFAULT_FRAME_MAX
+
     def publish(self, exchange: str, routing_key: str, body: Any, *, mandatory: bool = True,
                 headers: dict | None = None, message_id: str | None = None,
                 content_type: str = JSON) -> None:
@@ -50,6 +68,12 @@ class Publisher:
             message_id=message_id or str(uuid.uuid4()),
             headers=headers or None,
         )
+        try:
+            size = sum(len(piece) for piece in props.encode())
+        except Exception as exc:
+            raise HeadersError(f"headers cannot be encoded: {type(exc).__name__}") from exc
+        if size > self.frame_max - _HEADER_FRAME_OVERHEAD:
+            raise HeadersError(f"headers of {size} bytes exceed the frame size {self.frame_max}")
         try:
             self.channel.basic_publish(exchange, routing_key, encode(body), props, mandatory=mandatory)
         except pika.exceptions.UnroutableError as exc:

@@ -5,6 +5,7 @@ jobs exchange (direct) --job--> jobs queue (quorum, x-delivery-limit, dead-lette
                                      v
 dead-letter exchange (fanout) --> dead-letter queue (quorum)
 events exchange (topic): ``job.<id>.progress`` and ``job.<id>.result``
+                         --job.*.result--> results queue (quorum, durable: every result, even with no consumer)
 """
 
 from __future__ import annotations
@@ -25,7 +26,16 @@ class Topology:
     dead_letter_exchange: str = c.DEAD_LETTER_EXCHANGE
     dead_letter_queue: str = c.DEAD_LETTER_QUEUE
     events_exchange: str = c.EVENTS_EXCHANGE
+    # None: ludus.results for the default events exchange, "<events exchange>.results" for another one, so a
+    # namespace of its own (a test, a second deployment on one broker) never shares the results queue
+    results_queue: str | None = None
+    results_max_length: int = c.RESULTS_QUEUE_MAX_LENGTH
     delivery_limit: int = c.DELIVERY_LIMIT
+
+    def __post_init__(self) -> None:
+        if self.results_queue is None:
+            derived = c.RESULTS_QUEUE if self.events_exchange == c.EVENTS_EXCHANGE else f"{self.events_exchange}.results"
+            object.__setattr__(self, "results_queue", derived)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topology:
@@ -35,6 +45,8 @@ class Topology:
             dead_letter_exchange=settings.dead_letter_exchange,
             dead_letter_queue=settings.dead_letter_queue,
             events_exchange=settings.events_exchange,
+            results_queue=settings.results_queue,
+            results_max_length=settings.results_queue_max_length,
             delivery_limit=settings.delivery_limit,
         )
 
@@ -49,6 +61,12 @@ class Topology:
             "x-delivery-limit": self.delivery_limit,
         }
 
+    def results_queue_arguments(self) -> dict:
+        # A results queue nobody reads must not grow without bound; past the limit the broker refuses (nacks)
+        # new results, and the worker's outbox keeps them until there is room: full is backpressure, not loss.
+        # Quorum queues take x-max-length and reject-publish on 3.10, 3.13 and 4.x alike.
+        return {"x-queue-type": "quorum", "x-max-length": self.results_max_length, "x-overflow": "reject-publish"}
+
 
 def declare(channel, topology: Topology) -> None:
     """Declare every exchange, queue and binding (idempotent; same arguments every time)."""
@@ -60,12 +78,14 @@ def declare(channel, topology: Topology) -> None:
     channel.queue_bind(t.dead_letter_queue, t.dead_letter_exchange)
     channel.queue_declare(t.jobs_queue, durable=True, arguments=t.jobs_queue_arguments())
     channel.queue_bind(t.jobs_queue, t.jobs_exchange, routing_key=t.jobs_routing_key)
+    channel.queue_declare(t.results_queue, durable=True, arguments=t.results_queue_arguments())
+    channel.queue_bind(t.results_queue, t.events_exchange, routing_key=c.RESULTS_BINDING)
 
 
 def delete(channel, topology: Topology) -> None:
     """Remove every object of a topology (tests, and operators tearing down a namespace)."""
     t = topology
-    for queue in (t.jobs_queue, t.dead_letter_queue):
+    for queue in (t.jobs_queue, t.dead_letter_queue, t.results_queue):
         channel.queue_delete(queue)
     for exchange in (t.jobs_exchange, t.dead_letter_exchange, t.events_exchange):
         channel.exchange_delete(exchange)

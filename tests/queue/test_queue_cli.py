@@ -8,7 +8,7 @@ import sys
 import uuid
 
 import pytest
-from queue_helpers import REPO, job, settings_env, worker_thread
+from queue_helpers import REPO, job, job_record, settings_env, worker_thread
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres]
 
@@ -110,3 +110,72 @@ def test_dlq_lists_rejected_jobs_with_their_reason_and_replays_them(settings, br
 def test_dlq_replay_needs_exactly_one_selector(settings):
     done = ludus(settings, "dlq", "replay")
     assert done.returncode == 2 and "--job-id" in done.stderr + done.stdout
+
+
+def test_dlq_replay_of_a_rejected_job_runs_it_again_as_a_new_attempt(settings, broker, spx_bars):
+    import dataclasses
+
+    from ludus.data.prices import PriceStore
+    from ludus.db.engine import make_engine
+
+    bad = job(symbols=("NOPE",))
+    jid = bad["job_id"]
+    with worker_thread(settings):
+        broker.publish(bad)
+        broker.wait(lambda: broker.results_of(jid), 60, "the rejection")
+        broker.wait(lambda: broker.depth(settings.dead_letter_queue) == 1, 30, "the dead letter")
+        # what the job lacked is there now: NOPE's prices are loaded
+        PriceStore(make_engine(settings.database_url)).write(dataclasses.replace(spx_bars, symbol="NOPE"))
+        replayed = ludus(settings, "dlq", "replay", "--job-id", jid)
+        assert replayed.returncode == 0, replayed.stderr
+        assert "runs again as a new attempt" in replayed.stdout
+        broker.wait(lambda: len(broker.results_of(jid)) >= 2, 120, "the result of the re-run")
+    assert [r["status"] for r in broker.results_of(jid)] == ["rejected", "succeeded"]
+    record = job_record(settings.database_url, jid)
+    assert (record.status, record.attempts, record.replays) == ("succeeded", 2, 1)
+    assert broker.depth(settings.dead_letter_queue) == 0 and broker.depth(settings.jobs_queue) == 0
+
+
+def test_dlq_replay_refuses_what_would_only_be_refused_again_and_says_what_to_do(settings, broker):
+    first = job(trials=2)
+    conflicting = {**first, "search": {"trials": 3, "seed": 1}}
+    with worker_thread(settings):
+        broker.publish(b'{"job_id": "%s", "strategy": 5}' % str(uuid.uuid4()).encode())
+        broker.publish(first)
+        broker.wait(lambda: broker.results_of(first["job_id"]), 90, "the first job")
+        broker.publish(conflicting)
+        broker.wait(lambda: broker.depth(settings.dead_letter_queue) == 2, 60, "two dead letters")
+    done = ludus(settings, "dlq", "replay", "--all")
+    assert done.returncode == 2, done.stdout + done.stderr
+    said = done.stdout + done.stderr
+    assert "0 message(s) sent back" in said and "ludus submit" in said
+    assert "not a valid job" in said and "strategy" in said  # the contract's field=value: rule
+    assert "new job_id" in said  # the conflicting payload
+    assert broker.depth(settings.dead_letter_queue) == 2 and broker.depth(settings.jobs_queue) == 0
+
+
+def test_watch_returns_at_once_for_rejected_and_failed_jobs(settings, broker):
+    def broken(job_, **_kw):
+        raise RuntimeError("the engine fell over")
+
+    rejected = job(symbols=("NOPE",))
+    never_a_job = str(uuid.uuid4())
+    with worker_thread(settings):
+        broker.publish(rejected)
+        broker.publish(b'{"job_id": "%s", "strategy": 5}' % never_a_job.encode())
+        broker.wait(lambda: broker.results_of(rejected["job_id"]) and broker.results_of(never_a_job), 60,
+                    "both rejections")
+    failed = job(trials=2)
+    with worker_thread(settings, runner=broken):
+        broker.publish(failed)
+        broker.wait(lambda: broker.results_of(failed["job_id"]), 60, "the failure")
+    for jid, words in ((rejected["job_id"], "NOPE"), (never_a_job, "strategy"),
+                       (failed["job_id"], "the engine fell over")):
+        done = ludus(settings, "watch", jid, timeout=60)  # no --timeout: it must not wait
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert words in done.stdout and ("rejected" in done.stdout or "failed" in done.stdout)
+
+
+def test_watch_says_unknown_job_for_an_id_never_seen(settings, broker):
+    done = ludus(settings, "watch", str(uuid.uuid4()), timeout=60)
+    assert done.returncode == 2 and "unknown job" in done.stderr, done.stdout + done.stderr

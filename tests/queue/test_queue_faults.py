@@ -108,14 +108,22 @@ def test_broker_connections_closed_mid_job(settings, broker):
 
 
 def test_database_unreachable_for_a_while(settings, broker, ludus_db):
+    from ludus.pipeline import run_job
+
     url = sa.make_url(ludus_db)
     proxy = TcpProxy(url.port or 5432).start()
     proxied = settings.model_copy(update={"database_url": url.set(port=proxy.port).render_as_string(False)})
     body = job(trials=TRIALS)
     jid = body["job_id"]
+    runs: list[str] = []
+
+    def counted(job_, **kwargs):
+        runs.append(str(job_.job_id))
+        return run_job(job_, **kwargs)
+
     broker.publish(body)
     try:
-        with worker_thread(proxied, http_port=0) as w:
+        with worker_thread(proxied, http_port=0, runner=counted) as w:
             broker.wait(lambda: _in_search(broker, jid, 0), 60, "the search to start")
             proxy.stop()
             wait_for(lambda: not w.health()[1]["database"], 15, "the worker to see the database gone")
@@ -137,6 +145,10 @@ def test_database_unreachable_for_a_while(settings, broker, ludus_db):
         proxy.stop()
     _assert_done_once(settings, broker, jid)
     assert job_record(settings.database_url, late["job_id"]).status == "succeeded"
+    # one outage, one resume: the worker waits for the database before it resumes the job, instead of
+    # restarting the pipeline against a database that is still down (it did 5-14 times)
+    assert runs.count(jid) <= 2, runs
+    assert runs.count(late["job_id"]) == 1
 
 
 def _broker_env(key: str):
@@ -151,15 +163,37 @@ def _set_broker_env(key: str, value) -> None:
         rabbitmqctl("eval", f"application:set_env(rabbit, {key}, {value}).")
 
 
+def _rabbitmqctl_reaches(amqp_url: str) -> bool:
+    """True when the node rabbitmqctl talks to is the broker behind ``amqp_url`` (it lists our connection)."""
+    import uuid
+
+    import pika
+
+    name = f"ludus-test-probe-{uuid.uuid4().hex[:8]}"
+    params = pika.URLParameters(amqp_url)
+    params.client_properties = {"connection_name": name}
+    conn = pika.BlockingConnection(params)
+    try:
+        return name in rabbitmqctl("list_connections", "client_properties")
+    finally:
+        conn.close()
+
+
 @pytest.fixture
-def short_consumer_timeout():
-    """consumer_timeout 2 s, checked every second (channels opened from now on); restored afterwards."""
-    saved = {k: _broker_env(k) for k in ("consumer_timeout", "channel_tick_interval")}
-    _set_broker_env("consumer_timeout", 2000)
-    _set_broker_env("channel_tick_interval", 1000)
-    yield 2.0
-    for key, value in saved.items():
-        _set_broker_env(key, value)
+def short_consumer_timeout(amqp_url):
+    """consumer_timeout 2 s, checked every second (channels opened from now on) on the broker of
+    ``amqp_url`` only (the fixture refuses to touch another node), and restored afterwards, checked."""
+    assert _rabbitmqctl_reaches(amqp_url), "rabbitmqctl reaches another node than the test broker"
+    keys = ("consumer_timeout", "channel_tick_interval")
+    saved = {k: _broker_env(k) for k in keys}
+    try:
+        _set_broker_env("consumer_timeout", 2000)
+        _set_broker_env("channel_tick_interval", 1000)
+        yield 2.0
+    finally:
+        for key, value in saved.items():
+            _set_broker_env(key, value)
+        assert {k: _broker_env(k) for k in keys} == saved, "the broker settings were not restored"
 
 
 def test_job_longer_than_the_consumer_timeout_runs_once(settings, broker, amqp_url, short_consumer_timeout):

@@ -8,7 +8,7 @@ import urllib.request
 
 import pika
 import pytest
-from queue_helpers import job, job_record, optimized_rows, worker_thread
+from queue_helpers import job, job_record, optimized_rows, start_worker_process, worker_thread
 
 from ludus.queue.deadletter import H_FIELD, H_JOB_ID, H_REASON
 from ludus.queue.topology import declare
@@ -80,6 +80,9 @@ def test_bad_input_gets_an_error_result_and_a_dead_letter_with_the_reason(settin
     values = dict(line.rsplit(" ", 1) for line in metrics.splitlines() if line and not line.startswith("#"))
     assert float(values["ludus_jobs_dead_lettered_total"]) == len(BAD), values
     assert float(values["ludus_jobs_succeeded_total"]) == 1.0
+    # bad input is counted apart from failures: an alert on failures does not fire on a malformed message
+    assert float(values["ludus_jobs_rejected_total"]) == len(BAD)
+    assert float(values["ludus_jobs_failed_total"]) == 0.0
     assert "ludus_job_duration_seconds_bucket" in metrics and "ludus_backlog" in metrics
     by_status = {}
     for r in broker.results:
@@ -106,3 +109,33 @@ def test_bad_input_gets_an_error_result_and_a_dead_letter_with_the_reason(settin
     unknown_symbol = json.loads(BAD[3][0])["job_id"]
     assert job_record(settings.database_url, unknown_symbol).status == "rejected"
     assert optimized_rows(settings.database_url, unknown_symbol) == []
+
+
+def test_worker_logs_one_json_line_per_job_transition(settings, broker, tmp_path):
+    import signal
+
+    ok, bad = job(trials=2), job(strategy="no_such_strategy")
+    log = tmp_path / "worker.log"
+    proc = start_worker_process(settings.model_copy(update={"log_format": "json", "log_level": "INFO"}), log)
+    try:
+        broker.publish(ok)
+        broker.publish(bad)
+        broker.wait(lambda: broker.results_of(ok["job_id"]) and broker.results_of(bad["job_id"]), 90, "both")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log.read_text()
+    assert "Basic.Return" not in text and "Traceback" not in text
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    assert lines and all({"time", "level", "name", "message"} <= set(line) for line in lines)
+    mine = [line for line in lines if line.get("job_id") == ok["job_id"]]
+    steps = [line["transition"] for line in mine]
+    assert steps[0] == "accepted" and steps[1] == "started" and steps[-1] == "finished", steps
+    phases = [line for line in mine if line["transition"] == "phase"]
+    assert [p["phase"] for p in phases][:2] == ["accepted", "loading_data"]
+    assert all(p["previous_s"] >= 0 for p in phases[1:])
+    assert mine[-1]["status"] == "succeeded" and mine[-1]["duration_s"] > 0
+    [refused] = [line for line in lines if line.get("job_id") == bad["job_id"] and line.get("transition") == "rejected"]
+    assert refused["status"] == "rejected" and "no_such_strategy" in refused["message"]

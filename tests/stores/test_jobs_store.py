@@ -32,10 +32,78 @@ def test_accept_records_once(engine: Engine) -> None:
     assert created and rec.job_id == str(jid) and rec.status == J.ACCEPTED and rec.attempts == 0
     assert rec.payload == PAYLOAD and rec.created_at == T0 and rec.created_at.tzinfo == timezone.utc
     with transaction(engine) as conn:
-        again, created = J.accept(conn, str(jid).upper(), {"other": True})
+        again, created = J.accept(conn, str(jid).upper(), dict(reversed(PAYLOAD.items())))
         # The duplicate did not poison the transaction (it sat in a savepoint).
         assert conn.execute(sa.select(1)).scalar_one() == 1
-    assert not created and again.payload == PAYLOAD
+    assert not created and again.payload == PAYLOAD and again.payload_hash == J.payload_hash(PAYLOAD)
+
+
+def test_a_known_job_id_with_another_payload_is_refused_and_nothing_changes(engine: Engine) -> None:
+    jid = _accepted(engine)
+    other = {**PAYLOAD, "symbols": ["IXIC"]}
+    with pytest.raises(J.PayloadConflictError) as err, transaction(engine) as conn:
+        J.accept(conn, jid, other)
+    assert err.value.field == "job_id" and err.value.value == jid and "different payload" in err.value.rule
+    assert isinstance(err.value, InputError)  # the queue policy rejects it like any bad input
+    with transaction(engine) as conn:
+        assert J.get(conn, jid).payload == PAYLOAD
+        with pytest.raises(J.PayloadConflictError):
+            J.check_payload(conn, jid, other)
+        assert J.check_payload(conn, jid, PAYLOAD).job_id == jid
+        assert J.check_payload(conn, uuid.uuid4(), other) is None
+        # a stored payload that today's contract normalizes to the offered one is the same job
+        _same, created = J.accept(conn, jid, other, canonical=lambda stored: {**stored, "symbols": ["IXIC"]})
+        assert not created
+
+
+def test_finish_announces_result_event_and_dead_letter_in_the_same_transaction(engine: Engine) -> None:
+    from ludus.stores import outbox
+
+    jid = _accepted(engine)
+    with transaction(engine) as conn:
+        assert J.claim(conn, jid, "worker-a", 30, now=T0)
+        J.finish(conn, jid, "worker-a", J.REJECTED, {"job_id": jid, "status": "rejected",
+                                                     "error": {"reason": "no price table"}},
+                 dead_letter=(b'{"job_id": 1}', {"x-ludus-error-reason": "no price table"}), now=T0)
+        rows = outbox.of_job(conn, jid)
+    assert [r.kind for r in rows] == [outbox.PROGRESS, outbox.RESULT, outbox.DEAD_LETTER]
+    assert rows[1].routing_key == f"job.{jid}.result" and b"no price table" in rows[1].body
+    assert rows[2].body == b'{"job_id": 1}' and rows[2].headers == {"x-ludus-error-reason": "no price table"}
+    assert len({r.message_id for r in rows}) == 3
+    # the writer keeps them until its lease would have run out; then anyone may deliver them
+    with transaction(engine) as conn:
+        assert outbox.claim(conn, "worker-b", 30, now=T0 + timedelta(seconds=29)) == []
+        mine = outbox.claim(conn, "worker-a", 30, now=T0 + timedelta(seconds=1))
+        assert [r.id for r in mine] == [r.id for r in rows]
+        assert outbox.delivered(conn, rows[0].id, "worker-a")
+        late = outbox.claim(conn, "worker-b", 30, now=T0 + timedelta(seconds=60))
+        assert [r.id for r in late] == [r.id for r in rows[1:]]  # delivered rows never go out again
+        assert not outbox.delivered(conn, rows[1].id, "worker-a")  # taken over: the old claimer cannot mark it
+        assert outbox.pending(conn) == 2
+    # a failed transaction leaves no announcement behind
+    jid2 = _accepted(engine)
+    with pytest.raises(RuntimeError), transaction(engine) as conn:
+        J.finish(conn, jid2, None, J.REJECTED, {"status": "rejected"})
+        raise RuntimeError("the publishing transaction broke")
+    with transaction(engine) as conn:
+        assert outbox.of_job(conn, jid2) == [] and J.get(conn, jid2).status == J.ACCEPTED
+        J.finish(conn, jid2, None, J.SUCCEEDED, {}, announce=False)
+        assert outbox.of_job(conn, jid2) == []
+
+
+def test_reopen_reruns_a_rejected_job_once_per_replay(engine: Engine) -> None:
+    jid = _accepted(engine)
+    with transaction(engine) as conn:
+        J.claim(conn, jid, "worker-a", 30)
+        J.finish(conn, jid, "worker-a", J.REJECTED, {"status": "rejected"}, error="no price table")
+    with transaction(engine) as conn:
+        assert J.reopen(conn, jid, "worker-b", 30, replays=1)
+        rec = J.get(conn, jid)
+        assert (rec.status, rec.lease_owner, rec.attempts, rec.replays, rec.result) == (J.RUNNING, "worker-b", 2,
+                                                                                          1, None)
+        assert not J.reopen(conn, jid, "worker-c", 30, replays=1)  # running: nothing to reopen
+        J.finish(conn, jid, "worker-b", J.SUCCEEDED, {"status": "succeeded"})
+        assert not J.reopen(conn, jid, "worker-c", 30, replays=2)  # succeeded jobs stay succeeded
 
 
 def test_job_id_must_be_a_uuid(engine: Engine) -> None:
