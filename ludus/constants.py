@@ -6,6 +6,8 @@ PRICE_COLUMNS = ("Timestamp", "Open", "High", "Low", "Close", "Volume")
 OPTIMIZED_PARAMETERS_TABLE = "OptimizedParameters"  # read by Constellations each morning
 JOBS_TABLE = "ludus_jobs"
 MODELS_TABLE = "ludus_model_versions"
+LEDGER_TABLE = "ludus_decision_ledger"  # configurations tried per (strategy, symbol, interval) and job
+EVIDENCE_TABLE = "ludus_decision_evidence"  # per-arm out-of-sample paths behind each decision
 OUTBOX_TABLE = "ludus_outbox"  # messages written with a job's outcome, delivered until the broker confirms
 MODEL_CHANGES_TABLE = "ludus_model_changes"  # audit: every activation and rollback (who, when, why)
 SCHEDULE_SLOTS_TABLE = "ludus_schedule_slots"  # one row per schedule slot that fired (claimed first)
@@ -67,3 +69,39 @@ METRICS_PATH = "/metrics"
 BACKLOG_PATH = "/backlog"  # JSON: ready + unfinished jobs per architecture (KEDA's metrics-api trigger)
 DEFAULT_WEB_PORT = 8081  # `ludus serve`: the read-only web view (jobs, parameters, models, reports)
 DEFAULT_DASHBOARD_PORT = 8082  # where the README runs optuna-dashboard on Ludus' database; reports link there
+
+# --- decisions: champion and challengers ------------------------------------------------------------
+# The arms compared on the rolling out-of-sample windows. The champion is what is live for the key: the
+# published θ (``published``; ``defaults`` when nothing was published or it equals the defaults), or the
+# policy arm that produced the live row. Every other arm is a challenger.
+ARM_PUBLISHED = "published"  # the live θ, held fixed (champion only)
+ARM_DEFAULTS = "defaults"  # the strategy's declared defaults, held fixed
+ARM_BEST_FIXED = "best_fixed"  # the unconditional best θ, re-chosen at each origin
+ARM_ENSEMBLE = "ensemble"  # the equal-weight average position of the K candidates
+ARM_ROLLING = "rolling"  # walk-forward re-optimization: best θ of a trailing window, refit periodically
+ARM_CPO = "cpo"  # the conditional model's cost-aware argmax
+ARM_POLICY_GRADIENT = "policy_gradient"  # softmax policy over the K candidates trained with REINFORCE
+CHALLENGER_ARMS = (ARM_CPO, ARM_BEST_FIXED, ARM_DEFAULTS, ARM_ENSEMBLE, ARM_ROLLING, ARM_POLICY_GRADIENT)
+ARMS = (ARM_PUBLISHED, *CHALLENGER_ARMS)
+# Arms whose choice changes from bar to bar: when one of them produced the live row, the champion is that
+# policy (refitted the same way), not the single θ it happened to pick that day.
+POLICY_ARMS = (ARM_CPO, ARM_ROLLING, ARM_POLICY_GRADIENT)
+# An average of positions is not a parameter set Constellations can trade: judged, never published.
+UNPUBLISHABLE_ARMS = (ARM_ENSEMBLE,)
+# How reasons and tables name each arm.
+ARM_LABELS = {
+    ARM_PUBLISHED: "published θ", ARM_DEFAULTS: "strategy defaults", ARM_BEST_FIXED: "unconditional best θ",
+    ARM_ENSEMBLE: "equal-weight ensemble", ARM_ROLLING: "rolling re-optimization", ARM_CPO: "CPO policy",
+    ARM_POLICY_GRADIENT: "policy-gradient tuner",
+}
+
+ROLE_CHAMPION = "champion"
+ROLE_CHALLENGER = "challenger"
+ROLES = (ROLE_CHAMPION, ROLE_CHALLENGER)
+
+DECISION_CHANGED = "changed"  # a challenger replaced the champion
+DECISION_KEPT = "kept"  # the champion stays
+DECISIONS = (DECISION_CHANGED, DECISION_KEPT)
+
+DEFAULT_EXCHANGE = "XNYS"  # exchange-calendars code of the trading calendar behind valid_for
+STALE_ACTIONS = ("flag", "refuse")  # what publishing does with a last bar older than allowed

@@ -389,7 +389,8 @@ def params_history(
     for d in decisions:
         x = _decision_dict(d)
         sharpes = "/".join(_num(x[k], ".2f") for k in ("cpo_sharpe", "baseline_sharpe", "defaults_sharpe"))
-        chose = "-" if not x["published"] else ("model" if x["expected_return"] is not None else "baseline")
+        chose = "-" if not x["published"] else (x["arm"] or ("model" if x["expected_return"] is not None
+                                                           else "baseline"))
         table.add_row(x["job_id"], str(x["valid_for"] or "-"), chose, _text(x["parameters"]), sharpes,
                       _num(x["improvement"], "+.3f"), _num(x["dsr"], ".3f"))
     print_table(table)
@@ -451,17 +452,28 @@ def _print_change(change: Any, engine: Any) -> None:
 
 
 def _card(v: Any, referenced: set[int]) -> dict[str, Any]:
-    """The fields of a version's metrics the commands show (one place that knows the metrics' layout)."""
-    m = v.metrics or {}
-    gate = m.get("gate") or {}
-    return {"version": v.id, "strategy": v.strategy, "symbol": v.symbol, "interval": v.interval,
+    """The fields of a version's model card the commands show (one place that knows the card's layout)."""
+    from ludus.constants import ARM_CPO, DECISION_CHANGED, DECISION_KEPT
+    from ludus.contracts.model_card import ModelCard
+
+    base = {"version": v.id, "strategy": v.strategy, "symbol": v.symbol, "interval": v.interval,
             "status": v.status, "job_id": v.job_id, "created_at": v.created_at, "updated_at": v.updated_at,
-            "published": v.id in referenced, "trained_on": m.get("trained_on"), "valid_for": m.get("valid_for"),
-            "candidates": m.get("candidates"), "model_params": m.get("model_params"),
-            "recommendation": m.get("recommendation"), "gate_passed": gate.get("active"),
-            "gate_reason": gate.get("reason"), "improvement": gate.get("improvement"), "dsr": gate.get("dsr"),
-            "cpo_sharpe": (gate.get("cpo") or {}).get("sharpe"),
-            "baseline_sharpe": (gate.get("best_fixed") or {}).get("sharpe")}
+            "published": v.id in referenced}
+    try:
+        card = ModelCard.model_validate(v.metrics or {})
+    except ValueError:  # a version registered before model cards: nothing typed to show
+        m = v.metrics or {}
+        return base | {"trained_on": m.get("trained_on"), "valid_for": m.get("valid_for"), "candidates": None,
+                       "model_params": m.get("model_params"), "recommendation": m.get("recommendation"),
+                       "gate_passed": None, "gate_reason": None, "improvement": None, "dsr": None,
+                       "cpo_sharpe": None, "baseline_sharpe": None}
+    # "passed": the job published this model's choice (changed to CPO, or kept CPO as the live policy)
+    chose_cpo = card.arm == ARM_CPO and card.decision in (DECISION_CHANGED, DECISION_KEPT)
+    return base | {"trained_on": card.trained_on, "valid_for": card.valid_for, "candidates": len(card.candidates),
+                   "model_params": card.model_params,
+                   "recommendation": card.recommendation.to_dict() if card.recommendation else None,
+                   "gate_passed": chose_cpo, "gate_reason": card.reason or None, "improvement": card.improvement,
+                   "dsr": card.dsr, "cpo_sharpe": card.cpo_sharpe, "baseline_sharpe": card.baseline_sharpe}
 
 
 def _entry_dict(e: Any) -> dict[str, Any]:
@@ -480,7 +492,8 @@ def _decision_dict(d: Any) -> dict[str, Any]:
     x = d.decision
     holdout = x.get("holdout") or {}
     return {"job_id": d.job_id, "finished_at": d.finished_at, "valid_for": x.get("valid_for"),
-            "published": x.get("published"), "parameters": x.get("parameters"),
+            "published": x.get("published"), "decision": x.get("decision"), "arm": x.get("arm"),
+            "parameters": x.get("parameters"),
             "expected_return": x.get("expected_return"),
             "model_version": x.get("model_version"), "cpo_sharpe": (holdout.get("cpo") or {}).get("sharpe"),
             "baseline_sharpe": (holdout.get("baseline") or {}).get("sharpe"),

@@ -183,28 +183,37 @@ class ProgressDisplay:
 
 
 def print_result(result: Any) -> None:
-    """One table per symbol (decision, parameters, holdout comparison) and the phase timings."""
+    """One table per symbol (decision, parameters, champion), one of its arms, and the phase timings."""
     for s in result.symbols:
         table = Table(show_header=False, title=f"{result.strategy} {s.symbol} {result.interval} ({result.mode})",
                       title_justify="left")
         table.add_column("field", style="bold")
         table.add_column("value", overflow="fold")
+        if s.decision is not None:
+            table.add_row("decision", f"[bold]{s.decision}[/] ({s.arm})")
         table.add_row("published", "[green]yes[/]" if s.published else "[red]no[/]")
         table.add_row("parameters", _params(s.parameters))
+        if s.champion is not None:
+            table.add_row("champion", f"{s.champion.arm} ({s.champion.source}): {_params(s.champion.parameters)}")
         if s.baseline_parameters is not None and s.baseline_parameters != s.parameters:
             table.add_row("baseline θ", _params(s.baseline_parameters))
         if s.expected_return is not None:
             table.add_row("expected return", f"{s.expected_return:+.5f} per bar")
-        h = s.holdout
-        if h.cpo is not None or h.baseline is not None:
-            table.add_row("holdout Sharpe", f"CPO {_num(h.cpo)}  baseline {_num(h.baseline)}  "
-                                            f"defaults {_num(h.defaults)}")
-            table.add_row("improvement", _fmt(s.improvement, "+.3f"))
-            table.add_row("DSR", _fmt(s.dsr, ".3f"))
+        if s.configurations is not None:
+            c = s.configurations
+            table.add_row("configurations", f"{c.total:,} tried on this key over {c.jobs} job(s): {c.candidates} "
+                                            f"candidates, {c.model_trials} model trials, {c.baseline_trials} "
+                                            f"baseline trials, {c.challengers} challengers")
+            table.add_row("z needed", _fmt(s.z_threshold, ".2f"))
+        if s.windows:
+            table.add_row("out of sample", f"{s.oos_bars:,} bars in {len(s.windows)} windows, "
+                                           f"{s.windows[0].start}..{s.windows[-1].end}")
         table.add_row("valid for", str(s.valid_for) if s.valid_for else "-")
         table.add_row("model version", s.model_version or "-")
         table.add_row("reason", s.reason)
         print_table(table)
+        if s.arms:
+            print_table(arms_table(s))
     timings = Table("phase", "seconds", title="timings", title_justify="left")
     for key, value in result.timings.items():
         if key == "label_bar_evals_per_s":
@@ -214,6 +223,20 @@ def print_result(result: Any) -> None:
     if "label_bar_evals_per_s" in result.timings:
         console.print(f"label throughput: {result.timings['label_bar_evals_per_s']:,.0f} bar-evals/s")
     console.print(f"job {result.job_id}: {result.status}")
+
+
+def arms_table(s: Any) -> Table:
+    """Every arm on the out-of-sample path: Sharpe, ΔSharpe ± SE vs the champion, z, windows, trading."""
+    table = Table("arm", "role", "Sharpe", "ΔSharpe ± SE", "z", "passed", "per window", "turnover/yr",
+                  "θ switches/yr", title=f"{s.symbol}: arms out of sample (z needed {_fmt(s.z_threshold, '.2f')})",
+                  title_justify="left")
+    for a in s.arms:
+        delta = "-" if a.delta_sharpe is None else f"{a.delta_sharpe:+.2f} ± {_fmt(a.delta_se, '.2f')}"
+        seeds = f" (seeds {min(a.seed_sharpes):.2f}..{max(a.seed_sharpes):.2f})" if len(a.seed_sharpes) > 1 else ""
+        table.add_row(a.name + ("" if a.publishable else " *"), a.role, _fmt(a.sharpe, ".2f") + seeds, delta,
+                      _fmt(a.z, ".2f"), "yes" if a.passed else "", " ".join(_fmt(x, ".2f") for x in a.window_sharpes),
+                      _fmt(a.turnover, ".1f"), _fmt(a.switches_per_year, ".1f"))
+    return table
 
 
 def _params(params: dict[str, Any] | None) -> str:
@@ -251,7 +274,7 @@ def recommend_command(
     if row is None:
         fail(f"strategy={strategy} symbol={symbol} interval={interval}: nothing published yet "
              f"(run `ludus optimize JOB.json` first)")
-    scored = rescore(engine, settings, strategy, symbol, interval)
+    scored = rescore(engine, settings, strategy, symbol, interval, held=row.parameters)
     if as_json:
         typer.echo(json.dumps(recommendation_document(row, scored, top), indent=2, default=str))
         return
@@ -260,18 +283,20 @@ def recommend_command(
     table.add_column("value", overflow="fold")
     table.add_row("valid for", str(row.valid_for))
     table.add_row("parameters", _params(row.parameters))
+    if row.decision is not None:
+        table.add_row("decision", f"{row.decision} ({row.arm}), on {row.evidence_bars or 0:,} out-of-sample bars")
     table.add_row("expected return", _fmt(row.expected_metric, "+.5f"))
     table.add_row("baseline θ", _params(row.baseline_parameters))
-    table.add_row("model version", str(row.model_version) if row.model_version is not None else "- (baseline)")
+    table.add_row("model version", str(row.model_version) if row.model_version is not None else "- (no model)")
     table.add_row("job", str(row.job_id or "-"))
     print_table(table)
 
     if scored is None:
-        console.print("no active CPO model for this key: the parameters above are the unconditional baseline")
+        console.print("no active CPO model for this key: the parameters above are not a model's choice")
         return
-    cand = Table("rank", "parameters", "expected return", "published",
-                 title=f"model version {scored['version']} re-scored on the conditions of {scored['as_of']}",
-                 title_justify="left")
+    cand = Table("rank", "parameters", "expected return (net of the move)", "published",
+                 title=f"model version {scored['version']} re-scored on the conditions of {scored['as_of']} "
+                       f"(holding {scored['held_position']:+.0f} now)", title_justify="left")
     for rank, (params, value) in enumerate(scored["ranking"][:top], start=1):
         cand.add_row(str(rank), _params(params), f"{value:+.5f}", "*" if params == row.parameters else "")
     console.print(cand)
@@ -282,32 +307,29 @@ def recommendation_document(row: Any, scored: dict[str, Any] | None, top: int) -
     published = {"strategy": row.strategy, "symbol": row.symbol, "interval": row.interval,
                  "valid_for": row.valid_for.isoformat(), "parameters": row.parameters,
                  "expected_return": row.expected_metric, "baseline_parameters": row.baseline_parameters,
-                 "model_version": row.model_version, "job_id": row.job_id,
+                 "model_version": row.model_version, "job_id": row.job_id, "decision": row.decision,
+                 "arm": row.arm, "evidence_bars": row.evidence_bars,
                  "updated_at": row.updated_at.isoformat() if row.updated_at else None}
     model = None
     if scored is not None:
-        model = {"version": scored["version"], "as_of": scored["as_of"],
+        model = {"version": scored["version"], "as_of": scored["as_of"], "held_position": scored["held_position"],
                  "candidates": [{"parameters": p, "expected_return": v} for p, v in scored["ranking"][:top]]}
     return {"published": published, "model": model}
 
 
-def rescore(engine: Any, settings: Any, strategy: str, symbol: str, interval: str,
-            version: Any = None) -> dict[str, Any] | None:
-    """Score the active model version's (or ``version``'s) candidates at the latest conditions from the price
-    store.
+def rescore(engine: Any, settings: Any, strategy: str, symbol: str, interval: str, version: Any = None, *,
+            held: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The active model version's (or ``version``'s) candidates re-scored on the latest bars of the price store
+    with its model card (``ludus.cpo.recommend.rescore``), net of the cost of moving from the position ``held``
+    (the θ live now; None: flat).
 
-    Returns None without an active version; otherwise ``version``, ``as_of`` (the last bar) and ``ranking``:
-    (parameters, expected return) best first. The same history window as the job that trained the model is
-    read (its bar count), so unchanged data reproduces the job's own recommendation.
+    Returns None without an active version; otherwise ``version``, ``as_of`` (the last bar), ``ranking``
+    ((parameters, expected return net of the move) best first), ``held_position`` and ``recommendation``.
     """
-    import numpy as np
-
-    from ludus.cpo.onnx_export import OnnxScorer
-    from ludus.cpo.recommend import recommend
-    from ludus.data.conditions import compute_conditions
+    from ludus.contracts.model_card import ModelCard
+    from ludus.cpo.recommend import rescore as rescore_card
     from ludus.data.prices import PriceStore
     from ludus.errors import InputError
-    from ludus.pipeline.run import CONTEXT_MARGIN
     from ludus.stores import models
 
     if version is None:
@@ -315,24 +337,14 @@ def rescore(engine: Any, settings: Any, strategy: str, symbol: str, interval: st
             version = models.active(conn, strategy, symbol, interval)
     if version is None or version.onnx is None:
         return None
-    metrics = version.metrics or {}
-    candidates, theta = metrics.get("candidate_sets"), metrics.get("theta")
-    if not candidates or theta is None:
-        raise InputError("model_version", version.id, "this version does not carry its candidate set; "
-                                                      "run the job again to register one that does")
-    store = PriceStore(engine)
-    bars = store.read(symbol, interval, last_n=int(metrics.get("bars") or 0) or None)
-    if len(bars) == 0:
-        raise InputError("symbol", symbol, f"no bars for {symbol} at interval {interval}")
-    first = bars.timestamps[0].astype("datetime64[us]").astype(datetime) - CONTEXT_MARGIN
-    last = bars.timestamps[-1].astype("datetime64[us]").astype(datetime)
-    context = {s: store.read(s, interval, start=first, end=last) for s in metrics.get("conditions_from") or []}
-    conditions = compute_conditions(bars, context or None)
-    if list(conditions.names) != list(metrics.get("conditions") or conditions.names):
-        raise InputError("model_version", version.id, "the model's conditions differ from those computed now")
-    scorer = OnnxScorer(version.onnx, settings.device)
-    rec = recommend(scorer, conditions.values[-1], np.asarray(theta, dtype=np.float32), list(candidates))
-    order = np.argsort(-rec.scores, kind="stable")
-    return {"version": version.id, "as_of": str(bars.timestamps[-1].astype("datetime64[D]")),
-            "ranking": [(dict(candidates[int(k)]), float(rec.scores[int(k)])) for k in order],
-            "recommendation": rec}
+    try:
+        card = ModelCard.model_validate(version.metrics or {})
+    except ValueError:
+        raise InputError("model_version", version.id, "this version carries no model card (trained before "
+                                                      "cards existed); run the job again") from None
+    scored = rescore_card(PriceStore(engine), card, version.onnx, held_parameters=held,
+                          trials_dir=settings.trials_dir, device=settings.device)
+    return {"version": version.id, "as_of": scored.as_of, "ranking": scored.ranking,
+            "held_position": scored.recommendation.held_position, "recommendation": scored.recommendation}
+
+

@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from ludus.constants import ARCHITECTURES
+from ludus.constants import ARCHITECTURES, CHALLENGER_ARMS, DEFAULT_EXCHANGE, STALE_ACTIONS
 from ludus.contracts.base import WireModel, names, to_input_error
 from ludus.contracts.text import check_text
 from ludus.data.symbols import validate_interval, validate_symbol
@@ -42,6 +42,9 @@ Objective = Literal["sharpe", "sortino", "calmar", "total_return"]
 Mode = Literal["cpo", "static"]
 Arch = Literal["x86_64", "arm64"]
 assert set(Arch.__args__) == set(ARCHITECTURES)  # type: ignore[attr-defined]
+ChallengerName = Literal[CHALLENGER_ARMS]  # type: ignore[valid-type]
+StaleAction = Literal[STALE_ACTIONS]  # type: ignore[valid-type]
+EXCHANGE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_/ -]{1,31}$"
 
 _ARCH_SYNONYMS = {"amd64": "x86_64", "x64": "x86_64", "x86-64": "x86_64", "aarch64": "arm64", "arm64-jetson": "arm64"}
 
@@ -116,29 +119,67 @@ class Lookback(WireModel):
 
 
 class SearchSettings(WireModel):
-    """Optuna: how many trials, which sampler, a time budget and a seed."""
+    """Optuna: model-search trials, the unconditional θ search's own budget, a time budget and seeds."""
 
-    trials: int = Field(20, ge=1, le=10_000)
+    trials: int = Field(20, ge=1, le=10_000, description="model-search trials (the CPO model's hyperparameters)")
     sampler: Sampler = "tpe"
     timeout_s: float | None = Field(
         None, gt=0, le=7 * 24 * 3600, validation_alias=names("timeout_s", "TimeoutSeconds", "timeout_seconds")
     )
     seed: int | None = Field(None, ge=0, le=2**32 - 1)
+    baseline_trials: int = Field(64, ge=1, le=100_000,
+                                 description="TPE trials of the unconditional best θ, independent of `trials`")
+    seeds: int = Field(3, ge=1, le=16, description="CPO models fitted per origin with different seeds; the "
+                                                   "policy scores their average, the spread is reported")
 
 
 class ValidationSettings(WireModel):
-    """Walk-forward validation: folds over the in-sample part, bars dropped between train and validation, and
-    the final holdout the gate is decided on."""
+    """Rolling-origin evaluation: consecutive out-of-sample windows, every arm refitted at each window's origin
+    on the bars before it (minus the embargo); the model search's walk-forward folds run before the first one."""
 
-    folds: int = Field(3, ge=1, le=20)
+    folds: int = Field(3, ge=1, le=20, description="model-search walk-forward folds, before the first origin")
     embargo_bars: int = Field(5, ge=0, le=10_000)
-    holdout_bars: int = Field(252, ge=20, le=1_000_000)
+    holdout_bars: int | None = Field(
+        None, ge=20, le=1_000_000,
+        description="out-of-sample bars over all windows; null: every usable bar after min_train_bars "
+                    "(at least 3 years of daily bars when there are 5 years of history)")
+    windows: int = Field(6, ge=1, le=100, description="consecutive out-of-sample windows (refit origins)")
+    min_train_bars: int | None = Field(
+        None, ge=60, le=1_000_000, description="least history before the first origin; null: 2 years of bars")
 
 
 class GateSettings(WireModel):
-    """Publish only when the CPO policy's holdout Sharpe beats the baseline's by at least this much."""
+    """The rule: a challenger replaces the champion only when its out-of-sample Sharpe exceeds the champion's
+    by z standard errors of the difference, z set so that the chance of any false replacement over every
+    configuration ever tried on the key is ``alpha``; and by ``min_improvement`` (annualized Sharpe)."""
 
+    alpha: float = Field(0.05, gt=0.0, lt=0.5, description="family-wise rate of false replacements")
     min_improvement: float = Field(0.0, ge=0.0, le=10.0)
+    bootstrap_samples: int = Field(1000, ge=100, le=100_000,
+                                   description="paired stationary block bootstrap resamples of the SE")
+
+
+class ChallengerSettings(WireModel):
+    """Which challengers are judged against the champion, and the rolling re-optimization's windows."""
+
+    arms: list[ChallengerName] = Field(default_factory=lambda: list(CHALLENGER_ARMS), min_length=1)
+    rolling_window_bars: int | None = Field(None, ge=20, le=1_000_000,
+                                            description="trailing window of the rolling arm; null: 1 year")
+    rolling_refit_bars: int | None = Field(None, ge=1, le=1_000_000,
+                                           description="bars between its refits; null: a quarter")
+
+    @field_validator("arms", mode="after")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        return _dedupe(value)
+
+
+class PublishSettings(WireModel):
+    """What publishing does with stale data: a last bar more than ``max_stale_sessions`` trading sessions
+    before today is flagged in the result (``flag``) or not published at all (``refuse``)."""
+
+    max_stale_sessions: int = Field(5, ge=0, le=100_000)
+    on_stale: StaleAction = "flag"
 
 
 class PlacementSettings(WireModel):
@@ -231,6 +272,12 @@ class OptimizationJob(WireModel):
     cost_bps: float = Field(1.0, ge=0.0, le=1000.0, description="cost per unit of position change, basis points")
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     gate: GateSettings = Field(default_factory=GateSettings)
+    challengers: ChallengerSettings = Field(default_factory=ChallengerSettings)
+    exchange: Annotated[str, StringConstraints(pattern=EXCHANGE_PATTERN)] = Field(
+        DEFAULT_EXCHANGE, description="exchange-calendars code of the trading calendar (valid_for, staleness)")
+    exchanges: dict[Symbol, Annotated[str, StringConstraints(pattern=EXCHANGE_PATTERN)]] = Field(
+        default_factory=dict, description="per-symbol exchange, overriding `exchange`")
+    publish: PublishSettings = Field(default_factory=PublishSettings)
     overrides: dict[ParamName, Override] = Field(default_factory=dict)
     conditions_from: list[Symbol] = Field(
         default_factory=list, max_length=MAX_CONDITION_SYMBOLS,
@@ -256,13 +303,18 @@ class OptimizationJob(WireModel):
     @model_validator(mode="after")
     def _enough_bars(self) -> OptimizationJob:
         bars = self.lookback.bars
-        if bars is not None and bars <= self.validation.holdout_bars:
+        holdout = self.validation.holdout_bars
+        if bars is not None and holdout is not None and bars <= holdout:
             raise PydanticCustomError(
                 "lookback_short",
-                f"lookback of {bars} bars leaves nothing before the {self.validation.holdout_bars}-bar holdout",
+                f"lookback of {bars} bars leaves nothing before the {holdout}-bar holdout",
                 {"field": "lookback.bars", "value": bars},
             )
         return self
+
+    def exchange_of(self, symbol: str) -> str:
+        """The exchange calendar of ``symbol``: its entry in ``exchanges``, else the job's ``exchange``."""
+        return self.exchanges.get(symbol, self.exchange)
 
     def payload(self) -> dict[str, Any]:
         """The canonical JSON-ready dict (what the jobs table stores)."""
@@ -333,11 +385,13 @@ def _type_name(value: Any) -> str:
 
 __all__ = [
     "STRATEGY_PATTERN",
+    "ChallengerSettings",
     "GateSettings",
     "Lookback",
     "OptimizationJob",
     "ParamOverride",
     "PlacementSettings",
+    "PublishSettings",
     "SearchSettings",
     "ValidationSettings",
     "canonical_payload",

@@ -9,6 +9,7 @@ from uuid import UUID
 from pydantic import BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from ludus.constants import ARMS, DECISIONS, ROLES
 from ludus.contracts.base import WireModel, finite_or_none
 from ludus.contracts.events import as_utc, utcnow
 from ludus.contracts.text import safe_text
@@ -16,6 +17,9 @@ from ludus.errors import InputError
 
 Status = Literal["succeeded", "failed", "rejected"]
 FiniteFloat = Annotated[float | None, BeforeValidator(finite_or_none)]
+ArmName = Literal[ARMS]  # type: ignore[valid-type]
+Decision = Literal[DECISIONS]  # type: ignore[valid-type]
+Role = Literal[ROLES]  # type: ignore[valid-type]
 
 
 def _version(value: Any) -> Any:
@@ -42,11 +46,63 @@ class HoldoutMetrics(_Outgoing):
 
 
 class HoldoutComparison(_Outgoing):
-    """The A/B in simulation: the CPO policy, the unconditional best parameters, the strategy's defaults."""
+    """Three of the arms on the out-of-sample path: the CPO policy, the unconditional best θ, the defaults."""
 
     cpo: HoldoutMetrics | None = None
     baseline: HoldoutMetrics | None = None
     defaults: HoldoutMetrics | None = None
+
+
+class ArmResult(_Outgoing):
+    """One arm on the chained out-of-sample path, net of costs, against the champion."""
+
+    name: ArmName
+    role: Role
+    sharpe: FiniteFloat = Field(None, description="annualized Sharpe of the chained out-of-sample path")
+    delta_sharpe: FiniteFloat = Field(None, description="Sharpe minus the champion's")
+    delta_se: FiniteFloat = Field(None, description="standard error of delta_sharpe (paired block bootstrap)")
+    z: FiniteFloat = Field(None, description="delta_sharpe / delta_se")
+    passed: bool = Field(False, description="cleared the rule (z >= z_threshold and the min_improvement)")
+    publishable: bool = True
+    window_sharpes: list[FiniteFloat] = Field(default_factory=list, description="Sharpe per window")
+    total_return: FiniteFloat = None
+    max_drawdown: FiniteFloat = None
+    turnover: FiniteFloat = Field(None, description="sum of |position change| per year")
+    switches_per_year: FiniteFloat = Field(None, description="changes of the chosen θ per year")
+    seed_sharpes: list[FiniteFloat] = Field(default_factory=list, description="cpo: Sharpe of each seed alone")
+    parameters: dict[str, Any] | None = Field(None, description="θ this arm would publish for valid_for")
+
+
+class ChampionInfo(_Outgoing):
+    """What was live for the key when the decision was taken."""
+
+    arm: ArmName
+    source: Literal["published", "defaults"]
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    job_id: str | None = None
+    valid_for: date | None = None
+
+
+class ConfigurationCount(_Outgoing):
+    """Configurations tried on this (strategy, symbol, interval) over every job, this one included."""
+
+    candidates: int = 0
+    model_trials: int = 0
+    baseline_trials: int = 0
+    challengers: int = 0
+    jobs: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.candidates + self.model_trials + self.baseline_trials + self.challengers
+
+
+class WindowInfo(_Outgoing):
+    """One out-of-sample window: its first and last decision day and its length in bars."""
+
+    start: date
+    end: date
+    bars: int
 
 
 class SymbolResult(_Outgoing):
@@ -61,11 +117,21 @@ class SymbolResult(_Outgoing):
     published: bool = False
     reason: str = ""
     holdout: HoldoutComparison = Field(default_factory=HoldoutComparison)
-    improvement: FiniteFloat = Field(None, description="holdout Sharpe of CPO minus the baseline's")
-    psr: FiniteFloat = Field(None, description="probabilistic Sharpe ratio of the published policy on the holdout")
-    dsr: FiniteFloat = Field(None, description="deflated Sharpe ratio (accounts for the configurations tried)")
+    improvement: FiniteFloat = Field(None, description="out-of-sample Sharpe of CPO minus the champion's")
+    psr: FiniteFloat = Field(None, description="P(best challenger's Sharpe > champion's), Phi(z)")
+    dsr: FiniteFloat = Field(None, description="the same deflated for the configurations tried: Phi(z)^N")
     model_version: Annotated[str | None, BeforeValidator(_version)] = None
     valid_for: date | None = Field(None, description="trading day the parameters are for")
+    decision: Decision | None = Field(None, description="changed: a challenger replaced the champion; kept")
+    arm: ArmName | None = Field(None, description="the arm whose θ the row carries")
+    champion: ChampionInfo | None = None
+    arms: list[ArmResult] = Field(default_factory=list)
+    z_threshold: FiniteFloat = Field(None, description="z a challenger needed, deflated for the configurations")
+    configurations: ConfigurationCount | None = None
+    windows: list[WindowInfo] = Field(default_factory=list)
+    oos_bars: int | None = Field(None, description="out-of-sample bars behind the decision (its evidence)")
+    history_start: date | None = Field(None, description="first decision bar any arm learned from")
+    stale_sessions: int | None = Field(None, description="trading sessions between the last bar and today")
 
 
 # Bounds of an error's texts: they travel in dead-letter headers too, which must stay far below frame_max.
@@ -155,4 +221,5 @@ class JobResult(_Outgoing):
         return [s.symbol for s in self.symbols if s.published]
 
 
-__all__ = ["ErrorDetail", "HoldoutComparison", "HoldoutMetrics", "JobResult", "Status", "SymbolResult"]
+__all__ = ["ArmResult", "ChampionInfo", "ConfigurationCount", "ErrorDetail", "HoldoutComparison", "HoldoutMetrics",
+           "JobResult", "Status", "SymbolResult", "WindowInfo"]

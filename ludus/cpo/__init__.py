@@ -1,1 +1,2 @@
-"""Conditional Parameter Optimization: labels, conditional model, policy, gate, ONNX export."""
+"""Conditional Parameter Optimization: labels, the conditional model and its policy, the arms of a decision,
+rolling-origin evaluation, the rule (bootstrap standard errors, deflation), ONNX export and recommendation."""

@@ -43,6 +43,31 @@ def required_bars(first_valid: int, folds: int, embargo: int, holdout: int, *,
     return first_valid + insample + embargo + holdout + 1
 
 
+def insample_folds(first: int, stop: int, folds: int, embargo: int, *, min_train: int = MIN_TRAIN_BARS,
+                   min_val: int = MIN_VALIDATION_BARS) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Expanding-window folds over decision rows ``first .. stop-1`` (everything before the first origin).
+
+    InsufficientDataError (field ``validation.folds``) when the rows are too few for ``folds`` folds.
+    """
+    if folds < 1:
+        raise InputError("validation.folds", folds, "must be >= 1")
+    block_min = max(min_val, min_train + embargo)
+    rows = stop - first
+    if rows < (folds + 1) * block_min:
+        raise InsufficientDataError("validation.folds", folds,
+                                    f"{rows} rows before the first origin; {folds} folds need at least "
+                                    f"{(folds + 1) * block_min} ({folds + 1} blocks of >= {block_min}): use "
+                                    f"fewer folds, a smaller embargo or a larger validation.min_train_bars")
+    block = rows // (folds + 1)
+    out: list[tuple[np.ndarray, np.ndarray]] = []
+    for i in range(folds):
+        val_start = first + (i + 1) * block
+        val_end = stop if i == folds - 1 else val_start + block
+        out.append((np.arange(first, val_start - embargo, dtype=np.int64),
+                    np.arange(val_start, val_end, dtype=np.int64)))
+    return out
+
+
 def walk_forward(n_bars: int, first_valid: int, folds: int, embargo: int, holdout: int, *,
                  min_train: int = MIN_TRAIN_BARS, min_val: int = MIN_VALIDATION_BARS,
                  min_holdout: int = MIN_HOLDOUT_BARS) -> Split:
@@ -77,12 +102,5 @@ def walk_forward(n_bars: int, first_valid: int, folds: int, embargo: int, holdou
     insample_end = holdout_start - embargo
     insample = np.arange(first_valid, insample_end, dtype=np.int64)
     holdout_idx = np.arange(holdout_start, stop, dtype=np.int64)
-    block = len(insample) // (folds + 1)
-    out: list[tuple[np.ndarray, np.ndarray]] = []
-    for i in range(folds):
-        val_start = first_valid + (i + 1) * block
-        val_end = insample_end if i == folds - 1 else val_start + block
-        train = np.arange(first_valid, val_start - embargo, dtype=np.int64)
-        val = np.arange(val_start, val_end, dtype=np.int64)
-        out.append((train, val))
+    out = insample_folds(first_valid, insample_end, folds, embargo, min_train=min_train, min_val=min_val)
     return Split(folds=out, insample_idx=insample, holdout_idx=holdout_idx)

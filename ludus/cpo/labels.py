@@ -46,6 +46,13 @@ class Labels:
     def n_bars(self) -> int:
         return int(self.positions.shape[1])
 
+    def position_inputs(self, bars: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """[N, K, 2] float32: each candidate's position at bar t and at t-1 (0 before the first bar)."""
+        t = torch.as_tensor(np.asarray(bars, dtype=np.int64))
+        now = self.positions[:, t]
+        prev = torch.where(t > 0, self.positions[:, (t - 1).clamp(min=0)], torch.zeros_like(now))
+        return torch.stack([now.T, prev.T], dim=-1).float()
+
 
 def close_returns(close: np.ndarray) -> np.ndarray:
     """Simple returns r[t] = close[t]/close[t-1] - 1 with r[0] = 0, float64."""

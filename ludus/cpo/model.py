@@ -1,8 +1,11 @@
-"""The conditional model f(conditions_t, θ_k) -> expected next-bar net return of θ_k.
+"""The conditional model f(conditions_t, θ_k, positions_k,t) -> expected next-bar net return of θ_k.
 
-An MLP over the concatenation of normalized conditions and normalized θ features. The normalization
-statistics (computed on training rows only) are registered buffers, so they are saved with the state dict and
-baked into the ONNX graph: the artifact takes raw conditions and raw θ features and returns a raw return.
+An MLP over the concatenation of normalized conditions, normalized θ features and θ_k's position at the
+decision bar and at the bar before it (-1/0/+1, known at the close of t): the position decides the sign of
+the next bar's label, and a flat one decides all of it; the pair decides the label's own cost. The
+normalization statistics (computed on training rows only) are registered buffers, so they are saved with the
+state dict and baked into the ONNX graph: the artifact takes raw inputs and returns a raw return.
+:class:`CPOEnsemble` averages models fitted with different seeds (what the policy and the export use).
 """
 
 from __future__ import annotations
@@ -68,14 +71,18 @@ def _stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), std.astype(np.float32)
 
 
+N_POSITIONS = 2  # the candidate's position at the decision bar and at the bar before
+
+
 class CPOModel(nn.Module):
-    """f(cond [N, F], theta [N, D]) -> expected next-bar net return [N] (raw units)."""
+    """f(cond [N, F], theta [N, D], positions [N, 2]) -> expected next-bar net return [N] (raw units)."""
 
     def __init__(self, n_conditions: int, n_theta: int, config: ModelConfig | None = None) -> None:
         super().__init__()
         self.config = config or ModelConfig()
         self.n_conditions = int(n_conditions)
         self.n_theta = int(n_theta)
+        self.n_positions = N_POSITIONS
         self.register_buffer("cond_mean", torch.zeros(n_conditions))
         self.register_buffer("cond_std", torch.ones(n_conditions))
         self.register_buffer("theta_mean", torch.zeros(n_theta))
@@ -84,7 +91,7 @@ class CPOModel(nn.Module):
         self.register_buffer("label_std", torch.ones(()))
         width = self.config.hidden
         blocks: list[nn.Module] = []
-        fan_in = n_conditions + n_theta
+        fan_in = n_conditions + n_theta + N_POSITIONS
         for _ in range(self.config.layers):
             blocks += [nn.Linear(fan_in, width), nn.GELU()]
             if self.config.dropout > 0:
@@ -111,14 +118,14 @@ class CPOModel(nn.Module):
         self.label_mean.fill_(l_mean)
         self.label_std.fill_(l_std)
 
-    def forward_normalized(self, cond: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    def forward_normalized(self, cond: torch.Tensor, theta: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Prediction in label-standardized units (what the training loss sees)."""
-        x = torch.cat([(cond - self.cond_mean) / self.cond_std, (theta - self.theta_mean) / self.theta_std],
-                      dim=-1)
+        x = torch.cat([(cond - self.cond_mean) / self.cond_std, (theta - self.theta_mean) / self.theta_std,
+                       positions], dim=-1)
         return self.net(x).squeeze(-1)
 
-    def forward(self, cond: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        return self.forward_normalized(cond, theta) * self.label_std + self.label_mean
+    def forward(self, cond: torch.Tensor, theta: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        return self.forward_normalized(cond, theta, positions) * self.label_std + self.label_mean
 
     def hparams(self) -> dict[str, Any]:
         """What :meth:`from_state` needs besides the state dict."""
@@ -129,3 +136,23 @@ class CPOModel(nn.Module):
         model = cls(hparams["n_conditions"], hparams["n_theta"], ModelConfig(**hparams["config"]))
         model.load_state_dict(state_dict)
         return model.eval()
+
+
+class CPOEnsemble(nn.Module):
+    """The average prediction of models fitted with different seeds (same inputs as :class:`CPOModel`)."""
+
+    def __init__(self, members: list[CPOModel]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = nn.ModuleList(members)
+        self.n_conditions = members[0].n_conditions
+        self.n_theta = members[0].n_theta
+        self.n_positions = members[0].n_positions
+        self.config = members[0].config
+
+    def forward(self, cond: torch.Tensor, theta: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(cond, theta, positions) for m in self.members]).mean(0)
+
+
+ScoringModel = CPOModel | CPOEnsemble

@@ -1,7 +1,9 @@
-"""Fit the conditional model on (conditions_t, θ_k) -> label[k, t] rows, deterministically given a seed.
+"""Fit the conditional model on (conditions_t, θ_k, positions_k) -> label[k, t] rows, deterministically given a
+seed; :func:`fit_ensemble` fits one model per seed.
 
 Rows are never materialized: each step takes a few bars and pairs each bar's conditions with every
-candidate's θ (a [bars, K] block), which is also what the listwise ranking loss needs (all θ at the same t).
+candidate's θ and positions (a [bars, K] block), which is also what the listwise ranking loss needs (all θ
+at the same t).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ludus.cpo.labels import Labels, _device_of
-from ludus.cpo.model import CPOModel, ModelConfig
+from ludus.cpo.model import CPOEnsemble, CPOModel, ModelConfig
 from ludus.errors import InsufficientDataError, LudusError
 
 # Gradient-norm clip: one extreme bar (a crash day) must not throw the network out of its basin.
@@ -41,12 +43,13 @@ def usable_rows(conditions: np.ndarray | torch.Tensor, labels: Labels, rows: np.
     return rows[ok]
 
 
-def _block(model: CPOModel, cond: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """Normalized predictions [B, K] for B bars' conditions [B, F] against all θ [K, D]."""
+def _block(model: CPOModel, cond: torch.Tensor, theta: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Normalized predictions [B, K] for B bars' conditions [B, F] against all θ [K, D] with their
+    positions [B, K, 2]."""
     b, k = cond.shape[0], theta.shape[0]
     c = cond.unsqueeze(1).expand(b, k, cond.shape[1]).reshape(b * k, -1)
     t = theta.unsqueeze(0).expand(b, k, theta.shape[1]).reshape(b * k, -1)
-    return model.forward_normalized(c, t).reshape(b, k)
+    return model.forward_normalized(c, t, positions.reshape(b * k, -1)).reshape(b, k)
 
 
 def _loss(pred: torch.Tensor, target: torch.Tensor, config: ModelConfig) -> torch.Tensor:
@@ -92,6 +95,7 @@ def fit(config: ModelConfig, conditions: np.ndarray | torch.Tensor, labels: Labe
         theta = torch.from_numpy(labels.theta).to(dev)
         y_norm = labels.label_returns[:, torch.from_numpy(used)].T.contiguous().to(dev)
         y_norm = (y_norm - model.label_mean) / model.label_std
+        pos = labels.position_inputs(used).to(dev)
         train_t = torch.from_numpy(np.searchsorted(used, train)).to(dev)
         val_local = np.searchsorted(used, val) if val is not None else None
         opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -104,7 +108,7 @@ def fit(config: ModelConfig, conditions: np.ndarray | torch.Tensor, labels: Labe
             total, count = 0.0, 0
             for start in range(0, order.numel(), bars_per_step):
                 bars = order[start:start + bars_per_step]
-                pred = _block(model, cond[bars], theta)
+                pred = _block(model, cond[bars], theta, pos[bars])
                 loss = _loss(pred, y_norm[bars], config)
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(f"training loss became {loss.item()} at epoch {epoch} step "
@@ -117,7 +121,7 @@ def fit(config: ModelConfig, conditions: np.ndarray | torch.Tensor, labels: Labe
                 count += bars.numel()
             metrics = {"train_loss": total / max(count, 1)}
             if val_local is not None and val_local.size:
-                metrics["val_loss"] = validation_loss(model, cond, theta, y_norm, val_local, config)
+                metrics["val_loss"] = validation_loss(model, cond, theta, pos, y_norm, val_local, config)
                 if not math.isfinite(metrics["val_loss"]):
                     raise TrainingDiverged(f"validation loss became {metrics['val_loss']} at epoch {epoch}")
                 if metrics["val_loss"] < best_val - 1e-9:
@@ -137,10 +141,17 @@ def fit(config: ModelConfig, conditions: np.ndarray | torch.Tensor, labels: Labe
     return model.eval()
 
 
+def fit_ensemble(config: ModelConfig, conditions: np.ndarray | torch.Tensor, labels: Labels, rows: np.ndarray, *,
+                 seeds: list[int], device: Any = "cpu", val_rows: np.ndarray | None = None) -> CPOEnsemble:
+    """One :func:`fit` per seed, averaged."""
+    return CPOEnsemble([fit(config, conditions, labels, rows, device=device, seed=s, val_rows=val_rows)
+                        for s in seeds]).eval()
+
+
 @torch.no_grad()
-def validation_loss(model: CPOModel, cond: torch.Tensor, theta: torch.Tensor, y_norm: torch.Tensor,
-                    rows: np.ndarray, config: ModelConfig) -> float:
-    """Mean loss over ``rows`` (indices into ``cond``/``y_norm``) in eval mode (restores train mode)."""
+def validation_loss(model: CPOModel, cond: torch.Tensor, theta: torch.Tensor, pos: torch.Tensor,
+                    y_norm: torch.Tensor, rows: np.ndarray, config: ModelConfig) -> float:
+    """Mean loss over ``rows`` (indices into ``cond``/``pos``/``y_norm``) in eval mode (restores train mode)."""
     was_training = model.training
     model.eval()
     bars_per_step = max(1, EVAL_ROWS // theta.shape[0])
@@ -148,6 +159,6 @@ def validation_loss(model: CPOModel, cond: torch.Tensor, theta: torch.Tensor, y_
     total = 0.0
     for start in range(0, idx.numel(), bars_per_step):
         bars = idx[start:start + bars_per_step]
-        total += float(_loss(_block(model, cond[bars], theta), y_norm[bars], config)) * bars.numel()
+        total += float(_loss(_block(model, cond[bars], theta, pos[bars]), y_norm[bars], config)) * bars.numel()
     model.train(was_training)
     return total / max(idx.numel(), 1)

@@ -3,7 +3,10 @@
 Every feature at bar t is computed from bars 0..t only (rolling windows end at t; Wilder/EMA smoothing runs
 forward), so changing prices after t never changes a value at or before t. Cross-asset series (a volatility
 index such as the VIX, an equity index such as the NASDAQ composite) are aligned on timestamps taking the last
-value at or before t; bars before a context series starts are warm-up.
+value at or before t, and their features are then LAGGED ONE BAR unless the timestamps prove every value used
+was known at the decision (stamped strictly before the bar): daily bars stamped with the date alone cannot
+prove that the VIX close (16:15 New York) was known at the S&P 500 close (16:00). Bars before a context series
+starts are warm-up; ``Conditions.limited_by`` names the context series that made the warm-up longer.
 
 Rows before ``first_valid`` are warm-up (NaN allowed); from ``first_valid`` on every value is finite.
 """
@@ -78,6 +81,8 @@ class Conditions:
     names: list[str]
     values: np.ndarray  # float32 [T, F]
     first_valid: int
+    lagged: tuple[str, ...] = ()  # context symbols whose features are lagged one bar
+    limited_by: str | None = None  # the context symbol that pushed first_valid past the own features' warm-up
 
     def __len__(self) -> int:
         return int(self.values.shape[0])
@@ -157,10 +162,14 @@ def compute_conditions(
     cols["dist_high_252"] = lc - np.log(_rolling_max(high, 252))
     assert list(cols) == list(FEATURES)
 
+    own = list(cols)
+    groups: dict[str, list[str]] = {}
+    lagged: list[str] = []
     for symbol in sorted(context or {}, key=str.upper):
         ctx = _observed((context or {})[symbol])
         prefix = symbol.strip().lower()
         aligned = _Aligned(bars, ctx, symbol, max_stale_bars)
+        before = set(cols)
         if is_volatility_index(symbol):
             clc = np.log(np.asarray(ctx.close, dtype=np.float64))
             level = np.asarray(ctx.close, dtype=np.float64)
@@ -175,12 +184,33 @@ def compute_conditions(
             cols[f"{prefix}_vol_21"] = aligned(_rolling_std(_returns(clc), 21, start=1) * np.sqrt(ctx_bpy))
             cols[f"{prefix}_rel_21"] = cols["ret_21"] - cols[f"{prefix}_ret_21"]
             cols[f"{prefix}_corr_63"] = _index_correlation(r, aligned(clc), 63)
+        groups[symbol] = [name for name in cols if name not in before]
+        if not aligned.known_before:
+            lagged.append(symbol)
+            for name in groups[symbol]:
+                cols[name] = _lag(cols[name])
 
     values = np.column_stack(list(cols.values()))
-    finite = np.isfinite(values).all(axis=1)
-    bad = np.flatnonzero(~finite)
-    first_valid = int(bad[-1] + 1) if bad.size else 0
-    return Conditions(names=list(cols), values=values.astype(np.float32), first_valid=first_valid)
+    first_valid = _first_valid(values)
+    own_first = _first_valid(np.column_stack([cols[name] for name in own]))
+    limited_by = None
+    if first_valid > own_first:
+        starts = {sym: _first_valid(np.column_stack([cols[n] for n in names])) for sym, names in groups.items()}
+        limited_by = max(starts, key=lambda sym: starts[sym])
+    return Conditions(names=list(cols), values=values.astype(np.float32), first_valid=first_valid,
+                      lagged=tuple(lagged), limited_by=limited_by)
+
+
+def _first_valid(values: np.ndarray) -> int:
+    bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
+    return int(bad[-1] + 1) if bad.size else 0
+
+
+def _lag(series: np.ndarray) -> np.ndarray:
+    """The value of the previous bar (NaN at the first)."""
+    out = np.full(series.shape[0], np.nan)
+    out[1:] = series[:-1]
+    return out
 
 
 # --- alignment of context series ---------------------------------------------------------------------
@@ -197,7 +227,11 @@ def _observed(ctx: Bars) -> Bars:
 
 
 class _Aligned:
-    """Maps a series on a context's timeline to the bars' timeline: the last value at or before each t."""
+    """Maps a series on a context's timeline to the bars' timeline: the last value at or before each t.
+
+    ``known_before``: every context row used is stamped strictly before its bar, so it was known at the
+    decision; otherwise the caller lags the features one bar.
+    """
 
     def __init__(self, bars: Bars, ctx: Bars, symbol: str, max_stale_bars: int | None) -> None:
         ts = np.asarray(ctx.timestamps, dtype="datetime64[ns]")
@@ -206,6 +240,8 @@ class _Aligned:
             raise InputError("conditions_from", symbol, "context timestamps must be strictly increasing")
         self.index = np.searchsorted(ts, bar_ts, side="right") - 1  # last context row at or before t
         self.valid = self.index >= 0
+        strictly_before = np.searchsorted(ts, bar_ts, side="left") - 1
+        self.known_before = bool(np.array_equal(strictly_before, self.index))
         if max_stale_bars is not None and ts.size and self.valid.any():
             # bars since the context value in use was observed
             observed_at = np.searchsorted(bar_ts, ts[self.index[self.valid]], side="left")

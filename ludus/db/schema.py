@@ -15,7 +15,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mssql
 
 from ludus.constants import (
+    EVIDENCE_TABLE,
     JOBS_TABLE,
+    LEDGER_TABLE,
     MODEL_CHANGES_TABLE,
     MODELS_TABLE,
     OPTIMIZED_PARAMETERS_TABLE,
@@ -41,6 +43,8 @@ INTERVAL_LEN = 8
 JOB_ID_LEN = 36  # canonical UUID text
 STATUS_LEN = 16
 OWNER_LEN = 200
+ARM_LEN = 32
+DECISION_LEN = 16
 HASH_LEN = 64  # sha256, hex
 ROUTING_KEY_LEN = 255  # AMQP shortstr
 MESSAGE_ID_LEN = 200
@@ -97,6 +101,11 @@ optimized_parameters = sa.Table(
     sa.Column("job_id", sa.String(JOB_ID_LEN), nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # the decision behind the row: which arm's θ it carries, changed/kept, and its out-of-sample bars (a row is
+    # only replaced by a decision resting on at least as many)
+    sa.Column("arm", sa.String(ARM_LEN), nullable=True),
+    sa.Column("decision", sa.String(DECISION_LEN), nullable=True),
+    sa.Column("evidence_bars", sa.Integer, nullable=True),
     sa.UniqueConstraint("strategy", "symbol", "interval", "valid_for"),
 )
 
@@ -160,6 +169,40 @@ model_versions = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Index(None, "strategy", "symbol", "interval", "status"),
 )
+# Configurations tried per key and job (candidates, model trials, baseline trials, challengers): the decision
+# rule's deflation sums them over every job of the key. One row per job: rerunning a job replaces its row.
+decision_ledger = sa.Table(
+    LEDGER_TABLE,
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("strategy", sa.String(STRATEGY_LEN), nullable=False),
+    sa.Column("symbol", sa.String(SYMBOL_LEN), nullable=False),
+    sa.Column("interval", sa.String(INTERVAL_LEN), nullable=False),
+    sa.Column("job_id", sa.String(JOB_ID_LEN), nullable=False),
+    sa.Column("candidates", sa.Integer, nullable=False),
+    sa.Column("model_trials", sa.Integer, nullable=False),
+    sa.Column("baseline_trials", sa.Integer, nullable=False),
+    sa.Column("challengers", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("strategy", "symbol", "interval", "job_id"),
+)
+
+# The per-arm out-of-sample paths of each decision (ludus.contracts.evidence.DecisionEvidence as JSON).
+decision_evidence = sa.Table(
+    EVIDENCE_TABLE,
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.String(JOB_ID_LEN), nullable=False),
+    sa.Column("symbol", sa.String(SYMBOL_LEN), nullable=False),
+    sa.Column("strategy", sa.String(STRATEGY_LEN), nullable=False),
+    sa.Column("interval", sa.String(INTERVAL_LEN), nullable=False),
+    sa.Column("evidence", sa.JSON, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("job_id", "symbol"),
+)
+
 # At most one active version per key, enforced by the database too (a filtered unique index on every backend).
 ACTIVE_MODEL_INDEX = "uq_ludus_model_versions_active"
 _active_where = model_versions.c.status == "active"

@@ -1,25 +1,34 @@
-"""Publishing a job's outcome: parameters, model versions and the job record in ONE transaction.
+"""Publishing a job's outcome: parameters, model versions, the ledger, the decision evidence and the job record
+in ONE transaction.
 
 Idempotent by the job id: running the same job again updates the same OptimizedParameters rows (one per
-strategy, symbol, interval and trading day) and reuses the model versions this job registered.
+strategy, symbol, interval and trading day), the same ledger and evidence rows, and reuses the model versions
+this job registered. A row another job published for the same key and day is replaced only by a decision
+resting on at least as many out-of-sample bars; otherwise this job's symbol is not published and its result
+says why (never a silent overwrite by a weaker job).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection, Engine
 
 from ludus.contracts.job import OptimizationJob
 from ludus.contracts.results import JobResult
+from ludus.stores import evidence as evidence_store
 from ludus.stores import jobs as job_store
+from ludus.stores import ledger
 from ludus.stores import models as model_store
-from ludus.stores.parameters import ParameterRow, upsert_parameters
+from ludus.stores.parameters import ParameterRow, read_active, upsert_parameters
 from ludus.stores.unit import transaction
 
+if TYPE_CHECKING:
+    from ludus.pipeline.run import SymbolWork
 
-def persist(engine: Engine, job: OptimizationJob, works: list[Any],
+
+def persist(engine: Engine, job: OptimizationJob, works: list[SymbolWork],
             build_result: Callable[[dict[str, int]], JobResult], owner: str | None = None) -> JobResult:
     """Write every symbol's outcome and finish the job record (when there is one) atomically.
 
@@ -29,6 +38,9 @@ def persist(engine: Engine, job: OptimizationJob, works: list[Any],
     """
     job_id = str(job.job_id)
     with transaction(engine) as conn:
+        for w in works:
+            if w.published:
+                _keep_stronger_row(conn, job, w)
         versions: dict[str, int] = {}
         for w in works:
             if w.onnx is not None:
@@ -37,19 +49,42 @@ def persist(engine: Engine, job: OptimizationJob, works: list[Any],
             ParameterRow(strategy=job.strategy, symbol=w.symbol, interval=job.interval, valid_for=w.valid_for,
                          parameters=_plain(w.parameters), expected_metric=w.expected_return,
                          baseline_parameters=_plain(w.baseline) if w.baseline is not None else None,
-                         model_version=versions.get(w.symbol) if w.gate is not None and w.gate.active else None,
-                         job_id=job_id)
+                         model_version=versions.get(w.symbol) if w.model_active else None,
+                         job_id=job_id, arm=w.arm, decision=None if w.decision is None else w.decision.outcome,
+                         evidence_bars=w.evidence_bars)
             for w in works if w.published
         ]
         upsert_parameters(conn, rows)
+        for w in works:
+            if w.published and not w.model_active:
+                _retire_active_model(conn, job, w.symbol)
+        for w in works:
+            if w.ledger is not None:
+                ledger.record(conn, w.ledger)  # tried, whether published or not
+            if w.evidence is not None:
+                evidence_store.save(conn, w.evidence)
         result = build_result(versions)
         _finish_job(conn, job_id, owner, result)
     return result
 
 
-def _model_version(conn: Connection, job: OptimizationJob, w: Any) -> int:
-    status = model_store.ACTIVE if w.gate.active else model_store.CANDIDATE
+def _keep_stronger_row(conn: Connection, job: OptimizationJob, w: SymbolWork) -> None:
+    """Leave another job's row for the same key and day alone when it rests on more evidence than ``w``."""
+    existing = read_active(conn, job.strategy, w.symbol, job.interval, w.valid_for)
+    if existing is None or existing.job_id == str(job.job_id):
+        return
+    theirs, ours = existing.evidence_bars or 0, w.evidence_bars or 0
+    if theirs > ours:
+        w.published = False
+        w.reason = (f"not published: the row for {w.valid_for} from job {existing.job_id} rests on {theirs:,} "
+                    f"out-of-sample bars, this decision on {ours:,} (a row is only replaced by at least as much "
+                    f"evidence); {w.reason}")
+
+
+def _model_version(conn: Connection, job: OptimizationJob, w: SymbolWork) -> int:
+    status = model_store.ACTIVE if w.model_active else model_store.CANDIDATE
     job_id = str(job.job_id)
+    card = w.card.to_dict() if w.card is not None else None
     for existing in model_store.list_versions(conn, job.strategy, w.symbol, job.interval):
         if existing.job_id == job_id and existing.id is not None:
             # this job ran before (redelivery, rerun): keep its version instead of registering a twin
@@ -57,8 +92,15 @@ def _model_version(conn: Connection, job: OptimizationJob, w: Any) -> int:
                 model_store.set_status(conn, existing.id, status)
             return int(existing.id)
     version = model_store.ModelVersion(strategy=job.strategy, symbol=w.symbol, interval=job.interval,
-                                       job_id=job_id, metrics=w.model_metrics, onnx=w.onnx, status=status)
+                                       job_id=job_id, metrics=card, onnx=w.onnx, status=status)
     return model_store.register(conn, version)
+
+
+def _retire_active_model(conn: Connection, job: OptimizationJob, symbol: str) -> None:
+    """The live row no longer comes from a CPO model: no version of the key may stay active."""
+    current = model_store.active(conn, job.strategy, symbol, job.interval)
+    if current is not None and current.id is not None:
+        model_store.set_status(conn, current.id, model_store.RETIRED)
 
 
 def _finish_job(conn: Connection, job_id: str, owner: str | None, result: JobResult) -> None:

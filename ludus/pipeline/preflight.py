@@ -2,7 +2,7 @@
 worker (before it runs anything) and :func:`ludus.pipeline.run_job` itself call :func:`preflight`.
 
 Cheapest first: the deadline is still ahead; the strategy exists and the overrides fit its space; the
-sampler and the model search space load; the device is usable. Then, against the database: the schema is at
+sampler, the exchange calendars and the model search space load; the device is usable. Then, against the database: the schema is at
 the head revision (the embedded SQLite database migrates itself) and every symbol and condition symbol has a
 price table at the job's interval. A broken rule raises InputError (``field=value: rule``); the database's
 own state raises SchemaNotCurrentError or TransientError (an operator's fix, retried by a worker). Nothing
@@ -55,6 +55,7 @@ def preflight(job: OptimizationJob, *, settings: Settings, engine: Engine | None
         field = exc.field if exc.field.startswith("overrides") else f"overrides.{exc.field}"
         raise InputError(field, exc.value, exc.rule) from None
     make_sampler(job.search.sampler, 0)
+    check_exchanges(job)
     models = None
     if job.mode == "cpo":
         models = load_model_space(settings.trials_dir)
@@ -69,6 +70,18 @@ def preflight(job: OptimizationJob, *, settings: Settings, engine: Engine | None
         tables = tuple(check_database(job, engine))
     return Checked(strategy=strategy, space=space, defaults=dict(space.defaults), model_space=models,
                    device=device, price_tables=tables)
+
+
+def check_exchanges(job: OptimizationJob) -> None:
+    """Every exchange the job names (``exchange``, ``exchanges``) has a calendar in exchange-calendars."""
+    from ludus.pipeline.calendar import check_exchange
+
+    for name in {job.exchange, *job.exchanges.values()}:
+        try:
+            check_exchange(name)
+        except InputError as exc:
+            field = "exchange" if name == job.exchange else "exchanges"
+            raise InputError(field, exc.value, exc.rule) from None
 
 
 def check_deadline(job: OptimizationJob, now: datetime | None = None) -> None:

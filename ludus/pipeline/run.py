@@ -1,35 +1,48 @@
 """``run_job``: one optimization job through every phase, the one function the CLI and the worker call.
 
-CPO mode, per symbol: data -> conditions -> labels (K candidate θ backtested over every bar) -> model search
-(Optuna over the model's hyperparameters, scored out of sample on walk-forward folds) -> unconditional baseline
-(Optuna over θ on in-sample bars only) -> gate (CPO vs baseline vs defaults on the holdout) -> final model
-fit -> ONNX export -> recommendation for the next session -> publish. Static mode: data -> Optuna over θ
--> publish. Everything a user can get wrong is checked before the heavy phases; nothing is written before the
-single publishing transaction at the end.
+CPO mode, per symbol: data -> conditions -> labels (K candidate θ backtested over every bar) -> champion (what is
+live for the key) -> model search (Optuna over the model's hyperparameters, walk-forward folds before the
+first origin) -> unconditional θ search (Optuna, its own budget) -> rolling-origin evaluation (the champion and
+every challenger refitted at each origin, one chained out-of-sample path each) -> decision (the rule: changed
+or kept) -> final fit of the arm whose θ is published -> ONNX export of the CPO model -> publish. Static mode:
+data -> Optuna over θ -> publish. Everything a user can get wrong is checked before the heavy phases; nothing
+is written before the single publishing transaction at the end.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any
+from datetime import date, datetime, timezone
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
 from sqlalchemy.engine import Engine
 
 from ludus.config import Settings
+from ludus.constants import (
+    ARM_BEST_FIXED,
+    ARM_CPO,
+    ARM_DEFAULTS,
+    ARM_ENSEMBLE,
+    ARM_LABELS,
+    ARM_POLICY_GRADIENT,
+    ARM_PUBLISHED,
+    ARM_ROLLING,
+    ROLE_CHAMPION,
+)
 from ludus.contracts.events import ProgressEvent
 from ludus.contracts.job import OptimizationJob
-from ludus.contracts.results import HoldoutComparison, HoldoutMetrics, JobResult, SymbolResult
+from ludus.contracts.model_card import ModelCard, Recommendation
+from ludus.contracts.results import ArmResult, ConfigurationCount, HoldoutComparison, JobResult, SymbolResult
 from ludus.data.bars import Bars
 from ludus.data.symbols import bars_per_year as interval_bars_per_year
 from ludus.errors import InputError, InsufficientDataError, LudusError
-from ludus.pipeline.calendar import next_session
+from ludus.pipeline.calendar import next_session, sessions_since
+from ludus.pipeline.champion import ChampionSpec, resolve_champion
 from ludus.search.objectives import (
     CPOModelObjective,
     StrategyObjective,
@@ -47,15 +60,23 @@ from ludus.search.storage import (
 )
 from ludus.search.trial import Executor, InProcessExecutor
 
+if TYPE_CHECKING:
+    from ludus.contracts.evidence import DecisionEvidence
+    from ludus.cpo.arms import Arm, ArmData, CPOArm
+    from ludus.cpo.decision import DecisionReport
+    from ludus.cpo.evaluation import Evaluation
+    from ludus.cpo.labels import Labels
+    from ludus.cpo.origins import Origins
+    from ludus.data.conditions import Conditions
+    from ludus.stores.ledger import LedgerEntry
+
 Progress = Callable[[ProgressEvent], None]
 
 #: keys of JobResult.timings, in phase order
-PHASE_TIMINGS = ("data", "conditions", "labels", "model_search", "baseline", "gate", "training", "export",
-                 "publish")
+PHASE_TIMINGS = ("data", "conditions", "labels", "model_search", "baseline", "evaluation", "decision", "training",
+                 "export", "publish")
 MIN_STATIC_BARS = 64
 BASELINE_BATCH = 16
-# Context series (VIX, ...) are read from a little before the traded series so that the first bars have a value.
-CONTEXT_MARGIN = timedelta(days=14)
 
 
 class SearchFailedError(LudusError):
@@ -68,25 +89,50 @@ class SymbolWork:
 
     symbol: str
     bars: Bars
-    conditions: Any = None  # ludus.data.conditions.Conditions
-    split: Any = None  # ludus.cpo.folds.Split
-    labels: Any = None
+    exchange: str
+    valid_for: date
+    stale_sessions: int
+    conditions: Conditions | None = None
+    origins: Origins | None = None
+    folds: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    labels: Labels | None = None
+    champion: ChampionSpec | None = None
     model_params: dict[str, Any] | None = None
     model_value: float | None = None
     model_trials: int = 0
     baseline: dict[str, Any] | None = None
     baseline_value: float | None = None
-    gate: Any = None  # ludus.cpo.gate.GateReport
-    gate_model: Any = None  # fitted on in-sample bars, judged on the holdout
+    baseline_trials: int = 0
+    baseline_positions: np.ndarray | None = None
+    arms: list[Arm] = field(default_factory=list)
+    evaluation: Evaluation | None = None
+    decision: DecisionReport | None = None
+    ledger: LedgerEntry | None = None
+    configurations: ConfigurationCount | None = None
+    evidence: DecisionEvidence | None = None
     onnx: bytes | None = None
-    model_metrics: dict[str, Any] = field(default_factory=dict)
-    recommendation: Any = None
+    card: ModelCard | None = None
     parameters: dict[str, Any] | None = None
     expected_return: float | None = None
     published: bool = False
     reason: str = ""
     holdout: HoldoutComparison | None = None
-    valid_for: Any = None
+    arm_results: list[ArmResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def evidence_bars(self) -> int | None:
+        """Out-of-sample bars behind the decision (None: no decision, e.g. a static search)."""
+        return None if self.decision is None else self.decision.oos_bars
+
+    @property
+    def arm(self) -> str | None:
+        return None if self.decision is None else self.decision.chosen
+
+    @property
+    def model_active(self) -> bool:
+        """The registered CPO version carries the published θ (it becomes the active version)."""
+        return self.published and self.arm == ARM_CPO and self.onnx is not None
 
 
 def run_job(job: OptimizationJob, *, engine: Engine, settings: Settings, progress: Progress,
@@ -130,6 +176,7 @@ class _JobRun:
         self.bars_per_year = interval_bars_per_year(job.interval)
         self.seed = int(job.search.seed) if job.search.seed is not None else int(job.job_id.int % (2**31 - 1))
         self.deadline = self._deadline()
+        self.today = datetime.now(timezone.utc).date()
 
     # --- plumbing ---------------------------------------------------------------------------------------
 
@@ -197,7 +244,7 @@ class _JobRun:
             if own and executor is not None:
                 executor.close()
         self.emit("succeeded", ", ".join(f"{s.symbol}: {'published' if s.published else 'not published'}"
-                                         for s in result.symbols))
+                                         + (f" ({s.decision})" if s.decision else "") for s in result.symbols))
         return result
 
     # --- phase 0: validation (cheap, before anything heavy) ---------------------------------------------
@@ -209,6 +256,9 @@ class _JobRun:
         checked = preflight(self.job, settings=self.settings, engine=self.engine,
                             model_space_overrides=self.model_space_overrides)
         self.strategy, self.space, self.defaults = checked.strategy, checked.space, dict(checked.defaults)
+        # the narrowed space's defaults are a candidate and the searches' first try; the strategy's declared
+        # defaults are the champion when nothing was published, and the defaults arm
+        self.strategy_defaults = self.strategy.space.validate(self.strategy.space.defaults)
         self.store = PriceStore(self.engine)
         self.device = checked.device
         if checked.model_space is not None:
@@ -217,6 +267,8 @@ class _JobRun:
     # --- phase 1: data ----------------------------------------------------------------------------------
 
     def load_data(self) -> list[SymbolWork]:
+        from ludus.data.context import read_context
+
         job = self.job
         self.emit("loading_data", f"reading {len(job.symbols)} price table(s)", step=0, total=len(job.symbols))
         works: list[SymbolWork] = []
@@ -236,49 +288,58 @@ class _JobRun:
                     raise InsufficientDataError("lookback.bars", lb.bars,
                                                 f"{symbol} has only {len(bars)} bars at interval {job.interval}; "
                                                 f"ask for at most {len(bars)}")
-                works.append(SymbolWork(symbol=symbol, bars=bars))
+                exchange = job.exchange_of(symbol)
+                last = bars.timestamps[-1]
+                works.append(SymbolWork(symbol=symbol, bars=bars, exchange=exchange,
+                                        valid_for=next_session(last, job.interval, exchange),
+                                        stale_sessions=sessions_since(last, self.today, exchange)))
                 self.emit("loading_data", f"{symbol}: {len(bars)} bars", step=i + 1, total=len(job.symbols),
                           symbol=symbol)
-            self.context: dict[str, dict[str, Bars]] = {}
-            for w in works:
-                self.context[w.symbol] = self._context_for(w.bars)
+            self.context: dict[str, dict[str, Bars]] = {
+                w.symbol: read_context(self.store, w.bars, job.conditions_from, job.interval) for w in works}
         return works
 
-    def _context_for(self, bars: Bars) -> dict[str, Bars]:
-        first = bars.timestamps[0].astype("datetime64[us]").astype(datetime) - CONTEXT_MARGIN
-        last = bars.timestamps[-1].astype("datetime64[us]").astype(datetime)
-        out: dict[str, Bars] = {}
-        for sym in self.job.conditions_from:
-            out[sym] = self.store.read(sym, self.job.interval, start=first, end=last)
-        return out
-
-    # --- phase 2: conditions and the split (still before heavy work) -------------------------------------
+    # --- phase 2: conditions and the windows (still before heavy work) -----------------------------------
 
     def prepare_conditions(self, works: list[SymbolWork]) -> None:
-        from ludus.cpo.folds import walk_forward
+        from ludus.cpo.folds import insample_folds
+        from ludus.cpo.origins import default_min_train_bars, rolling_origins
         from ludus.data.conditions import compute_conditions
 
         v = self.job.validation
+        min_train = v.min_train_bars or default_min_train_bars(self.bars_per_year)
         with self.timed("conditions"):
             for i, w in enumerate(works):
                 w.conditions = compute_conditions(w.bars, self.context.get(w.symbol) or None)
                 try:
-                    w.split = walk_forward(len(w.bars), w.conditions.first_valid, v.folds, v.embargo_bars,
-                                           v.holdout_bars)
+                    w.origins = rolling_origins(len(w.bars), w.conditions.first_valid, windows=v.windows,
+                                                embargo=v.embargo_bars, holdout_bars=v.holdout_bars,
+                                                min_train_bars=min_train)
+                    w.folds = insample_folds(w.origins.first, w.origins.train_stop(0), v.folds, v.embargo_bars)
                 except InputError as exc:
                     raise type(exc)(exc.field, exc.value, f"{w.symbol}: {exc.rule}") from None
+                if w.conditions.limited_by is not None:
+                    start = str(w.bars.timestamps[w.conditions.first_valid])[:10]
+                    w.notes.append(f"{w.conditions.limited_by} starts later than {w.symbol}: every arm learns from "
+                                   f"{start} on ({len(w.bars) - w.conditions.first_valid} of {len(w.bars)} bars)")
+                lag = f"; {', '.join(w.conditions.lagged)} lagged one bar" if w.conditions.lagged else ""
                 self.emit("conditions", f"{w.symbol}: {len(w.conditions.names)} features, "
-                                        f"{w.conditions.first_valid} warm-up bars", step=i + 1, total=len(works),
-                          symbol=w.symbol)
+                                        f"{w.conditions.first_valid} warm-up bars{lag}; {w.origins.n_windows} "
+                                        f"out-of-sample windows, {w.origins.oos_bars} bars", step=i + 1,
+                          total=len(works), symbol=w.symbol)
 
     # --- CPO, per symbol --------------------------------------------------------------------------------
 
     def cpo_symbol(self, w: SymbolWork, executor: Executor, index: int, count: int) -> None:
+        self.executor = executor
         self.labels(w, executor)
-        self.model_search(w, executor, share=1.0 / max(1, count - index))
+        self.find_champion(w)
+        if ARM_CPO in self._arm_names(w):
+            self.model_search(w, executor, share=1.0 / max(1, count - index))
         self.baseline_search(w)
-        self.gate(w)
-        self.final_model(w)
+        self.evaluate(w)
+        self.decide(w)
+        self.final(w)
 
     def labels(self, w: SymbolWork, executor: Executor) -> None:
         from ludus.cpo.labels import build_labels
@@ -299,12 +360,35 @@ class _JobRun:
                             f"({evals / max(elapsed, 1e-9):,.0f} bar-evals/s)",
                   step=len(candidates), total=len(candidates), symbol=w.symbol)
 
+    def find_champion(self, w: SymbolWork) -> None:
+        """What is live for the key on the decision's day (another job's row), else the strategy defaults."""
+        from ludus.stores.parameters import live_row
+
+        job = self.job
+        with self.engine.connect() as conn:
+            row = live_row(conn, job.strategy, w.symbol, job.interval, on_or_before=w.valid_for,
+                           excluding_job=str(job.job_id))
+        w.champion = resolve_champion(row, self.strategy.space, self.strategy_defaults)
+        if w.champion.note:
+            w.notes.append(w.champion.note)
+        live = "nothing published: the strategy defaults" if row is None else (
+            f"{ARM_LABELS[w.champion.arm]} published for {row.valid_for} by job {row.job_id}")
+        self.emit("gate", f"{w.symbol}: champion is {live}", symbol=w.symbol)
+
+    def _arm_names(self, w: SymbolWork) -> list[str]:
+        assert w.champion is not None
+        names = [w.champion.arm]
+        names += [a for a in self.job.challengers.arms if a != w.champion.arm]
+        return names
+
     def _study_attrs(self, w: SymbolWork, phase: str) -> dict[str, Any]:
         return {"job_id": str(self.job.job_id), "strategy": self.job.strategy, "symbol": w.symbol,
                 "interval": self.job.interval, "phase": phase, "mode": self.job.mode,
                 "objective": self.job.objective}
 
     def model_search(self, w: SymbolWork, executor: Executor, share: float) -> None:
+        """Optuna over the model's hyperparameters, on walk-forward folds before the first origin."""
+        assert w.conditions is not None and w.labels is not None
         job = self.job
         target = job.search.trials
         with self.timed("model_search"):
@@ -321,7 +405,7 @@ class _JobRun:
                       step=done, total=target, symbol=w.symbol, best=_best_value(study))
             timeout = self._time_left(share)
             objective = CPOModelObjective(
-                w.conditions.values, w.labels, w.split.folds, objective=job.objective, cost_bps=job.cost_bps,
+                w.conditions.values, w.labels, w.folds, objective=job.objective, cost_bps=job.cost_bps,
                 bars_per_year=self.bars_per_year, device=str(self.device), seed=self.seed,
                 space=self.model_space, deadline=None if timeout is None else time.monotonic() + timeout)
 
@@ -340,19 +424,22 @@ class _JobRun:
             w.model_params = dict(best.params)
             w.model_value = float(best.value)
             w.model_trials = finished_trials(study)
-            w.model_metrics["trial_sharpes"] = _trial_sharpes(study, job.objective, self.bars_per_year)
-            w.model_metrics["study"] = study.study_name
 
     def baseline_search(self, w: SymbolWork) -> None:
-        """The unconditional best θ: Optuna TPE over the strategy's space, scored on in-sample bars only."""
-        job = self.job
-        target = job.search.trials
+        """The unconditional best θ over every usable bar: Optuna with its own budget (the final fit of the
+        unconditional arm; each origin runs the same search on its own bars)."""
+        from ludus.cpo.labels import positions_chunk
+
+        assert w.origins is not None
+        target = self.job.search.baseline_trials
         with self.timed("baseline"):
-            stop = int(w.split.insample_idx[-1]) + 2  # the last in-sample decision's outcome bar, no later
-            w.baseline, w.baseline_value = self._theta_search(w, "baseline", "tpe", stop, target)
+            w.baseline, w.baseline_value, w.baseline_trials = self._theta_search(
+                w, "baseline", "tpe", w.origins.stop + 1, target)
+            pos, _ = positions_chunk(self.strategy, w.bars, str(self.device), self.job.cost_bps, [w.baseline])
+            w.baseline_positions = pos[0].astype(np.float64)
 
     def _theta_search(self, w: SymbolWork, purpose: str, sampler: str, stop: int | None,
-                      target: int) -> tuple[dict[str, Any], float]:
+                      target: int) -> tuple[dict[str, Any], float, int]:
         job = self.job
         study = open_study(self.settings.database_url, study_name(job.job_id, purpose, w.symbol),
                            direction="maximize", user_attrs=self._study_attrs(w, purpose), resume=self.resume)
@@ -360,8 +447,8 @@ class _JobRun:
         study.sampler = make_sampler(sampler, self.seed + done, n_startup_trials=min(10, max(3, target // 3)))
         objective = StrategyObjective(self.strategy, w.bars, space=self.space, objective=job.objective,
                                       cost_bps=job.cost_bps, bars_per_year=self.bars_per_year, stop=stop,
-                                      device=str(self.device))
-        label = "unconditional baseline" if purpose == "baseline" else "static search"
+                                      device=str(self.device), start=0 if w.origins is None else w.origins.first)
+        label = "unconditional θ search" if purpose == "baseline" else "static search"
         self.emit("search", f"{w.symbol}: {label}, {target} trials", step=done, total=target, symbol=w.symbol,
                   best=_best_value(study))
 
@@ -379,103 +466,236 @@ class _JobRun:
         if best is None:
             raise SearchFailedError(f"{w.symbol}: every {label} trial failed: {failure_summary(study)}")
         params = best.user_attrs.get("params") or best.params
-        return self.space.validate(params), float(best.value)
+        return self.space.validate(params), float(best.value), finished_trials(study)
 
-    def gate(self, w: SymbolWork) -> None:
-        from ludus.cpo.gate import evaluate_gate
+    def _origin_search(self, w: SymbolWork) -> Callable[[int], list[tuple[dict[str, Any], np.ndarray]]]:
+        """The unconditional arm's θ search at an origin: the same TPE search on the bars before it (in
+        memory and seeded: rerunning the job finds the same θ); at the final fit, the stored search."""
         from ludus.cpo.labels import positions_chunk
-        from ludus.cpo.model import ModelConfig
-        from ludus.cpo.policy import path_from_positions, policy_path
-        from ludus.cpo.training import fit
 
         job = self.job
-        with self.timed("gate"):
-            self.emit("gate", f"{w.symbol}: fitting the model on in-sample bars for the holdout comparison",
-                      symbol=w.symbol)
-            config = ModelConfig(**w.model_params)
-            model = fit(config, w.conditions.values, w.labels, w.split.insample_idx, device=str(self.device),
-                        seed=self.seed)
-            w.gate_model = model
-            holdout = w.split.holdout_idx
-            cpo = policy_path(model, w.conditions.values, w.labels, holdout, cost_bps=job.cost_bps)
-            pos, _ = positions_chunk(self.strategy, w.bars, str(self.device), job.cost_bps,
-                                     [w.baseline, self.defaults])
-            base = path_from_positions(pos[0], w.labels.close_returns, holdout, job.cost_bps)
-            dflt = path_from_positions(pos[1], w.labels.close_returns, holdout, job.cost_bps)
-            sharpes = w.model_metrics.pop("trial_sharpes")
-            w.gate = evaluate_gate(cpo, base, dflt, bars_per_year=self.bars_per_year,
-                                   min_improvement=job.gate.min_improvement, n_trials=max(1, w.model_trials),
-                                   trial_sharpes=sharpes if len(sharpes) > 1 else None)
-            w.holdout = HoldoutComparison(cpo=_holdout(w.gate.cpo), baseline=_holdout(w.gate.best_fixed),
-                                          defaults=_holdout(w.gate.defaults))
-            self.emit("gate", f"{w.symbol}: {w.gate.reason}", symbol=w.symbol, best=w.gate.cpo.get("sharpe"))
+        target = job.search.baseline_trials
+        assert w.origins is not None
 
-    def final_model(self, w: SymbolWork) -> None:
-        """Refit on every usable bar (the holdout included) when the gate passed; export; recommend."""
+        def search(stop: int) -> list[tuple[dict[str, Any], np.ndarray]]:
+            if stop >= len(w.bars):
+                assert w.baseline is not None and w.baseline_positions is not None
+                return [(w.baseline, w.baseline_positions)]
+            study = optuna.create_study(direction="maximize",
+                                        sampler=make_sampler("tpe", self.seed + stop,
+                                                             n_startup_trials=min(10, max(3, target // 3))))
+            objective = StrategyObjective(self.strategy, w.bars, space=self.space, objective=job.objective,
+                                          cost_bps=job.cost_bps, bars_per_year=self.bars_per_year, stop=stop,
+                                          device=str(self.device), start=w.origins.first)
+            run_batched(study, objective, target, batch_size=BASELINE_BATCH, enqueue=[self.defaults])
+            best = best_trial(study)
+            if best is None:
+                return []
+            params = self.space.validate(best.user_attrs.get("params") or best.params)
+            pos, _ = positions_chunk(self.strategy, w.bars, str(self.device), job.cost_bps, [params])
+            return [(params, pos[0].astype(np.float64))]
+
+        return search
+
+    def _fixed_arm(self, name: str, data: ArmData, w: SymbolWork, params: dict[str, Any]) -> Arm:
+        from ludus.cpo.arms import FixedArm
+        from ludus.cpo.labels import positions_chunk
+
+        assert w.labels is not None
+        if params in w.labels.candidates:
+            return FixedArm(name, data, params, k=w.labels.candidates.index(params))
+        pos, _ = positions_chunk(self.strategy, w.bars, str(self.device), self.job.cost_bps, [params])
+        return FixedArm(name, data, params, positions=pos[0])
+
+    def build_arms(self, w: SymbolWork) -> list[Arm]:
+        """The champion first, then every challenger the job asks for (the champion's kind only once)."""
+        from ludus.cpo.arms import ArmData, BestFixedArm, CPOArm, EnsembleArm, PolicyGradientArm, RollingArm
         from ludus.cpo.model import ModelConfig
+
+        assert w.labels is not None and w.conditions is not None and w.champion is not None
+        job = self.job
+        default_k = w.labels.candidates.index(self.defaults)
+        data = ArmData(labels=w.labels, conditions=w.conditions.values, cost_bps=job.cost_bps,
+                       bars_per_year=self.bars_per_year, objective=job.objective, default_k=default_k)
+        rolling_window = job.challengers.rolling_window_bars or round(self.bars_per_year)
+        rolling_refit = job.challengers.rolling_refit_bars or max(1, round(self.bars_per_year / 4))
+        arms: list[Arm] = []
+        for name in self._arm_names(w):
+            if name == ARM_PUBLISHED:
+                arms.append(self._fixed_arm(ARM_PUBLISHED, data, w, w.champion.parameters))
+            elif name == ARM_DEFAULTS:
+                arms.append(self._fixed_arm(ARM_DEFAULTS, data, w, self.strategy_defaults))
+            elif name == ARM_BEST_FIXED:
+                arms.append(BestFixedArm(data, self._origin_search(w)))
+            elif name == ARM_ENSEMBLE:
+                arms.append(EnsembleArm(data))
+            elif name == ARM_ROLLING:
+                arms.append(RollingArm(data, window_bars=rolling_window, refit_bars=rolling_refit))
+            elif name == ARM_CPO:
+                assert w.model_params is not None
+                seeds = [self.seed + i for i in range(job.search.seeds)]
+                arms.append(CPOArm(data, ModelConfig(**w.model_params), seeds, device=str(self.device),
+                                   map_fn=self.executor.map))
+            elif name == ARM_POLICY_GRADIENT:
+                arms.append(PolicyGradientArm(data, seed=self.seed, device=str(self.device)))
+        return arms
+
+    def evaluate(self, w: SymbolWork) -> None:
+        from ludus.cpo.evaluation import evaluate
+
+        assert w.labels is not None and w.origins is not None
+        with self.timed("evaluation"):
+            w.arms = self.build_arms(w)
+            total = w.origins.n_windows * len(w.arms)
+            seeds = f", the CPO model {job_seeds}x per origin" if (job_seeds := self.job.search.seeds) and any(
+                a.name == ARM_CPO for a in w.arms) else ""
+            self.emit("gate", f"{w.symbol}: {len(w.arms)} arms refitted at each of {w.origins.n_windows} origins "
+                              f"({w.origins.oos_bars} out-of-sample bars){seeds}", step=0, total=total,
+                      symbol=w.symbol)
+            done = [0]
+
+            def on_window(i: int, n: int, arm: str) -> None:
+                done[0] += 1
+                self.emit("gate", f"{w.symbol}: window {i + 1}/{n}: {ARM_LABELS.get(arm, arm)} refitted",
+                          step=done[0], total=total, symbol=w.symbol)
+
+            w.evaluation = evaluate(w.arms, w.origins, w.labels.close_returns, self.job.cost_bps,
+                                    on_window=on_window)
+
+    def decide(self, w: SymbolWork) -> None:
+        from ludus.cpo.decision import decide
+        from ludus.pipeline.outcome import decision_evidence, holdout_comparison, period
+        from ludus.stores import ledger
+
+        assert w.evaluation is not None and w.labels is not None and w.champion is not None
+        job = self.job
+        with self.timed("decision"):
+            w.ledger = ledger.LedgerEntry(strategy=job.strategy, symbol=w.symbol, interval=job.interval,
+                                          job_id=str(job.job_id), candidates=w.labels.n_candidates,
+                                          model_trials=w.model_trials, baseline_trials=w.baseline_trials,
+                                          challengers=len(w.arms) - 1)
+            with self.engine.connect() as conn:
+                before = ledger.totals(conn, job.strategy, w.symbol, job.interval, excluding_job=str(job.job_id))
+            w.configurations = ledger.plus(before, w.ledger)
+            w.decision = decide(w.evaluation, w.champion.arm, n_configurations=max(1, w.configurations.total),
+                                alpha=job.gate.alpha, min_improvement=job.gate.min_improvement,
+                                bars_per_year=self.bars_per_year, samples=job.gate.bootstrap_samples,
+                                seed=self.seed, period=period(w.evaluation, w.bars.timestamps))
+            w.holdout = holdout_comparison(w.decision)
+            w.evidence = decision_evidence(job_id=job.job_id, strategy=job.strategy, symbol=w.symbol,
+                                           interval=job.interval, report=w.decision, evaluation=w.evaluation,
+                                           labels=w.labels, timestamps=w.bars.timestamps,
+                                           configurations=w.configurations, cost_bps=job.cost_bps)
+        self.emit("gate", f"{w.symbol}: {w.decision.reason}", symbol=w.symbol,
+                  best=w.decision.verdict(w.decision.chosen).sharpe)
+
+    def _held_position(self, w: SymbolWork) -> float:
+        """The position the live θ holds at the last bar: what Constellations holds now."""
+        from ludus.cpo.labels import positions_chunk
+
+        assert w.champion is not None and w.labels is not None
+        params = w.champion.parameters
+        if params in w.labels.candidates:
+            return float(w.labels.positions[w.labels.candidates.index(params), -1])
+        pos, _ = positions_chunk(self.strategy, w.bars, str(self.device), self.job.cost_bps, [params])
+        return float(pos[0, -1])
+
+    def final(self, w: SymbolWork) -> None:
+        """The chosen arm refitted on every usable bar picks the θ for valid_for; the CPO model is exported
+        (active when its θ is published, a candidate version otherwise)."""
+        from ludus.cpo.arms import CPOArm
         from ludus.cpo.onnx_export import OnnxScorer, to_onnx
         from ludus.cpo.recommend import recommend
-        from ludus.cpo.training import fit
+        from ludus.pipeline.outcome import arm_results
 
-        model = w.gate_model
-        if w.gate.active:
-            with self.timed("training"):
-                self.emit("training", f"{w.symbol}: final fit on all {w.labels.n_bars} bars", symbol=w.symbol)
-                rows = np.arange(w.conditions.first_valid, w.labels.n_bars - 1, dtype=np.int64)
-                model = fit(ModelConfig(**w.model_params), w.conditions.values, w.labels, rows,
-                            device=str(self.device), seed=self.seed)
-        with self.timed("export"):
-            self.emit("exporting", f"{w.symbol}: ONNX export and recommendation", symbol=w.symbol)
-            w.onnx = to_onnx(model)
-            scorer = OnnxScorer(w.onnx, self.settings.device)
-            latest = np.asarray(w.conditions.values[-1], dtype=np.float32)
-            w.recommendation = recommend(scorer, latest, w.labels.theta, w.labels.candidates)
-        w.valid_for = next_session(w.bars.timestamps[-1], self.job.interval)
-        gate = w.gate
-        if gate.active:
-            w.parameters = dict(w.recommendation.parameters)
-            w.expected_return = float(w.recommendation.expected_return)
-            w.published, w.reason = True, f"CPO model {gate.reason}"
-        else:
-            w.parameters = dict(w.baseline)
-            w.expected_return = None
-            w.published = True
-            w.reason = f"unconditional baseline published; CPO model {gate.reason}"
-        w.model_metrics.update({
-            "gate": _jsonable(gate.to_dict()),
-            "model_params": w.model_params,
-            "validation_value": w.model_value,
-            "objective": self.job.objective,
-            "model_trials": w.model_trials,
-            "candidates": w.labels.n_candidates,
-            "bars": w.labels.n_bars,
-            "conditions": list(w.conditions.names),
-            # what the ONNX model scores: without the candidate set a stored version could not be re-scored
-            # (``ludus recommend``) or rolled back to
-            "conditions_from": list(self.job.conditions_from),
-            "candidate_sets": _jsonable(w.labels.candidates),
-            "theta": np.asarray(w.labels.theta, dtype=np.float64).tolist(),
-            "trained_on": "all bars" if gate.active else "in-sample bars",
-            "recommendation": _jsonable(w.recommendation.to_dict()),
-            "valid_for": w.valid_for.isoformat(),
-        })
+        assert w.decision is not None and w.origins is not None and w.labels is not None
+        assert w.conditions is not None and w.evaluation is not None
+        chosen = w.decision.chosen
+        arm = next(a for a in w.arms if a.name == chosen)
+        held = self._held_position(w)
+        cpo = next((a for a in w.arms if isinstance(a, CPOArm)), None)
+        trained_on = f"decision rows before {str(w.bars.timestamps[w.origins.starts[-1]])[:10]}"
+        with self.timed("training"):
+            self.emit("training", f"{w.symbol}: {ARM_LABELS[chosen]} refitted on all {w.labels.n_bars} bars",
+                      symbol=w.symbol)
+            arm.fit(w.origins.train_idx(w.origins.n_windows))
+            if arm is cpo:
+                trained_on = "every usable bar"
+        pick = arm.pick(held)
+        w.parameters = dict(pick.parameters or w.champion.parameters)  # type: ignore[union-attr]
+        w.expected_return = pick.expected_return
+        recommendation: Recommendation | None = None
+        if cpo is not None and cpo.model is not None:
+            with self.timed("export"):
+                self.emit("exporting", f"{w.symbol}: ONNX export", symbol=w.symbol)
+                w.onnx = to_onnx(cpo.model)
+                scorer = OnnxScorer(w.onnx, self.settings.device)
+                last = w.labels.n_bars - 1
+                rec = recommend(scorer, w.conditions.values[last], w.labels.theta, w.labels.candidates,
+                                w.labels.position_inputs(np.array([last]))[0].numpy(), held, self.job.cost_bps)
+                recommendation = Recommendation(parameters=rec.parameters, k=rec.k,
+                                                expected_return=rec.expected_return, held_position=held)
+                if arm is cpo:
+                    # the ONNX artifact is what `ludus recommend` re-scores: publish exactly its choice
+                    w.parameters, w.expected_return = dict(rec.parameters), float(rec.expected_return)
+            w.card = self._card(w, cpo, trained_on, recommendation)
+        w.published = self._check_staleness(w)
+        w.reason = w.decision.reason + "".join(f"; {n}" for n in w.notes)
+        w.arm_results = arm_results(w.decision, w.evaluation, w.labels, (chosen, w.parameters))
+
+    def _check_staleness(self, w: SymbolWork) -> bool:
+        """Whether ``w`` may be published: a last bar older than publish.max_stale_sessions is flagged in
+        the reason (``flag``) or refused (``refuse``), never published silently."""
+        limit = self.job.publish.max_stale_sessions
+        if w.stale_sessions <= limit:
+            return True
+        refuse = self.job.publish.on_stale == "refuse"
+        w.notes.insert(0, f"stale data {'refused' if refuse else 'flagged'}: the last bar "
+                          f"({str(w.bars.timestamps[-1])[:10]}) is {w.stale_sessions:,} {w.exchange} sessions old "
+                          f"(> publish.max_stale_sessions {limit})")
+        return not refuse
+
+    def _card(self, w: SymbolWork, cpo: CPOArm, trained_on: str, rec: Recommendation | None) -> ModelCard:
+        from ludus.cpo.deflation import deflated_confidence
+
+        assert w.labels is not None and w.conditions is not None and w.decision is not None
+        job = self.job
+        d = w.decision
+        by_name = {v.name: v for v in d.verdicts}
+        mine, champ, base = by_name.get(ARM_CPO), by_name[d.champion], by_name.get(ARM_BEST_FIXED)
+        judged = mine is not None and mine.name != d.champion
+        return ModelCard(
+            job_id=job.job_id, strategy=job.strategy, symbol=w.symbol, interval=job.interval, exchange=w.exchange,
+            objective=job.objective, cost_bps=job.cost_bps, model_params=dict(w.model_params or {}),
+            seeds=list(cpo.seeds), model_trials=w.model_trials, validation_value=w.model_value,
+            bars=len(w.bars), conditions=list(w.conditions.names), conditions_from=list(job.conditions_from),
+            candidates=[dict(c) for c in w.labels.candidates],
+            theta=np.asarray(w.labels.theta, dtype=np.float64).tolist(), trained_on=trained_on,
+            trained_until=w.bars.timestamps[-1].astype("datetime64[D]").astype(date),
+            decision=d.outcome, arm=d.chosen, reason=d.reason, cpo_sharpe=None if mine is None else mine.sharpe,
+            champion_sharpe=champ.sharpe, baseline_sharpe=None if base is None else base.sharpe,
+            improvement=mine.delta_sharpe if judged else None,
+            dsr=deflated_confidence(mine.z, d.n_configurations) if judged else None,
+            recommendation=rec, valid_for=w.valid_for)
 
     # --- static mode ------------------------------------------------------------------------------------
 
     def static_symbol(self, w: SymbolWork, index: int, count: int) -> None:
         with self.timed("model_search"):
-            params, value = self._theta_search(w, "static", self.job.search.sampler, None, self.job.search.trials)
+            params, value, _ = self._theta_search(w, "static", self.job.search.sampler, None,
+                                                  self.job.search.trials)
         w.parameters = params
         w.baseline = params
         w.baseline_value = value
-        w.valid_for = next_session(w.bars.timestamps[-1], self.job.interval)
-        w.published = True
+        w.published = self._check_staleness(w)
         w.reason = (f"static search: best of {self.job.search.trials} trials, "
-                    f"{self.job.objective}={value:.4f} over {len(w.bars)} bars")
+                    f"{self.job.objective}={value:.4f} over {len(w.bars)} bars (in sample: no decision)"
+                    + "".join(f"; {n}" for n in w.notes))
 
     # --- publish ----------------------------------------------------------------------------------------
 
     def publish(self, works: list[SymbolWork], started: float) -> JobResult:
+        from ludus.pipeline.outcome import champion_info, window_infos
         from ludus.pipeline.persist import persist
 
         job = self.job
@@ -484,14 +704,23 @@ class _JobRun:
         def build(versions: dict[str, int]) -> JobResult:
             symbols = []
             for w in works:
-                gate = w.gate
+                d = w.decision
+                cpo = next((a for a in w.arm_results if a.name == ARM_CPO and a.role != ROLE_CHAMPION), None)
                 symbols.append(SymbolResult(
                     symbol=w.symbol, parameters=w.parameters or {}, baseline_parameters=w.baseline,
-                    default_parameters=self.defaults, expected_return=w.expected_return, published=w.published,
+                    default_parameters=self.strategy_defaults, expected_return=w.expected_return, published=w.published,
                     reason=w.reason, holdout=w.holdout or HoldoutComparison(),
-                    improvement=None if gate is None else gate.improvement,
-                    psr=None if gate is None else gate.psr, dsr=None if gate is None else gate.dsr,
+                    improvement=None if cpo is None else cpo.delta_sharpe,
+                    psr=None if d is None else d.psr, dsr=None if d is None else d.dsr,
                     model_version=versions.get(w.symbol), valid_for=w.valid_for,
+                    decision=None if d is None else d.outcome, arm=w.arm,
+                    champion=None if w.champion is None else champion_info(w.champion), arms=w.arm_results,
+                    z_threshold=None if d is None else d.z_threshold, configurations=w.configurations,
+                    windows=[] if w.evaluation is None else window_infos(w.evaluation, w.bars.timestamps),
+                    oos_bars=w.evidence_bars,
+                    history_start=None if w.origins is None else
+                    w.bars.timestamps[w.origins.first].astype("datetime64[D]").astype(date),
+                    stale_sessions=w.stale_sessions,
                 ))
             timings = {k: round(v, 4) for k, v in self.timings.items()}
             timings["publish"] = round(time.perf_counter() - publish_start, 4)
@@ -508,7 +737,8 @@ class _JobRun:
                   total=len(works))
         with self.timed("publish"):
             result = persist(self.engine, job, works, build, owner=self.owner)
-        self.emit("persisted", f"{len(result.symbols)} symbol(s) written for {works[0].valid_for}",
+        self.emit("persisted", f"{sum(s.published for s in result.symbols)} of {len(result.symbols)} symbol(s) "
+                               f"written for {works[0].valid_for}",
                   step=len(result.symbols), total=len(result.symbols))
         return result
 
@@ -516,35 +746,3 @@ class _JobRun:
 def _best_value(study: optuna.Study) -> float | None:
     best = best_trial(study)
     return None if best is None else float(best.value)
-
-
-def _trial_sharpes(study: optuna.Study, objective: str, bars_per_year: float) -> list[float]:
-    """Per-bar validation Sharpe ratios of the model-search trials (the DSR's null spread)."""
-    out = []
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        value = t.user_attrs.get("val_sharpe_per_bar")
-        if value is None and objective == "sharpe" and t.value is not None:
-            value = t.value / math.sqrt(bars_per_year)
-        if value is not None and math.isfinite(value):
-            out.append(float(value))
-    return out
-
-
-def _holdout(metrics: dict[str, float] | None) -> HoldoutMetrics | None:
-    if metrics is None:
-        return None
-    return HoldoutMetrics(**{k: metrics.get(k) for k in HoldoutMetrics.model_fields})
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)

@@ -116,11 +116,14 @@ def _job_summary(records: JobRecords, payload: dict[str, Any]) -> JobSummary:
 
 
 def progress(payload: dict[str, Any], studies: Iterable[StudyRecord]) -> Progress:
-    """Finished trials of the job's studies against the trials it asked for per study (search.trials)."""
-    target = int((payload.get("search") or {}).get("trials") or 0)
+    """Finished trials of the job's studies against the trials it asked for per study (search.trials; the
+    unconditional θ search has its own budget, search.baseline_trials)."""
+    search = payload.get("search") or {}
     done = total = 0
     detail = []
     for study in studies:
+        key = "baseline_trials" if study.purpose == "baseline" else "trials"
+        target = int(search.get(key) or 0)
         finished = sum(1 for t in study.trials if _counts(t))
         done += min(finished, target) if target else finished
         total += target or finished
@@ -246,7 +249,7 @@ def _published_equity(strategy: Any, sym: SymbolRecords, payload: dict[str, Any]
     full = {names[0]: run.rows()[0], names[1]: bh.rows()[0]}
 
     windows: list[Window] = []
-    held_out = _holdout_idx(sym.result, payload, len(bars))
+    held_out = _holdout_idx(sym.result, payload, len(bars), bars.timestamps)
     window_metrics: dict[str, dict[str, float]] = {}
     if held_out is not None:
         r = close_returns(bars.close)
@@ -282,11 +285,19 @@ def _published_equity(strategy: Any, sym: SymbolRecords, payload: dict[str, Any]
     return panel, [sharpe_by_year(stamps, nets, bpy), sharpe_by_volatility(bars, nets, bpy)]
 
 
-def _holdout_idx(result: dict[str, Any], payload: dict[str, Any], n_bars: int) -> np.ndarray | None:
-    """The decision bars of the job's holdout, when its result carries a holdout comparison."""
+def _holdout_idx(result: dict[str, Any], payload: dict[str, Any], n_bars: int,
+                 timestamps: np.ndarray | None = None) -> np.ndarray | None:
+    """The decision bars of the job's holdout, when its result carries a holdout comparison: its rolling
+    out-of-sample windows (first to last decision day), or the single holdout of older results."""
     holdout = result.get("holdout") or {}
     if not any(v for v in holdout.values()):
         return None
+    windows = result.get("windows") or []
+    if windows and timestamps is not None:
+        days = np.asarray(timestamps).astype("datetime64[D]")
+        first, last = np.datetime64(str(windows[0]["start"])), np.datetime64(str(windows[-1]["end"]))
+        idx = np.flatnonzero((days >= first) & (days <= last))
+        return idx[idx < n_bars - 1] if idx.size else None
     from ludus.cpo.folds import walk_forward
 
     v = payload.get("validation") or {}

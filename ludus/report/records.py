@@ -19,9 +19,9 @@ from sqlalchemy.engine import Engine
 from ludus.config import Settings, mask_url
 from ludus.constants import OPTUNA_STUDY_PREFIX
 from ludus.data.bars import Bars
+from ludus.data.context import CONTEXT_MARGIN  # context series are read as the pipeline reads them
 from ludus.data.prices import PriceStore
 from ludus.errors import InputError, LudusError
-from ludus.pipeline.run import CONTEXT_MARGIN  # context series are read as the pipeline reads them
 from ludus.stores import jobs as job_store
 from ludus.stores import models as model_store
 from ludus.stores import parameters as parameter_store

@@ -192,14 +192,15 @@ def check_finite_model(model: torch.nn.Module) -> None:
 
 
 class StrategyObjective:
-    """The job's objective of a backtest of θ over ``bars[:stop]`` (in-sample only: later bars never load).
+    """The job's objective of a backtest of θ over ``bars[start:stop]`` (in-sample only: later bars never load;
+    bars before ``start`` only warm the indicators up, so the score is over the same bars other arms learn on).
 
     ``space`` is the strategy's space narrowed by the job's overrides; ``evaluate_batch`` backtests many θ
     in one vectorized call.
     """
 
     def __init__(self, strategy: Any, bars: Any, *, space: Any, objective: str, cost_bps: float,
-                 bars_per_year: float, stop: int | None = None, device: Any = "cpu") -> None:
+                 bars_per_year: float, stop: int | None = None, device: Any = "cpu", start: int = 0) -> None:
         from ludus.strategies.market import MarketTensors
 
         self.strategy = strategy
@@ -210,18 +211,31 @@ class StrategyObjective:
         self.device = torch.device(device) if not isinstance(device, torch.device) else device
         insample = bars if stop is None else bars.slice(0, stop)
         self.n_bars = len(insample)
+        if not 0 <= start < self.n_bars - 1:
+            raise InputError("start", start, f"must leave bars to score before {self.n_bars}")
+        self.start = int(start)
+        self.bars = insample
         self.market = MarketTensors.from_bars(insample, self.device)
 
     def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
         return self.space.suggest(trial)
 
     def evaluate_batch(self, params: list[dict[str, Any]]) -> list[float]:
-        from ludus.strategies.engine import run_backtest
+        from ludus.strategies.engine import compute_metrics, run_backtest
 
-        result = run_backtest(self.strategy, self.market, params, cost_bps=self.cost_bps,
-                              bars_per_year=self.bars_per_year)
-        values = result.metrics[self.objective].detach().to("cpu", torch.float64).tolist()
-        return [float(v) for v in values]
+        if self.start == 0:
+            result = run_backtest(self.strategy, self.market, params, cost_bps=self.cost_bps,
+                                  bars_per_year=self.bars_per_year)
+            values = result.metrics[self.objective]
+        else:
+            from ludus.cpo.labels import positions_chunk
+
+            # decision-aligned net returns of rows start .. n-2 (the last bar has no outcome)
+            pos, labels = positions_chunk(self.strategy, self.bars, self.device, self.cost_bps, list(params))
+            rows = slice(self.start, self.n_bars - 1)
+            values = compute_metrics(torch.from_numpy(labels[:, rows]).double(), torch.from_numpy(pos[:, rows]),
+                                     self.bars_per_year)[self.objective]
+        return [float(v) for v in values.detach().to("cpu", torch.float64).tolist()]
 
     def __call__(self, ctx: TrialContext) -> float:
         return self.evaluate_batch([ctx.params])[0]

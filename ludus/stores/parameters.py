@@ -13,12 +13,15 @@ from ludus.db.schema import optimized_parameters as T
 from ludus.db.schema import utcnow
 
 KEY = ("strategy", "symbol", "interval", "valid_for")
-VALUE_FIELDS = ("parameters", "expected_metric", "baseline_parameters", "model_version", "job_id")
+VALUE_FIELDS = ("parameters", "expected_metric", "baseline_parameters", "model_version", "job_id", "arm",
+                "decision", "evidence_bars")
 
 
 @dataclass(frozen=True)
 class ParameterRow:
-    """One published parameter set. ``expected_metric`` is the model's expected return for ``valid_for``."""
+    """One published parameter set. ``expected_metric`` is the model's expected return for ``valid_for``;
+    ``arm``, ``decision`` and ``evidence_bars`` say which arm's θ it is, whether the decision changed or kept
+    the champion, and on how many out-of-sample bars it rests (None: no decision, e.g. a static search)."""
 
     strategy: str
     symbol: str
@@ -29,6 +32,9 @@ class ParameterRow:
     baseline_parameters: dict[str, Any] | None = None
     model_version: int | None = None
     job_id: str | None = None
+    arm: str | None = None
+    decision: str | None = None
+    evidence_bars: int | None = None
     created_at: datetime | None = field(default=None, compare=False)
     updated_at: datetime | None = field(default=None, compare=False)
 
@@ -57,6 +63,18 @@ def read_active(conn: Connection, strategy: str, symbol: str, interval: str,
     q = sa.select(T).where(T.c.strategy == strategy, T.c.symbol == symbol, T.c.interval == interval)
     q = q.where(T.c.valid_for == day) if day is not None else q.order_by(T.c.valid_for.desc()).limit(1)
     row = conn.execute(q).mappings().first()
+    return _row(row) if row is not None else None
+
+
+def live_row(conn: Connection, strategy: str, symbol: str, interval: str, *, on_or_before: date,
+             excluding_job: str | None = None) -> ParameterRow | None:
+    """What is live for a key on ``on_or_before``: its latest row up to that day, leaving out the rows of
+    ``excluding_job`` (a rerun of a job must not find its own earlier result as the champion)."""
+    q = sa.select(T).where(T.c.strategy == strategy, T.c.symbol == symbol, T.c.interval == interval,
+                           T.c.valid_for <= on_or_before)
+    if excluding_job is not None:
+        q = q.where(sa.or_(T.c.job_id.is_(None), T.c.job_id != excluding_job))
+    row = conn.execute(q.order_by(T.c.valid_for.desc()).limit(1)).mappings().first()
     return _row(row) if row is not None else None
 
 

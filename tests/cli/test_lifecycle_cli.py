@@ -144,8 +144,10 @@ def test_export_writes_the_onnx_model_onnxruntime_loads(url: str, tmp_path: Path
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     theta = np.asarray(card["metrics"]["theta"], dtype=np.float32)
     n_features = len(card["metrics"]["conditions"])
-    feeds = {i.name: (np.zeros((theta.shape[0], n_features), np.float32) if n == 0 else theta)
-             for n, i in enumerate(session.get_inputs())}
+    # the inputs: conditions [K, F], θ [K, D], each candidate's current and previous position [K, 2]
+    inputs = {"conditions": np.zeros((theta.shape[0], n_features), np.float32), "theta": theta,
+              "positions": np.zeros((theta.shape[0], len(card["metrics"]["position_inputs"])), np.float32)}
+    feeds = {i.name: inputs[i.name] for i in session.get_inputs()}
     scores = session.run(None, feeds)[0]
     assert np.asarray(scores).reshape(-1).shape[0] == theta.shape[0] and np.isfinite(scores).all()
     unwritable = ludus(url, "models", "export", str(v1), "--out", "/proc/nope/v1.onnx")

@@ -44,8 +44,9 @@ def ludus(url: str, *args: str, stdin: str | None = None) -> subprocess.Complete
 
 def small_job(**extra) -> dict:
     body = {"job_id": str(uuid.uuid4()), "strategy": "sma_cross", "symbols": ["SPX"], "lookback": {"bars": 900},
-            "candidates": 16, "search": {"trials": 2, "seed": 1},
-            "validation": {"folds": 2, "embargo_bars": 2, "holdout_bars": 150}, "conditions_from": ["VIX"]}
+            "candidates": 16, "search": {"trials": 2, "seed": 1, "baseline_trials": 8, "seeds": 1},
+            "validation": {"folds": 2, "embargo_bars": 2, "holdout_bars": 150, "windows": 2},
+            "conditions_from": ["VIX"]}
     body.update(extra)
     return body
 
@@ -74,15 +75,17 @@ def test_optimize_then_recommend_and_show_job(url: str, tmp_path: Path) -> None:
     assert row is not None and row.job_id == body["job_id"]
     params = ", ".join(f"{k}={v}" for k, v in row.parameters.items())
     out = done.stdout
-    for fragment in ("sma_cross SPX 1d (cpo)", "published", params, "holdout Sharpe", "DSR", "model version",
-                     str(row.valid_for), "model_search", "label throughput", f"job {body['job_id']}: succeeded"):
+    for fragment in ("sma_cross SPX 1d (cpo)", f"{row.decision} ({row.arm})", "published", params, "champion",
+                     "configurations", "z needed", "SPX: arms out of sample", "ΔSharpe ± SE", "θ switches/yr",
+                     "policy_gradient", "ensemble *", "model version", str(row.valid_for), "evaluation",
+                     "label throughput", f"job {body['job_id']}: succeeded"):
         assert fragment in out, fragment
 
     shown = ludus(url, "recommend", "--strategy", "sma_cross", "--symbol", "SPX", "--interval", "1d")
 
     assert shown.returncode == 0, shown.stderr
     assert params in shown.stdout and str(row.valid_for) in shown.stdout and body["job_id"] in shown.stdout
-    if row.model_version is None:  # the gate refused the model: only the baseline was published
+    if row.model_version is None:  # the CPO policy is not live: no model to re-score
         assert "no active CPO model" in shown.stdout
     else:
         assert f"model version {row.model_version} re-scored" in shown.stdout
@@ -91,6 +94,7 @@ def test_optimize_then_recommend_and_show_job(url: str, tmp_path: Path) -> None:
     assert record.returncode == 0, record.stderr
     stored = json.loads(record.stdout)
     assert stored["status"] == "succeeded" and stored["result"]["symbols"][0]["parameters"] == row.parameters
+    assert stored["result"]["symbols"][0]["decision"] in ("changed", "kept")
 
 
 def test_optimize_reads_stdin_and_prints_json(url: str) -> None:
@@ -101,8 +105,25 @@ def test_optimize_reads_stdin_and_prints_json(url: str) -> None:
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["job_id"] == body["job_id"] and result["status"] == "succeeded" and result["mode"] == "static"
+    assert result["symbols"][0]["decision"] is None  # a static search decides nothing
     assert result["symbols"][0]["published"] and result["symbols"][0]["model_version"] is None
     assert written(url) == (1, 0, 1)
+
+
+def test_optimize_json_carries_the_decision_for_a_nightly_script(url: str) -> None:
+    body = small_job(challengers={"arms": ["best_fixed", "rolling"]})
+
+    done = ludus(url, "optimize", "-", "--no-ray", "--json", stdin=json.dumps(body))
+
+    assert done.returncode == 0, done.stderr
+    sym = json.loads(done.stdout)["symbols"][0]
+    assert sym["decision"] in ("changed", "kept") and sym["reason"].startswith(sym["decision"] + ": ")
+    assert sym["arm"] in ("defaults", "best_fixed", "rolling") and sym["champion"]["arm"] == "defaults"
+    assert [a["name"] for a in sym["arms"]] == ["defaults", "best_fixed", "rolling"]
+    for arm in sym["arms"][1:]:
+        assert {"sharpe", "delta_sharpe", "delta_se", "z", "window_sharpes", "turnover",
+                "switches_per_year"} <= set(arm) and len(arm["window_sharpes"]) == 2
+    assert sym["configurations"]["candidates"] == 16 and sym["z_threshold"] > 1.645
 
 
 @pytest.mark.parametrize("change, fragments", [

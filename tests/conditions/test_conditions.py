@@ -65,11 +65,13 @@ def test_cross_asset_features_with_the_vix_and_nasdaq(sample_bars, vix_bars, ixi
         "vix_level", "vix_chg_5", "vix_z_63", "vix_premium_21",
     ]
     assert np.isfinite(cond.values[cond.first_valid:]).all()
-    # before the VIX starts (2014-01-03) every VIX feature is warm-up; the z-score needs 63 VIX prints
+    # before the VIX starts (2014-01-03) every VIX feature is warm-up; the z-score needs 63 VIX prints, and
+    # a same-day VIX print is used one bar later (its 16:15 close is not known at the 16:00 close)
     vix_start = int(np.searchsorted(sample_bars.timestamps, vix_bars.timestamps[0]))
-    assert np.isnan(cond.column("vix_level")[:vix_start]).all()
-    assert cond.column("vix_level")[vix_start] == np.float32(vix_bars.close[0])
-    assert vix_start + 62 <= cond.first_valid <= vix_start + 70
+    assert np.isnan(cond.column("vix_level")[:vix_start + 1]).all()
+    assert cond.column("vix_level")[vix_start + 1] == np.float32(vix_bars.close[0])
+    assert vix_start + 63 <= cond.first_valid <= vix_start + 71
+    assert cond.lagged == ("IXIC", "VIX") and cond.limited_by == "VIX"
     level = cond.column("vix_level")[cond.first_valid:]
     assert 8 < level.min() and level.max() < 60
     assert np.median(cond.column("ixic_corr_63")[cond.first_valid:]) > 0.7  # SPX and NASDAQ move together
@@ -78,17 +80,29 @@ def test_cross_asset_features_with_the_vix_and_nasdaq(sample_bars, vix_bars, ixi
     assert again.names == cond.names and np.array_equal(again.values, cond.values, equal_nan=True)
 
 
-def test_context_value_at_t_is_the_last_print_at_or_before_t(sample_bars, vix_bars):
+def test_context_value_at_t_is_the_last_print_of_the_bar_before(sample_bars, vix_bars):
     cond = compute_conditions(sample_bars, {"VIX": vix_bars})
     level = cond.column("vix_level")
     ok = np.isfinite(vix_bars.close)
     vts, vclose = vix_bars.timestamps[ok], vix_bars.close[ok]
     rng = np.random.default_rng(0)
-    start = int(np.searchsorted(sample_bars.timestamps, vts[0]))
+    start = int(np.searchsorted(sample_bars.timestamps, vts[0])) + 1
     for t in rng.integers(start, len(sample_bars), 50):
-        j = np.searchsorted(vts, sample_bars.timestamps[t], side="right") - 1
-        assert vts[j] <= sample_bars.timestamps[t]
+        j = np.searchsorted(vts, sample_bars.timestamps[t - 1], side="right") - 1
+        assert vts[j] < sample_bars.timestamps[t]
         assert level[t] == np.float32(vclose[j])
+
+
+def test_context_stamped_before_the_bar_is_used_the_same_bar(sample_bars, vix_bars):
+    # stamped an hour before the bar's own timestamp: the timestamps prove the print was known at the decision
+    early = replace(vix_bars, timestamps=vix_bars.timestamps - np.timedelta64(1, "h"))
+    cond = compute_conditions(sample_bars, {"VIX": early})
+    assert cond.lagged == ()
+    level = cond.column("vix_level")
+    t = int(np.searchsorted(sample_bars.timestamps, vix_bars.timestamps[100]))
+    j = np.searchsorted(early.timestamps, sample_bars.timestamps[t], side="right") - 1
+    assert level[t] == np.float32(early.close[j]) and early.timestamps[j] < sample_bars.timestamps[t]
+    assert compute_conditions(sample_bars, {"VIX": vix_bars}).first_valid == cond.first_valid + 1
 
 
 @pytest.mark.parametrize("t", [40, 300, 3900, 4700, 5029])
@@ -113,7 +127,8 @@ def test_context_starting_late_is_warm_up_and_a_stale_context_is_an_error(sample
     late = ixic_bars.slice(3000)
     cond = compute_conditions(sample_bars, {"IXIC": late})
     assert np.isnan(cond.column("ixic_ret_21")[:3000]).all()
-    assert cond.first_valid == 3000 + 63  # 63 returns of the index need 64 prints (3000..3063)
+    assert cond.first_valid == 3000 + 64  # 63 returns of the index need 64 prints (3000..3063), lagged a bar
+    assert cond.limited_by == "IXIC" and compute_conditions(sample_bars).limited_by is None
     ended = ixic_bars.slice(0, len(ixic_bars) - 30)
     with pytest.raises(InputError) as info:
         compute_conditions(sample_bars, {"IXIC": ended})

@@ -30,7 +30,10 @@ def test_defaults_of_a_minimal_job():
     job = parse_job(minimal())
     assert job.job_id == uuid.UUID(JOB_ID)
     assert (job.mode, job.interval, job.objective, job.search.sampler) == ("cpo", "1d", "sharpe", "tpe")
-    assert job.lookback.bars and job.lookback.bars > job.validation.holdout_bars
+    assert job.lookback.bars == 2520 and job.validation.holdout_bars is None  # every bar after the training span
+    assert job.validation.windows == 6 and job.search.seeds == 3 and job.gate.alpha == 0.05
+    assert job.exchange == "XNYS" and job.exchange_of("SPX") == "XNYS" and job.publish.on_stale == "flag"
+    assert job.challengers.arms == ["cpo", "best_fixed", "defaults", "ensemble", "rolling", "policy_gradient"]
     assert job.overrides == {} and job.conditions_from == [] and job.placement.exclude == []
 
 

@@ -102,41 +102,140 @@ def regime_market(T: int = 2600, seed: int = 7, *, observable: bool = True, phi:
     return Market(make_bars(r), conditions_from(r, vix), s)
 
 
-@dataclass
-class CpoRun:
-    labels: Any
-    split: Any
-    model: Any
-    cpo: Any
-    best_fixed: Any
-    defaults: Any
-    best_k: int
-    report: Any
+def momentum_regime_market(T: int, seed: int, *, p_stress: float, phi_calm: float, phi_stress: float,
+                           stay: float = 0.98, sigma: float = 0.01) -> Market:
+    """A calm regime (share 1 - p_stress) where r[t+1] = +phi_calm r[t] + e and a stress regime where
+    r[t+1] = -phi_stress r[t] + e; a VIX-like condition (15 calm, 30 stress, noise 3) reveals the regime.
+
+    Short-window momentum is the unconditional best θ when calm dominates; switching to the contrarian in
+    stress is the conditional edge. ``phi_stress = phi_calm`` with ``p_stress = 0`` is a market with one
+    autocorrelation (no conditional edge); ``phi_calm = phi_stress = 0``: i.i.d. returns (no edge at all).
+    """
+    rng = np.random.default_rng(seed)
+    leave_stress = 1.0 - stay
+    leave_calm = leave_stress * p_stress / (1.0 - p_stress) if p_stress > 0 else 0.0
+    u = rng.random(T)
+    s = np.zeros(T, dtype=np.int64)
+    if p_stress > 0:
+        s[0] = int(rng.random() < p_stress)
+        for t in range(1, T):
+            s[t] = s[t - 1] if u[t] >= (leave_stress if s[t - 1] else leave_calm) else 1 - s[t - 1]
+    eps = rng.normal(0.0, sigma, T)
+    r = np.zeros(T)
+    for t in range(1, T):
+        r[t] = (-phi_stress if s[t - 1] else phi_calm) * r[t - 1] + eps[t]
+    vix = np.where(s == 1, 30.0, 15.0) + rng.normal(0.0, 3.0, T)
+    return Market(make_bars(r), conditions_from(r, vix), s)
+
+
+def oracle_edge(*, p_stress: float, phi_calm: float, phi_stress: float, T: int = 400_000, seed: int = 1,
+                stay: float = 0.98) -> float:
+    """True annualized Sharpe of the regime oracle (momentum-1 calm, contrarian-1 stress) minus momentum-1's,
+    measured on one very long market of the same process (net of COST_BPS)."""
+    from ludus.cpo.sharpe import annualized_sharpe
+
+    m = momentum_regime_market(T, seed, p_stress=p_stress, phi_calm=phi_calm, phi_stress=phi_stress, stay=stay)
+    r = m.bars.close / np.concatenate([[m.bars.close[0]], m.bars.close[:-1]]) - 1.0
+    champ = np.sign(r)
+    oracle = np.where(m.regime == 1, -champ, champ)
+
+    def net(pos: np.ndarray) -> np.ndarray:
+        prev = np.concatenate([[0.0], pos[:-1]])
+        return pos[:-1] * r[1:] - COST_BPS * 1e-4 * np.abs(pos - prev)[:-1]
+
+    return float(annualized_sharpe(net(oracle), 252) - annualized_sharpe(net(champ), 252))
+
+
+def phi_for_edge(edge: float, *, p_stress: float, phi_calm: float, T: int = 400_000, stay: float = 0.98) -> float:
+    """The stress autocorrelation whose regime oracle beats momentum-1 by ``edge`` annualized Sharpe."""
+    lo, hi = 0.0, 0.95
+    for _ in range(16):
+        mid = (lo + hi) / 2
+        if oracle_edge(p_stress=p_stress, phi_calm=phi_calm, phi_stress=mid, T=T, stay=stay) < edge:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
 
 
 SMALL = {"hidden": 32, "layers": 2, "dropout": 0.0, "epochs": 15, "batch_size": 512, "lr": 3e-3}
+#: a tiny conditional model: what a fast test can refit at every origin
+TINY = {"hidden": 16, "layers": 1, "dropout": 0.0, "epochs": 4, "batch_size": 512, "lr": 5e-3}
+MOMENTUM_1 = CANDIDATES.index({"window": 1, "direction": 1})
 
 
-def run_cpo(market: Market, *, seed: int = 0, min_improvement: float = 0.5, holdout: int = 750) -> CpoRun:
-    """The CPO core end to end as the pipeline runs it: labels, folds, fit, policy, baselines, gate."""
-    from ludus.cpo.folds import walk_forward
-    from ludus.cpo.gate import best_fixed_candidate, evaluate_gate, gate_paths, per_bar_sharpe
-    from ludus.cpo.labels import build_labels
+@dataclass
+class DecisionRun:
+    labels: Any
+    origins: Any
+    evaluation: Any
+    report: Any
+
+
+def decision_arms(market: Market, labels: Any, *, champion_k: int, seeds: Sequence[int] = (0, 1, 2),
+                  model: Mapping[str, Any] = TINY, pg_epochs: int = 10,
+                  challengers: Sequence[str] | None = None) -> list[Any]:
+    """The champion (candidate ``champion_k`` held fixed) and the challengers, built as the pipeline does."""
+    from ludus.constants import (
+        ARM_BEST_FIXED,
+        ARM_CPO,
+        ARM_DEFAULTS,
+        ARM_ENSEMBLE,
+        ARM_POLICY_GRADIENT,
+        ARM_PUBLISHED,
+        ARM_ROLLING,
+        CHALLENGER_ARMS,
+    )
+    from ludus.cpo.arms import (
+        ArmData,
+        BestFixedArm,
+        CPOArm,
+        EnsembleArm,
+        FixedArm,
+        PolicyGradientArm,
+        RollingArm,
+    )
     from ludus.cpo.model import ModelConfig
-    from ludus.cpo.policy import fixed_path, policy_path
-    from ludus.cpo.training import fit
+    from ludus.cpo.reinforce import PolicyGradientConfig
 
-    labels = build_labels(SignMomentum(), market.bars, CANDIDATES, cost_bps=COST_BPS, chunk_size=3)
-    split = walk_forward(len(market.bars), WARMUP, folds=2, embargo=5, holdout=holdout)
-    train, val = split.folds[-1]
-    model = fit(ModelConfig(**SMALL), market.conditions, labels, train, seed=seed, val_rows=val)
-    cpo = policy_path(model, market.conditions, labels, split.holdout_idx, cost_bps=COST_BPS)
-    best_k = best_fixed_candidate(labels, split.insample_idx, "sharpe")
-    best, dflt = gate_paths(labels, split.holdout_idx, best_fixed_k=best_k, default_k=DEFAULTS_K,
-                            cost_bps=COST_BPS)
-    # the configurations tried: the K candidates (their in-sample Sharpes set the DSR's null)
-    trial_sharpes = [per_bar_sharpe(fixed_path(labels, k, split.insample_idx, COST_BPS).returns)
-                     for k in range(labels.n_candidates)]
-    report = evaluate_gate(cpo, best, dflt, bars_per_year=252, min_improvement=min_improvement,
-                           n_trials=labels.n_candidates, trial_sharpes=trial_sharpes)
-    return CpoRun(labels, split, model, cpo, best, dflt, best_k, report)
+    data = ArmData(labels=labels, conditions=market.conditions, cost_bps=COST_BPS, bars_per_year=252.0,
+                   objective="sharpe", default_k=DEFAULTS_K)
+    champion = ARM_DEFAULTS if champion_k == DEFAULTS_K else ARM_PUBLISHED
+    arms = [FixedArm(champion, data, CANDIDATES[champion_k], k=champion_k)]
+    make = {
+        ARM_CPO: lambda: CPOArm(data, ModelConfig(**model), list(seeds)),
+        ARM_BEST_FIXED: lambda: BestFixedArm(data),
+        ARM_DEFAULTS: lambda: FixedArm(ARM_DEFAULTS, data, CANDIDATES[DEFAULTS_K], k=DEFAULTS_K),
+        ARM_ENSEMBLE: lambda: EnsembleArm(data),
+        ARM_ROLLING: lambda: RollingArm(data, window_bars=252, refit_bars=63),
+        ARM_POLICY_GRADIENT: lambda: PolicyGradientArm(data, PolicyGradientConfig(epochs=pg_epochs), seed=0),
+    }
+    for name in challengers if challengers is not None else CHALLENGER_ARMS:
+        if name != champion:
+            arms.append(make[name]())
+    return arms
+
+
+def run_decision(market: Market, *, champion_k: int = DEFAULTS_K, windows: int = 3, min_train: int = 504,
+                 n_configurations: int | None = None, alpha: float = 0.05, samples: int = 500, seed: int = 0,
+                 seeds: Sequence[int] = (0, 1, 2), model: Mapping[str, Any] = TINY, pg_epochs: int = 10,
+                 challengers: Sequence[str] | None = None) -> DecisionRun:
+    """Labels, rolling origins, every arm refitted at each origin, and the rule, as the pipeline runs them.
+
+    ``n_configurations`` defaults to what this run tried: the candidates, one model configuration and the
+    challengers."""
+    from ludus.cpo.decision import decide
+    from ludus.cpo.evaluation import evaluate
+    from ludus.cpo.labels import build_labels
+    from ludus.cpo.origins import rolling_origins
+
+    labels = build_labels(SignMomentum(), market.bars, CANDIDATES, cost_bps=COST_BPS, chunk_size=5)
+    origins = rolling_origins(len(market.bars), WARMUP, windows=windows, embargo=5, holdout_bars=None,
+                              min_train_bars=min_train)
+    arms = decision_arms(market, labels, champion_k=champion_k, seeds=seeds, model=model, pg_epochs=pg_epochs,
+                         challengers=challengers)
+    evaluation = evaluate(arms, origins, labels.close_returns, COST_BPS)
+    n = n_configurations if n_configurations is not None else len(CANDIDATES) + 1 + len(arms) - 1
+    report = decide(evaluation, arms[0].name, n_configurations=n, alpha=alpha, min_improvement=0.0,
+                    bars_per_year=252.0, samples=samples, seed=seed)
+    return DecisionRun(labels, origins, evaluation, report)

@@ -26,6 +26,7 @@ from ludus.cpo.policy import (
     path_from_positions,
     policy_path,
     policy_returns,
+    switching_choices,
 )
 from ludus.cpo.training import fit
 from ludus.errors import InputError
@@ -72,17 +73,30 @@ def test_fixed_path_matches_the_labels_on_contiguous_bars(strategy) -> None:
     torch.testing.assert_close(other.returns, fixed_returns(labels, 2, idx, COST_BPS))
 
 
-def test_policy_picks_the_argmax_of_the_model(strategy) -> None:
+def _scores_at(model, market, labels, t: int) -> np.ndarray:
+    return model(torch.from_numpy(np.repeat(market.conditions[t:t + 1], len(CANDIDATES), 0)),
+                 torch.from_numpy(labels.theta), labels.position_inputs(np.array([t]))[0]).detach().numpy()
+
+
+def test_policy_picks_the_argmax_of_the_model_net_of_the_move_from_the_held_position(strategy) -> None:
     market = regime_market(T=600, seed=3, phi=0.35)
     labels = build_labels(strategy, market.bars, CANDIDATES, cost_bps=COST_BPS)
     model = fit(ModelConfig(**{**SMALL, "epochs": 3}), market.conditions, labels, np.arange(WARMUP, 400), seed=0)
     idx = np.arange(420, 598)
-    choices = choose(model, market.conditions, labels, idx)
+    free = choose(model, market.conditions, labels, idx, cost_bps=0.0)
     for i in (0, 50, 177):
-        t = idx[i]
-        scores = model(torch.from_numpy(np.repeat(market.conditions[t:t + 1], len(CANDIDATES), 0)),
-                       torch.from_numpy(labels.theta))
-        assert int(choices[i]) == int(scores.argmax())
+        assert int(free[i]) == int(np.argmax(_scores_at(model, market, labels, idx[i])))
+    # with costs: a reference loop over the bars, holding what the previous choice holds
+    c = COST_BPS * 1e-4
+    pos = labels.positions.numpy()
+    held, want = 0.0, []
+    for t in idx:
+        now, prev = pos[:, t], pos[:, t - 1]
+        k = int(np.argmax(_scores_at(model, market, labels, t) + c * np.abs(now - prev) - c * np.abs(now - held)))
+        want.append(k)
+        held = now[k]
+    choices = choose(model, market.conditions, labels, idx)
+    assert choices.tolist() == want
     path = policy_path(model, market.conditions, labels, idx, cost_bps=COST_BPS)
     torch.testing.assert_close(path.returns, policy_returns(model, market.conditions, labels, idx,
                                                             cost_bps=COST_BPS))
@@ -116,6 +130,24 @@ def test_perturbing_future_prices_changes_no_decision_at_or_before_t() -> None:
     # the decision at t0 earns r[t0+1], which did change: outcomes only up to t0-1 are equal
     assert torch.equal(a.returns[: upto - 1], b.returns[: upto - 1])
     assert not torch.equal(a.choices, b.choices)
+
+
+def test_switching_cost_changes_the_choice_when_it_should() -> None:
+    # candidate 0 stays long; candidate 1 is flat on bar 1; the model predicts (own labels) that candidate 1
+    # earns `gain` more than candidate 0 on bar 1. Moving from long to flat costs 10 bps.
+    labels = _labels([[1, 1, 1, 1], [1, 0, 0, 0]], [0.0, 0.01, -0.02, 0.005], cost_bps=10.0)
+    c = 10.0 * 1e-4
+    for gain, switch in ((0.5 * c, False), (0.9 * c, False), (1.5 * c, True)):
+        # candidate 1's own label at bar 1 pays its own move (c): add it so that its gross edge is `gain`
+        scores = np.array([[0.0, 0.0], [0.0, gain - c], [0.0, 0.0]])
+        ch = switching_choices(scores, labels, [0, 1, 2], 10.0)
+        assert int(ch[1]) == (1 if switch else 0), (gain / c, ch.tolist())
+        # without costs the larger score always wins
+        free = switching_choices(scores, labels, [0, 1, 2], 0.0)
+        assert int(free[1]) == int(np.argmax(scores[1]))
+    # once flat, staying flat costs nothing: the choice sticks unless re-entering pays
+    assert switching_choices(np.array([[0.0, 0.0], [0.0, 0.001]]), labels, [1, 2], 10.0,
+                             start_position=0.0).tolist() == [1, 1]
 
 
 def test_bad_decision_bars_are_rejected() -> None:

@@ -40,9 +40,10 @@ def test_normalization_buffers_are_training_statistics_and_saved(data) -> None:
     clone = CPOModel.from_state(model.hparams(), state)
     c = torch.from_numpy(market.conditions[rows[:7]])
     t = torch.from_numpy(labels.theta[:7])
-    assert torch.equal(clone(c, t), model(c, t))
+    p = labels.position_inputs(rows[:7])[torch.arange(7), torch.arange(7)]  # candidate i at bar i: [7, 2]
+    assert torch.equal(clone(c, t, p), model(c, t, p))
     # the output is in raw return units: the scale of the labels, not of the standardized target
-    assert model(c, t).abs().max().item() < 20 * model.label_std.item()
+    assert model(c, t, p).abs().max().item() < 20 * model.label_std.item()
 
 
 def test_training_is_deterministic_given_the_seed_and_depends_on_it(data) -> None:
@@ -102,7 +103,8 @@ def test_only_warm_up_rows_is_insufficient_data(data) -> None:
 def test_rank_loss_trains(data) -> None:
     market, labels = data
     model = fit(_cfg(loss="rank"), market.conditions, labels, np.arange(WARMUP, 400), seed=0)
-    out = model(torch.from_numpy(market.conditions[500:510]), torch.from_numpy(labels.theta[:10]))
+    out = model(torch.from_numpy(market.conditions[500:510]), torch.from_numpy(labels.theta[:10]),
+                torch.zeros(10, 2))
     assert torch.isfinite(out).all()
 
 

@@ -12,7 +12,9 @@ from alembic.runtime.migration import MigrationContext
 
 import ludus
 from ludus.constants import (
+    EVIDENCE_TABLE,
     JOBS_TABLE,
+    LEDGER_TABLE,
     MODEL_CHANGES_TABLE,
     MODELS_TABLE,
     OPTIMIZED_PARAMETERS_TABLE,
@@ -23,7 +25,8 @@ from ludus.db import migrate
 from ludus.db.engine import make_engine, prices_sidecar_path
 from ludus.db.schema import metadata
 
-APP_TABLES = {OPTIMIZED_PARAMETERS_TABLE, JOBS_TABLE, MODELS_TABLE, MODEL_CHANGES_TABLE, SCHEDULE_SLOTS_TABLE}
+APP_TABLES = {OPTIMIZED_PARAMETERS_TABLE, JOBS_TABLE, MODELS_TABLE, MODEL_CHANGES_TABLE, SCHEDULE_SLOTS_TABLE,
+              LEDGER_TABLE, EVIDENCE_TABLE}
 
 
 def test_upgrade_from_empty_creates_every_table_and_matches_metadata(db_url: str) -> None:

@@ -92,8 +92,9 @@ def write_synthetic_market(url: str, *, dependence: bool, phi: float = 0.35, see
 def synthetic_job(**extra: Any) -> dict:
     """CPO of RSI reversion (short periods, long/short: a contrarian rule) on SYN with the VIX as condition."""
     body = {"job_id": str(uuid.uuid4()), "strategy": "rsi_reversion", "symbols": ["SYN"],
-            "lookback": {"bars": SYN_BARS}, "candidates": 32, "search": {"trials": 3, "seed": 3},
-            "cost_bps": 1.0, "validation": {"folds": 2, "embargo_bars": 5, "holdout_bars": 500},
+            "lookback": {"bars": SYN_BARS}, "candidates": 32,
+            "search": {"trials": 3, "seed": 3, "baseline_trials": 16, "seeds": 3},
+            "cost_bps": 1.0, "validation": {"folds": 2, "embargo_bars": 5, "windows": 3},
             "gate": {"min_improvement": 0.2}, "conditions_from": ["VIX"],
             "overrides": {"period": {"low": 2, "high": 5}, "mode": {"value": "long_short"}}}
     body.update(extra)
@@ -103,9 +104,9 @@ def synthetic_job(**extra: Any) -> dict:
 def spx_job(**extra: Any) -> dict:
     """A small CPO job on the real S&P 500 sample with the VIX and the NASDAQ as conditions."""
     body = {"job_id": str(uuid.uuid4()), "strategy": "sma_cross", "symbols": ["SPX"], "lookback": {"bars": 1200},
-            "candidates": 24, "search": {"trials": 3, "seed": 5}, "cost_bps": 1.0,
-            "validation": {"folds": 2, "embargo_bars": 5, "holdout_bars": 200}, "gate": {"min_improvement": 0.05},
-            "conditions_from": ["VIX", "IXIC"]}
+            "candidates": 24, "search": {"trials": 3, "seed": 5, "baseline_trials": 16, "seeds": 2}, "cost_bps": 1.0,
+            "validation": {"folds": 2, "embargo_bars": 5, "holdout_bars": 300, "windows": 2},
+            "gate": {"min_improvement": 0.05}, "conditions_from": ["VIX", "IXIC"]}
     body.update(extra)
     return body
 

@@ -1,0 +1,104 @@
+"""The policy-gradient tuner: a softmax policy over the K candidates given the conditions, trained with
+REINFORCE on the labels (the "RL tuner" users of auto-tuners ask for).
+
+The policy pi(k | conditions_t) samples a candidate per bar; its reward is the candidate's label (next-bar
+return net of the candidate's own costs), minus the bar's mean label over the candidates as the baseline (it
+does not depend on the action, so the gradient stays unbiased and its variance drops). At decision time the
+policy is greedy: argmax_k pi(k | conditions_t).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from ludus.cpo.labels import Labels, _device_of
+from ludus.cpo.model import _stats
+from ludus.cpo.training import GRAD_CLIP, TrainingDiverged, usable_rows
+from ludus.errors import InsufficientDataError
+
+
+class PolicyGradientConfig(BaseModel):
+    """Size and training of the softmax policy."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hidden: int = Field(16, ge=0, le=1024, description="hidden width; 0: a linear policy")
+    epochs: int = Field(30, ge=1, le=1000)
+    lr: float = Field(1e-2, gt=0.0, le=1.0)
+    weight_decay: float = Field(1e-4, ge=0.0, le=1.0)
+    batch_bars: int = Field(256, ge=1, le=1_000_000)
+    samples: int = Field(8, ge=1, le=1024, description="actions sampled per bar and step")
+    entropy: float = Field(0.01, ge=0.0, le=10.0, description="entropy bonus (keeps exploring)")
+
+
+class SoftmaxPolicy(nn.Module):
+    """logits [N, K] of conditions [N, F] (normalized with training statistics baked in)."""
+
+    def __init__(self, n_conditions: int, n_candidates: int, hidden: int) -> None:
+        super().__init__()
+        self.register_buffer("cond_mean", torch.zeros(n_conditions))
+        self.register_buffer("cond_std", torch.ones(n_conditions))
+        if hidden > 0:
+            self.net = nn.Sequential(nn.Linear(n_conditions, hidden), nn.GELU(), nn.Linear(hidden, n_candidates))
+        else:
+            self.net = nn.Sequential(nn.Linear(n_conditions, n_candidates))
+
+    def forward(self, cond: torch.Tensor) -> torch.Tensor:
+        return self.net((cond - self.cond_mean) / self.cond_std)
+
+
+def fit_softmax_policy(config: PolicyGradientConfig, conditions: np.ndarray, labels: Labels, rows: np.ndarray, *,
+                       seed: int = 0, device: str = "cpu") -> SoftmaxPolicy:
+    """REINFORCE on decision rows ``rows`` (deterministic given the seed)."""
+    dev = _device_of(device)
+    cond_np = np.asarray(conditions, dtype=np.float32)
+    train = usable_rows(cond_np, labels, rows)
+    if train.size == 0:
+        raise InsufficientDataError("lookback", int(np.asarray(rows).size),
+                                    "no training bar has finite conditions and labels")
+    rewards = labels.label_returns[:, torch.from_numpy(train)].T.double()  # [N, K]
+    scale = float(rewards.std()) or 1.0
+    advantage = ((rewards - rewards.mean(dim=1, keepdim=True)) / scale).float().to(dev)
+    devices = [dev.index or 0] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        policy = SoftmaxPolicy(cond_np.shape[1], labels.n_candidates, config.hidden)
+        mean, std = _stats(cond_np[train].astype(np.float64))
+        policy.cond_mean.copy_(torch.from_numpy(mean))
+        policy.cond_std.copy_(torch.from_numpy(std))
+        policy.to(dev)
+        cond = torch.from_numpy(cond_np[train]).to(dev)
+        gen = torch.Generator(device=dev).manual_seed(seed)
+        order_gen = torch.Generator().manual_seed(seed + 1)
+        opt = torch.optim.AdamW(policy.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        n = train.size
+        for _ in range(config.epochs):
+            order = torch.randperm(n, generator=order_gen).to(dev)
+            for start in range(0, n, config.batch_bars):
+                bars = order[start:start + config.batch_bars]
+                logp = torch.log_softmax(policy(cond[bars]), dim=1)
+                actions = torch.multinomial(logp.exp(), config.samples, replacement=True, generator=gen)
+                gain = advantage[bars].gather(1, actions)
+                entropy = -(logp.exp() * logp).sum(1).mean()
+                loss = -(logp.gather(1, actions) * gain).mean() - config.entropy * entropy
+                if not torch.isfinite(loss):
+                    raise TrainingDiverged(f"policy-gradient loss became {loss.item()}")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(policy.parameters(), GRAD_CLIP)
+                opt.step()
+    return policy.eval()
+
+
+@torch.no_grad()
+def greedy_choices(policy: SoftmaxPolicy, conditions: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """argmax_k pi(k | conditions_t) for each bar of ``idx`` (ties: lowest k)."""
+    dev = next(policy.parameters()).device
+    cond = torch.from_numpy(np.asarray(conditions, dtype=np.float32)[np.asarray(idx, dtype=np.int64)]).to(dev)
+    return policy(cond).argmax(dim=1).cpu().numpy().astype(np.int64)
+
+
+__all__ = ["PolicyGradientConfig", "SoftmaxPolicy", "fit_softmax_policy", "greedy_choices"]
