@@ -4,7 +4,8 @@ Every arm is evaluated on the same decision bars, so the timestamps are stored o
 the rolling-origin windows (``start``/``stop`` index the timestamps, ``stop`` exclusive). Entry i of an arm's
 ``returns`` is what its decision at ``timestamps[i]`` earned to the next close, net of costs; ``choices[i]``
 indexes ``candidates`` (the θ the arm held; null for arms that hold no single candidate, or hold a θ outside
-the candidates: see ``parameters``).
+the candidates: see ``parameters``). ``EvidenceWindow.learned`` says which decision rows each arm learned
+from at the window's origin (evidence stored before it was added has none).
 """
 
 from __future__ import annotations
@@ -25,12 +26,22 @@ from ludus.contracts.results import (
 )
 
 
+class TrainingSpan(_Outgoing):
+    """The decision rows one arm learned from at one origin (``rows`` 0: it learns nothing, e.g. a fixed θ)."""
+
+    rows: int = Field(ge=0)
+    first: datetime | None = None
+    last: datetime | None = None
+
+
 class EvidenceWindow(_Outgoing):
     """One window: decision bars ``timestamps[start:stop]``, every arm refitted on the bars before ``start``."""
 
     start: int = Field(ge=0)
     stop: int = Field(ge=0)
     sharpes: dict[str, FiniteFloat] = Field(default_factory=dict, description="arm name -> Sharpe in the window")
+    learned: dict[str, TrainingSpan] = Field(
+        default_factory=dict, description="arm name -> the rows it learned from at this window's origin")
 
 
 class ArmEvidence(_Outgoing):
@@ -74,4 +85,4 @@ class DecisionEvidence(_Outgoing):
     arms: list[ArmEvidence]
 
 
-__all__ = ["ArmEvidence", "DecisionEvidence", "EvidenceWindow"]
+__all__ = ["ArmEvidence", "DecisionEvidence", "EvidenceWindow", "TrainingSpan"]

@@ -42,6 +42,7 @@ from ludus.errors import InputError
 
 # Fewest trailing rows the rolling arm re-optimizes on; before that it holds the defaults.
 MIN_ROLLING_ROWS = 20
+_NO_ROWS = np.zeros(0, dtype=np.int64)
 
 #: a θ search run on the bars before ``stop``: [(θ, positions over every bar)], best first
 ThetaSearch = Callable[[int], list[tuple[dict[str, Any], np.ndarray]]]
@@ -92,6 +93,9 @@ class Arm(Protocol):
 
     def fit(self, rows: np.ndarray) -> None:
         """Learn from decision rows ``rows`` (every outcome they use is known at the origin)."""
+
+    def learned_rows(self, rows: np.ndarray, origin: int) -> np.ndarray:
+        """The rows of ``rows`` (offered at ``origin``) that its choice at ``origin`` rests on (empty: none)."""
 
     def decide(self, idx: np.ndarray, start_position: float) -> Decisions:
         """Positions over the window's decision bars ``idx``, entering with ``start_position``."""
@@ -155,6 +159,9 @@ class FixedArm:
     def fit(self, rows: np.ndarray) -> None:
         return None
 
+    def learned_rows(self, rows: np.ndarray, origin: int) -> np.ndarray:
+        return _NO_ROWS  # one θ, chosen before the evaluation
+
     def decide(self, idx: np.ndarray, start_position: float) -> Decisions:
         k = -1 if self.k is None else self.k
         return Decisions(self.positions[idx], np.full(idx.size, k, dtype=np.int64),
@@ -196,6 +203,9 @@ class BestFixedArm:
             self.k, self.parameters = -1, dict(params)
             self.positions = np.asarray(positions, dtype=np.float64)
 
+    def learned_rows(self, rows: np.ndarray, origin: int) -> np.ndarray:
+        return np.asarray(rows, dtype=np.int64)
+
     def decide(self, idx: np.ndarray, start_position: float) -> Decisions:
         return Decisions(self.positions[idx], np.full(idx.size, self.k, dtype=np.int64),
                          None if self.k >= 0 else self.parameters)
@@ -215,6 +225,9 @@ class EnsembleArm:
 
     def fit(self, rows: np.ndarray) -> None:
         return None
+
+    def learned_rows(self, rows: np.ndarray, origin: int) -> np.ndarray:
+        return _NO_ROWS  # the same average of every candidate, whatever the history
 
     def decide(self, idx: np.ndarray, start_position: float) -> Decisions:
         return Decisions(self.positions[idx], np.full(idx.size, -1, dtype=np.int64))
@@ -255,6 +268,13 @@ class RollingArm:
                                          self.data.cost_bps, self.data.objective, self.data.bars_per_year)
                 self._cache[r] = int(np.argmax(values))
         return self._cache[r]
+
+    def learned_rows(self, rows: np.ndarray, origin: int) -> np.ndarray:
+        # the trailing window behind its choice at the origin (it re-chooses every refit_bars in the window)
+        first = self.first if self.first is not None else int(rows[0])
+        r = first + ((origin - first) // self.refit) * self.refit
+        lo = max(first, r - self.window)
+        return _NO_ROWS if r - lo < MIN_ROLLING_ROWS else np.arange(lo, r, dtype=np.int64)
 
     def choices(self, idx: np.ndarray) -> np.ndarray:
         first = self.first if self.first is not None else int(idx[0])
@@ -322,6 +342,9 @@ class CPOArm:
         members = self._prefitted.pop((int(rows[0]), int(rows[-1])), None) or self._fit_many([rows])[0]
         self.model = CPOEnsemble(members).eval()
 
+    def learned_rows(self, rows: np.ndarray, origin: int) -> np.ndarray:
+        return np.asarray(rows, dtype=np.int64)
+
     def decide(self, idx: np.ndarray, start_position: float) -> Decisions:
         labels, cost = self.data.labels, self.data.cost_bps
         per_seed = [score_matrix(m, self.data.conditions, labels, idx) for m in self.members]
@@ -366,6 +389,9 @@ class PolicyGradientArm:
     def fit(self, rows: np.ndarray) -> None:
         self.policy = fit_softmax_policy(self.config, self.data.conditions, self.data.labels, rows, seed=self.seed,
                                          device=self.device)
+
+    def learned_rows(self, rows: np.ndarray, origin: int) -> np.ndarray:
+        return np.asarray(rows, dtype=np.int64)
 
     def decide(self, idx: np.ndarray, start_position: float) -> Decisions:
         assert self.policy is not None, "fit first"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
@@ -9,7 +10,7 @@ from uuid import UUID
 import numpy as np
 
 from ludus.constants import ARM_BEST_FIXED, ARM_CPO, ARM_DEFAULTS
-from ludus.contracts.evidence import ArmEvidence, DecisionEvidence, EvidenceWindow
+from ludus.contracts.evidence import ArmEvidence, DecisionEvidence, EvidenceWindow, TrainingSpan
 from ludus.contracts.results import (
     ArmResult,
     ChampionInfo,
@@ -18,6 +19,7 @@ from ludus.contracts.results import (
     HoldoutMetrics,
     WindowInfo,
 )
+from ludus.cpo.arms import Arm
 from ludus.cpo.decision import ArmVerdict, DecisionReport
 from ludus.cpo.evaluation import ArmPath, Evaluation
 from ludus.cpo.labels import Labels
@@ -91,33 +93,54 @@ def holdout_comparison(report: DecisionReport) -> HoldoutComparison:
                              defaults=_metrics(by_name.get(ARM_DEFAULTS)))
 
 
+def _stamp(ts: np.datetime64) -> datetime:
+    return ts.astype("datetime64[us]").astype(datetime)
+
+
+def training_spans(arms: Sequence[Arm], evaluation: Evaluation, timestamps: np.ndarray,
+                   window: int) -> dict[str, TrainingSpan]:
+    """The decision rows each arm learned from at the origin of ``window``."""
+    origins = evaluation.origins
+    offered = origins.train_idx(window)
+    out = {}
+    for arm in arms:
+        rows = arm.learned_rows(offered, origins.starts[window])
+        out[arm.name] = TrainingSpan(rows=int(rows.size), first=_stamp(timestamps[rows[0]]) if rows.size else None,
+                                     last=_stamp(timestamps[rows[-1]]) if rows.size else None)
+    return out
+
+
 def decision_evidence(*, job_id: UUID, strategy: str, symbol: str, interval: str, report: DecisionReport,
                       evaluation: Evaluation, labels: Labels, timestamps: np.ndarray,
-                      configurations: ConfigurationCount, cost_bps: float) -> DecisionEvidence:
-    """Everything the decision was taken on, for ``ludus report`` to plot."""
+                      configurations: ConfigurationCount, cost_bps: float,
+                      arms: Sequence[Arm] = ()) -> DecisionEvidence:
+    """Everything the decision was taken on, for ``ludus report`` to plot (``arms``: the evaluated arms, whose
+    training rows per origin the evidence then records)."""
     first = evaluation.origins.starts[0]
     idx = evaluation.origins.oos_idx
+    stamps_all = np.asarray(timestamps)
     windows = []
-    for (a, b), s in zip(evaluation.origins.bounds, evaluation.window_slices()):
+    for i, (a, b) in enumerate(evaluation.origins.bounds):
         windows.append(EvidenceWindow(start=a - first, stop=b - first,
-                                      sharpes={v.name: v.window_sharpes[len(windows)] for v in report.verdicts}))
-    arms = []
+                                      sharpes={v.name: v.window_sharpes[i] for v in report.verdicts},
+                                      learned=training_spans(arms, evaluation, stamps_all, i)))
+    paths = []
     for v in report.verdicts:
         path = evaluation.paths[v.name]
-        arms.append(ArmEvidence(
+        paths.append(ArmEvidence(
             name=v.name, role=v.role, positions=[round(float(x), 6) for x in path.positions],
             returns=[round(float(x), RETURN_DECIMALS) for x in path.returns],
             choices=None if path.theta_ids is None else [int(c) for c in path.choices],
             parameters=list(path.window_parameters), sharpe=v.sharpe,
             delta_sharpe=v.delta_sharpe, delta_se=v.delta_se, z=v.z, passed=v.passed, seed_sharpes=v.seed_sharpes))
-    stamps = [ts.astype("datetime64[us]").astype(datetime) for ts in np.asarray(timestamps)[idx]]
+    stamps = [_stamp(ts) for ts in stamps_all[idx]]
     return DecisionEvidence(
         job_id=job_id, strategy=strategy, symbol=symbol, interval=interval, decision=report.outcome,
         chosen_arm=report.chosen, champion=report.champion, reason=report.reason, z_threshold=report.z_threshold,
         alpha=report.alpha, bootstrap_samples=report.samples, block_length=report.block_length,
         configurations=configurations, cost_bps=cost_bps, timestamps=stamps, windows=windows,
-        candidates=[dict(c) for c in labels.candidates], arms=arms)
+        candidates=[dict(c) for c in labels.candidates], arms=paths)
 
 
 __all__ = ["arm_results", "champion_info", "decision_evidence", "holdout_comparison", "last_parameters", "period",
-           "window_infos"]
+           "training_spans", "window_infos"]

@@ -585,7 +585,8 @@ class _JobRun:
             w.evidence = decision_evidence(job_id=job.job_id, strategy=job.strategy, symbol=w.symbol,
                                            interval=job.interval, report=w.decision, evaluation=w.evaluation,
                                            labels=w.labels, timestamps=w.bars.timestamps,
-                                           configurations=w.configurations, cost_bps=job.cost_bps)
+                                           configurations=w.configurations, cost_bps=job.cost_bps,
+                                           arms=w.arms)
         self.emit("gate", f"{w.symbol}: {w.decision.reason}", symbol=w.symbol,
                   best=w.decision.verdict(w.decision.chosen).sharpe)
 

@@ -3,7 +3,8 @@
 Above the stores and the pipeline, below the CLI and the web view. Three steps, each its own module:
 ``records.load_records`` reads what is stored about a job, ``build.build_report`` turns it into data
 (:mod:`ludus.report.document`, JSON-serializable) without touching a database, ``render.render_html`` turns the
-data into one self-contained HTML page.
+data into one self-contained HTML page. ``arms`` builds the champion/challenger section from the decision's
+stored evidence, ``periods`` the per-year and per-volatility-regime breakdowns both sections use.
 """
 
 from __future__ import annotations

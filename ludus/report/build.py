@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -19,17 +19,19 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from ludus.constants import DEFAULT_DASHBOARD_PORT
+from ludus.constants import ARM_CPO, DEFAULT_DASHBOARD_PORT, DEFAULT_EXCHANGE
 from ludus.cpo.labels import close_returns
 from ludus.cpo.policy import path_from_positions
 from ludus.data.bars import Bars
 from ludus.data.symbols import bars_per_year as interval_bars_per_year
 from ludus.errors import LudusError
+from ludus.report.arms import arm_label, arms_section
 from ludus.report.benchmark import buy_and_hold
 from ludus.report.document import (
     CURVE_BUY_AND_HOLD,
     CURVE_PUBLISHED,
     Breakdown,
+    CalendarCheck,
     ContextSeries,
     Curve,
     Dashboard,
@@ -48,6 +50,7 @@ from ludus.report.document import (
     TrialPoint,
     Window,
 )
+from ludus.report.periods import sharpe_by_volatility, sharpe_by_year, trailing_volatility
 from ludus.report.records import JobRecords, StudyRecord, SymbolRecords
 from ludus.search.storage import INTERRUPTED_ATTR
 from ludus.strategies.engine import METRICS, run_backtest
@@ -55,13 +58,8 @@ from ludus.strategies.market import MarketTensors
 
 #: plotted points per curve at most; longer histories are thinned evenly (the metrics use every bar)
 MAX_POINTS = 4000
-#: fewer bars than this in a period and its Sharpe is not shown
-MIN_PERIOD_BARS = 20
-#: trailing bars of the realized volatility that sorts bars into regimes
-VOL_WINDOW = 21
-VOL_REGIMES = ("low volatility", "middle volatility", "high volatility")
-#: the calendar the published trading day comes from (ludus.pipeline.calendar.next_session)
-CALENDAR = "weekdays after the last bar (ludus.pipeline.calendar; exchange holidays are not modelled)"
+#: sessions without a bar (or bars outside a session) listed by date at most; the rest are counted
+MAX_LISTED_DAYS = 10
 # result fields shown as text, not in the numbers table
 _TEXT_FIELDS = {"symbol", "parameters", "baseline_parameters", "default_parameters", "reason", "published",
                 "valid_for", "model_version"}
@@ -156,6 +154,10 @@ def _symbol_report(records: JobRecords, sym: SymbolRecords, dashboard: str) -> S
     report.provenance = _provenance(sym, payload)
     if sym.result is not None:
         report.decision = _decision(sym, records.job.job_id)
+    if sym.evidence is not None and sym.result is not None:
+        section = arms_section(sym.evidence, sym.result, sym.bars, payload, interval_bars_per_year(interval))
+        report.arms = section.blocks
+        report.problems.extend(section.problems)
     if sym.bars is not None and records.strategy is not None and sym.result and sym.result.get("parameters"):
         try:
             report.equity, report.breakdowns = _published_equity(records.strategy, sym, payload, interval)
@@ -169,6 +171,7 @@ def _symbol_report(records: JobRecords, sym: SymbolRecords, dashboard: str) -> S
 def _provenance(sym: SymbolRecords, payload: dict[str, Any]) -> Provenance:
     bars = sym.bars
     result = sym.result or {}
+    interval = str(payload.get("interval") or "")
     note = ("bars re-read from the price store over the job's lookback, ending before valid_for"
             if result.get("valid_for") else "bars the job's lookback selects in the price store now")
     stored_bars = _stored_bar_count(sym)
@@ -176,15 +179,69 @@ def _provenance(sym: SymbolRecords, payload: dict[str, Any]) -> Provenance:
         sym_problem = (f"the price store now gives {len(bars)} bars for the job's window, the model version "
                        f"records {stored_bars}: the history was rewritten since the job ran")
         note = f"{note}; {sym_problem}"
+    exchange = str((payload.get("exchanges") or {}).get(sym.symbol) or payload.get("exchange") or DEFAULT_EXCHANGE)
+    lags, limited_by = _context_lags(sym)
+    check, calendar = None, f"{exchange} (exchange-calendars)"
+    if bars is not None and len(bars):
+        try:
+            check = calendar_check(bars, interval, exchange, _date_or_none(result.get("valid_for")))
+            calendar = f"{exchange}: {check.name} sessions from exchange-calendars ({check.timezone})"
+        except LudusError as exc:
+            note = f"{note}; exchange calendar {exchange}: {exc}"
+    publish = payload.get("publish") or {}
+    stale_sessions = result.get("stale_sessions")
+    max_stale = publish.get("max_stale_sessions")
     return Provenance(
-        symbol=sym.symbol, interval=str(payload.get("interval") or ""), bars=0 if bars is None else len(bars),
+        symbol=sym.symbol, interval=interval, bars=0 if bars is None else len(bars),
         first=None if bars is None else _ts(bars.timestamps[0]), last=None if bars is None else _ts(bars.timestamps[-1]),
         lookback={k: v for k, v in (payload.get("lookback") or {}).items() if v is not None},
         context=[ContextSeries(symbol=name, bars=len(ctx), first=_ts(ctx.timestamps[0]) if len(ctx) else None,
-                               last=_ts(ctx.timestamps[-1]) if len(ctx) else None)
+                               last=_ts(ctx.timestamps[-1]) if len(ctx) else None, lag_bars=lags.get(name),
+                               limits_history=name == limited_by)
                  for name, ctx in sym.context.items()],
-        calendar=CALENDAR, valid_for=_text(result.get("valid_for")), note=note,
+        calendar=calendar, exchange=exchange, calendar_check=check, valid_for=_text(result.get("valid_for")),
+        history_start=_text(result.get("history_start")), stale_sessions=stale_sessions,
+        max_stale_sessions=max_stale, on_stale=publish.get("on_stale"),
+        stale=None if stale_sessions is None or max_stale is None else int(stale_sessions) > int(max_stale),
+        note=note,
     )
+
+
+def _context_lags(sym: SymbolRecords) -> tuple[dict[str, int], str | None]:
+    """Per context series the bars its values enter late (1: lagged, its timestamps do not prove it was known
+    at the decision), computed by the pipeline's own function on the re-read bars; and which one shortened
+    the history."""
+    from ludus.data.conditions import compute_conditions
+
+    if sym.bars is None or not sym.context:
+        return {}, None
+    try:
+        conditions = compute_conditions(sym.bars, sym.context)
+    except LudusError:
+        return {}, None
+    return ({name: int(name in conditions.lagged) for name in sym.context}, conditions.limited_by)
+
+
+def calendar_check(bars: Bars, interval: str, exchange: str, valid_for: date | None) -> CalendarCheck:
+    """The bars against the exchange's sessions (exchange-calendars), and the session after the last bar."""
+    from ludus.pipeline.calendar import calendar_for, next_session
+
+    days = np.unique(np.asarray(bars.timestamps).astype("datetime64[D]"))
+    first, last = (d.astype(date) for d in (days[0], days[-1]))
+    after = next_session(days[-1], interval, exchange)
+    cal = calendar_for(exchange, first, max(after, valid_for or after))
+    sessions = np.asarray(cal.sessions_in_range(first.isoformat(), last.isoformat()).values).astype("datetime64[D]")
+    daily = interval.endswith("d")  # weekly bars skip sessions by design; intraday bars repeat days
+    missing = np.setdiff1d(sessions, days) if daily else np.array([], dtype="datetime64[D]")
+    off = np.setdiff1d(days, sessions)
+    target = valid_for or after
+    between = np.arange(days[-1] + 1, np.datetime64(target, "D"), dtype="datetime64[D]")
+    weekdays = between[np.is_busday(between)]
+    return CalendarCheck(
+        exchange=exchange, name=str(cal.name), timezone=str(cal.tz), sessions=int(sessions.size),
+        missing_sessions=[str(d) for d in missing[:MAX_LISTED_DAYS]], missing_count=int(missing.size),
+        off_session_bars=[str(d) for d in off[:MAX_LISTED_DAYS]], off_session_count=int(off.size),
+        next_session=after.isoformat(), skipped_days=[str(d) for d in weekdays])
 
 
 def _stored_bar_count(sym: SymbolRecords) -> int | None:
@@ -200,6 +257,7 @@ def _decision(sym: SymbolRecords, job_id: str) -> Decision:
     numbers = [n for n in flatten_numbers(result) if n.key.split(".")[0] not in _TEXT_FIELDS]
     return Decision(
         published=result.get("published"), reason=str(result.get("reason") or ""),
+        decision=_text(result.get("decision")), arm=_text(result.get("arm")),
         parameters=dict(result.get("parameters") or {}),
         baseline_parameters=result.get("baseline_parameters"), default_parameters=result.get("default_parameters"),
         valid_for=_text(result.get("valid_for")), model_version=_text(result.get("model_version")),
@@ -282,7 +340,8 @@ def _published_equity(strategy: Any, sym: SymbolRecords, payload: dict[str, Any]
         title=f"{sym.symbol}: published θ ({_params_text(params)}) against buy-and-hold, net of {cost:g} bps",
         timestamps=[_ts(t) for t in bars.timestamps[keep]], curves=curves, windows=windows, note=note)
     stamps = bars.timestamps
-    return panel, [sharpe_by_year(stamps, nets, bpy), sharpe_by_volatility(bars, nets, bpy)]
+    return panel, [sharpe_by_year(stamps, nets, bpy),
+                   sharpe_by_volatility(trailing_volatility(bars.close, bpy), nets, bpy)]
 
 
 def _holdout_idx(result: dict[str, Any], payload: dict[str, Any], n_bars: int,
@@ -308,53 +367,47 @@ def _holdout_idx(result: dict[str, Any], payload: dict[str, Any], n_bars: int,
         return None
 
 
-def sharpe_by_year(timestamps: np.ndarray, nets: Mapping[str, np.ndarray], bars_per_year: float) -> Breakdown:
-    """Annualized Sharpe of each policy's net returns per calendar year."""
-    years = timestamps.astype("datetime64[Y]").astype(int) + 1970
-    periods = sorted(set(years.tolist()))
-    masks = [years == y for y in periods]
-    return Breakdown(title="Sharpe per calendar year", metric="sharpe", periods=[str(y) for y in periods],
-                     values={name: [_sharpe(net[m], bars_per_year) for m in masks] for name, net in nets.items()},
-                     bars=[int(m.sum()) for m in masks],
-                     note=f"annualized; a year with fewer than {MIN_PERIOD_BARS} bars is left blank")
-
-
-def sharpe_by_volatility(bars: Bars, nets: Mapping[str, np.ndarray], bars_per_year: float) -> Breakdown:
-    """Sharpe per volatility regime: bar t falls in the tercile of the realized volatility of the
-    ``VOL_WINDOW`` bars before it (known at the decision), terciles taken over the whole window."""
-    r = close_returns(bars.close)
-    vol = np.full(len(r), np.nan)
-    if len(r) > VOL_WINDOW + 1:
-        win = np.lib.stride_tricks.sliding_window_view(r[1:], VOL_WINDOW)  # r[1..] : r[0] is not a return
-        vol[VOL_WINDOW + 1:] = win[:-1].std(axis=1) * math.sqrt(bars_per_year)
-    known = np.isfinite(vol)
-    if known.sum() < 3 * MIN_PERIOD_BARS:
-        return Breakdown(title="Sharpe per volatility regime", metric="sharpe", periods=[], values={}, bars=[],
-                         note="too few bars to sort into volatility regimes")
-    lo, hi = np.quantile(vol[known], [1 / 3, 2 / 3])
-    masks = [known & (vol <= lo), known & (vol > lo) & (vol <= hi), known & (vol > hi)]
-    labels = [f"{VOL_REGIMES[0]} (<= {lo:.0%})", f"{VOL_REGIMES[1]}", f"{VOL_REGIMES[2]} (> {hi:.0%})"]
-    return Breakdown(title="Sharpe per volatility regime", metric="sharpe", periods=labels,
-                     values={name: [_sharpe(net[m], bars_per_year) for m in masks] for name, net in nets.items()},
-                     bars=[int(m.sum()) for m in masks],
-                     note=f"regimes: terciles of the annualized volatility of the {VOL_WINDOW} bars before each bar")
-
-
-def _sharpe(net: np.ndarray, bars_per_year: float) -> float | None:
-    if len(net) < MIN_PERIOD_BARS:
-        return None
-    std = float(net.std())
-    return None if std <= 0 else _finite(float(net.mean()) / std * math.sqrt(bars_per_year))
-
-
 # --- the model search -------------------------------------------------------------------------------------
 
 
 def _search(sym: SymbolRecords, dashboard: str) -> SearchSection:
     studies = [study_section(s, f"{dashboard}/dashboard/studies/{s.study_id}") for s in sym.studies]
     note = "" if studies else "no Optuna study of this job for this symbol in the database"
-    return SearchSection(studies=studies, seed_spread=None, note=note or
-                         "seed spread: this job trained its model with one seed (no spread recorded)")
+    spread = seed_spread(sym)
+    if spread is None and sym.result and sym.result.get("decision"):
+        note = (note + "; " if note else "") + "seed spread: the CPO model was not among the arms, or one seed"
+    return SearchSection(studies=studies, seed_spread=spread, note=note)
+
+
+def seed_spread(sym: SymbolRecords) -> Table | None:
+    """The CPO arm's out-of-sample Sharpe with each seed's model alone (the policy trades their average)."""
+    arms = {a.get("name"): a for a in (sym.result or {}).get("arms") or []}
+    cpo = arms.get(ARM_CPO)
+    sharpes = [v for v in (cpo or {}).get("seed_sharpes") or [] if v is not None]
+    if cpo is None or len(sharpes) < 2:
+        return None
+    card = _own_card(sym)
+    seeds = list(card.get("seeds") or []) if card else []
+    if len(seeds) != len(sharpes):
+        seeds = list(range(1, len(sharpes) + 1))
+    rows = [Number(key=f"seeds.{seed}.sharpe", label=f"seed {seed} alone", value=value)
+            for seed, value in zip(seeds, sharpes)]
+    rows += [Number(key="seeds.spread", label="spread (max − min)", value=max(sharpes) - min(sharpes)),
+             Number(key="seeds.std", label="standard deviation", value=float(np.std(sharpes))),
+             Number(key=f"arms.{ARM_CPO}.seed_ensemble", label=f"{arm_label(ARM_CPO)} (their average)",
+                    value=cpo.get("sharpe"))]
+    return Table(title=f"Seed spread: {len(sharpes)} seeds of the CPO model, out-of-sample Sharpe", rows=rows,
+                 note="each seed's model run alone as a policy over the same windows (refitted at each origin); "
+                      "the published policy scores candidates by their average, so its Sharpe need not lie "
+                      "between them")
+
+
+def _own_card(sym: SymbolRecords) -> dict[str, Any] | None:
+    version = (sym.result or {}).get("model_version")
+    for v in sym.versions:
+        if version is not None and str(v.id) == str(version):
+            return v.metrics or None
+    return None
 
 
 def study_section(study: StudyRecord, dashboard_url: str | None = None) -> StudySection:
@@ -432,6 +485,10 @@ def _ts(value: np.datetime64) -> str:
 
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat(timespec="seconds")
+
+
+def _date_or_none(value: Any) -> date | None:
+    return None if value is None else date.fromisoformat(str(value)[:10])
 
 
 def _text(value: Any) -> str | None:

@@ -1,7 +1,8 @@
 """Everything stored about one job, read in one place: the only module of the report that touches a database.
 
-The job's record and result (jobs table), the model versions of its keys, the OptimizedParameters row it wrote,
-its Optuna studies (by their deterministic names), and the price bars it learned from. The bars are not stored
+The job's record and result (jobs table), the decision's evidence (every arm's out-of-sample path), the model
+versions of its keys, the OptimizedParameters row it wrote, its Optuna studies (by their deterministic names),
+and the price bars it learned from. The bars are not stored
 with the job; they are read again from the price store over the same window: the job's lookback, ending before
 the trading day the job published for (``valid_for``), so a store that grew since still gives the job's bars.
 """
@@ -18,10 +19,12 @@ from sqlalchemy.engine import Engine
 
 from ludus.config import Settings, mask_url
 from ludus.constants import OPTUNA_STUDY_PREFIX
+from ludus.contracts.evidence import DecisionEvidence
 from ludus.data.bars import Bars
 from ludus.data.context import CONTEXT_MARGIN  # context series are read as the pipeline reads them
 from ludus.data.prices import PriceStore
 from ludus.errors import InputError, LudusError
+from ludus.stores import evidence as evidence_store
 from ludus.stores import jobs as job_store
 from ludus.stores import models as model_store
 from ludus.stores import parameters as parameter_store
@@ -63,6 +66,7 @@ class SymbolRecords:
     studies: list[StudyRecord] = field(default_factory=list)
     versions: list[ModelVersion] = field(default_factory=list)
     published_row: ParameterRow | None = None
+    evidence: DecisionEvidence | None = None
     problems: list[str] = field(default_factory=list)
 
 
@@ -98,7 +102,8 @@ def load_records(engine: Engine, settings: Settings, job_id: object, *,
     results = {s.get("symbol"): s for s in (job.result or {}).get("symbols") or []}
     studies = _studies(settings.database_url, engine, job.job_id)
     out = [
-        _symbol_records(engine, payload, sym, results.get(sym), [s for s in studies if s.symbol == sym])
+        _symbol_records(engine, payload, job.job_id, sym, results.get(sym),
+                        [s for s in studies if s.symbol == sym])
         for sym in symbols
     ]
     return JobRecords(job=job, symbols=out, strategy=strategy, database_url=mask_url(settings.database_url),
@@ -117,8 +122,8 @@ def _strategy(name: Any, settings: Settings, problems: list[str]) -> Any:
         return None
 
 
-def _symbol_records(engine: Engine, payload: dict[str, Any], symbol: str, result: dict[str, Any] | None,
-                    studies: list[StudyRecord]) -> SymbolRecords:
+def _symbol_records(engine: Engine, payload: dict[str, Any], job_id: str, symbol: str,
+                    result: dict[str, Any] | None, studies: list[StudyRecord]) -> SymbolRecords:
     interval = str(payload.get("interval") or "")
     strategy = str(payload.get("strategy") or "")
     problems: list[str] = []
@@ -144,8 +149,11 @@ def _symbol_records(engine: Engine, payload: dict[str, Any], symbol: str, result
     with engine.connect() as conn:
         versions = model_store.list_versions(conn, strategy, symbol, interval)[:MAX_MODEL_VERSIONS]
         row = parameter_store.read_active(conn, strategy, symbol, interval, day=valid_for) if valid_for else None
+        evidence = evidence_store.load(conn, job_id, symbol) if result and result.get("decision") else None
+    if result and result.get("decision") and evidence is None:
+        problems.append("the decision's evidence (every arm's out-of-sample path) is not in the database")
     return SymbolRecords(symbol=symbol, result=result, bars=bars, context=context, studies=studies,
-                         versions=versions, published_row=row, problems=problems)
+                         versions=versions, published_row=row, evidence=evidence, problems=problems)
 
 
 def read_job_window(store: PriceStore, symbol: str, interval: str, lookback: dict[str, Any],

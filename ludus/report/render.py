@@ -13,26 +13,34 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from ludus.constants import ARM_LABELS, DECISION_CHANGED, DECISION_KEPT
 from ludus.errors import LudusError
 from ludus.report.document import (
+    CHAMPION_SUFFIX,
+    CURVE_BUY_AND_HOLD,
     PLOT_BREAKDOWN,
     PLOT_DRAWDOWN,
     PLOT_EQUITY,
     PLOT_HEATMAP,
     PLOT_HISTORY,
     PLOT_IMPORTANCE,
+    PLOT_LINES,
+    ArmBlock,
     Breakdown,
     EquityPanel,
+    LineChart,
+    Matrix,
     Number,
     Report,
     StudySection,
     SymbolReport,
     Table,
+    Verdict,
 )
 from ludus.stores.jobs import FAILED, REJECTED, RUNNING, SUCCEEDED
 
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
-COLORS = ("#1f77b4", "#7f7f7f", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2")
+COLORS = ("#1f77b4", "#ff7f0e", "#d62728", "#2ca02c", "#9467bd", "#17becf", "#8c564b", "#e377c2", "#bcbd22")
 
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1b1f24;background:#f6f7f9}
@@ -48,10 +56,19 @@ td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .status{display:inline-block;padding:1px 8px;border-radius:10px;background:#e4e7eb;font-size:.85rem}
 .problem{background:#fff4e5;border:1px solid #f0c36d;padding:6px 10px;border-radius:4px}
 .grid2{display:grid;grid-template-columns:1fr 1fr;gap:12px}
+section.card{overflow-x:auto}
 .plot{min-height:320px}
 code,pre{font-size:.85rem;background:#f0f2f4;padding:1px 4px;border-radius:3px}
 pre{padding:8px;overflow:auto}
 nav a{margin-right:14px}
+.badge{display:inline-block;padding:2px 10px;border-radius:4px;font-weight:600;letter-spacing:.02em}
+.badge.kept{background:#e4e7eb}.badge.changed{background:#d3f2dc}
+.badge.stale{background:#fff0c2}.badge.fresh{background:#d3f2dc}.badge.static{background:#e8eaf6}
+.verdict .reason{margin:.5rem 0}
+table.matrix td,table.matrix th{white-space:nowrap}
+.detail{display:block;color:#5d6670;font-size:.78rem}
+.muted.small{font-size:.8rem}
+""" + "".join(f".decision-tag.{d}{{font-weight:600}}" for d in (DECISION_CHANGED, DECISION_KEPT)) + """
 """ + "".join(f".status.{status}{{background:{color}}}" for status, color in (
     (SUCCEEDED, "#d3f2dc"), (FAILED, "#f8d7da"), (REJECTED, "#f8d7da"), (RUNNING, "#fff0c2")))
 
@@ -140,16 +157,20 @@ def _symbol(page: _Page, sym: SymbolReport, report: Report) -> str:
     if sym.problems:
         out.append('<div class="problem"><ul>' + "".join(f"<li>{_e(p)}</li>" for p in sym.problems) + "</ul></div>")
     out.append(_decision(sym, report))
+    out.append(f'<div class="arms" data-symbol="{_e(sym.symbol)}"><h3>Champion and challengers</h3>')
+    if sym.arms:
+        out.extend(_block(page, block, sym.symbol) for block in sym.arms)
+    elif sym.decision is not None and sym.decision.decision is None:
+        out.append('<section class="card"><p class="muted">No champion/challenger decision: this job searched θ '
+                   "in sample (a static search).</p></section>")
+    else:
+        out.append('<section class="card"><p class="muted">This job stored no per-arm out-of-sample evidence; '
+                   "the decision's numbers above are all it recorded.</p></section>")
+    out.append("</div>")
     if sym.equity is not None:
         out.append(f'<h3>{_e(sym.equity.title)}</h3>{_equity(page, sym.equity, sym.symbol)}')
     for b in sym.breakdowns:
         out.append(f'<h3>{_e(b.title)}</h3>{_breakdown(page, b, sym.symbol)}')
-    out.append("<h3>Champion and challengers</h3>")
-    if sym.arms:
-        out.extend(_block(page, block, sym.symbol) for block in sym.arms)
-    else:
-        out.append('<section class="card"><p class="muted">This job stored no per-arm out-of-sample evidence; '
-                   "the decision's numbers above are all it recorded.</p></section>")
     out.append(_search(page, sym))
     out.append(_provenance(sym))
     out.append(_models(sym, report.job.job_id))
@@ -163,9 +184,16 @@ def _decision(sym: SymbolReport, report: Report) -> str:
         return (f'<section class="card decision"><p class="reason">No decision yet: the job is '
                 f'{_e(report.job.status)}.</p></section>')
     verdict = {True: "published", False: "not published", None: "–"}[d.published]
-    rows = [("outcome", f'<b id="published-{_e(sym.symbol)}">{verdict}</b>'), ("parameters", _params(d.parameters)),
+    rows = [("outcome", f'<b id="published-{_e(sym.symbol)}">{verdict}</b>')]
+    if d.decision is not None:
+        arm = ARM_LABELS.get(d.arm or "", d.arm or "–")
+        rows.append(("decision", (f'<span class="badge {_e(d.decision)}" id="decision-{_e(sym.symbol)}" '
+                                 f'data-key="decision" data-value={_q(json.dumps(d.decision))}>{_e(d.decision)}'
+                                 f'</span> the row carries the θ of the {_e(arm)}')))
+    rows += [("parameters", _params(d.parameters)),
             ("baseline θ", _params(d.baseline_parameters)), ("defaults", _params(d.default_parameters)),
-            ("valid for", _e(d.valid_for or "–")), ("model version", _e(d.model_version or "–"))]
+            ("valid for", (f'<span data-key="valid_for" data-value={_q(json.dumps(d.valid_for))}>'
+                          f'{_e(d.valid_for or "–")}</span>')), ("model version", _e(d.model_version or "–"))]
     if d.published_row:
         rows.append(("live row", _e(d.published_row)))
     head = "<table>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows) + "</table>"
@@ -205,14 +233,61 @@ def _provenance(sym: SymbolReport) -> str:
     p = sym.provenance
     if p is None:
         return ""
+    context = []
+    for c in p.context:
+        lag = ("" if c.lag_bars is None else
+               "; lagged one bar (its timestamps do not prove it was known at the decision)" if c.lag_bars
+               else "; used at the same bar (stamped before the decision)")
+        limits = "; starts later than the symbol: every arm's history begins with it" if c.limits_history else ""
+        context.append(f'<span class="context" data-symbol="{_e(c.symbol)}">{_e(c.symbol)}: {c.bars:,} bars '
+                       f'{_e(c.first)} .. {_e(c.last)}{_e(lag)}{_e(limits)}</span>')
     rows = [("bars", _num(Number(key="provenance.bars", label="bars", value=p.bars))),
             ("first bar", _e(p.first or "–")), ("last bar", _e(p.last or "–")),
             ("interval", _e(p.interval)), ("lookback", _e(json.dumps(p.lookback))),
-            ("context series", ", ".join(f"{_e(c.symbol)}: {c.bars} bars {_e(c.first)} .. {_e(c.last)}"
-                                         for c in p.context) or "none"),
-            ("exchange calendar", _e(p.calendar)), ("valid for", _e(p.valid_for or "–"))]
+            ("history learned from", _e(p.history_start or "–") + ' <span class="muted">(the first decision row '
+                                     "with every condition known)</span>" if p.history_start else "–"),
+            ("context series", "<br>".join(context) or "none"),
+            ("exchange calendar", _e(p.calendar) + _calendar(p))]
+    rows.append(("valid for", f'<span data-key="provenance.valid_for" data-value={_q(json.dumps(p.valid_for))}>'
+                              f'{_e(p.valid_for or "–")}</span>' + _next_session(p)))
+    if p.stale_sessions is not None:
+        flag = ("" if p.stale is None else
+                f' <span class="badge {"stale" if p.stale else "fresh"}" id="stale-{_e(p.symbol)}" '
+                f'data-value={_q(json.dumps(p.stale))}>{"stale: " + (p.on_stale or "flag") + "ged" if p.stale else "fresh"}'
+                "</span>")
+        limit = f" (allowed: {p.max_stale_sessions})" if p.max_stale_sessions is not None else ""
+        rows.append(("data age", _num(Number(key="provenance.stale_sessions", label="sessions",
+                                             value=p.stale_sessions))
+                     + f" sessions between the last bar and the run{_e(limit)}{flag}"))
     table = "<table>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows) + "</table>"
-    return f'<h3>Data provenance</h3><section class="card">{table}<p class="muted">{_e(p.note)}</p></section>'
+    return f'<h3>Data provenance</h3><section class="card provenance">{table}<p class="muted">{_e(p.note)}</p></section>'
+
+
+def _calendar(p: Any) -> str:
+    c = p.calendar_check
+    if c is None:
+        return ""
+    parts = [f"{c.sessions:,} sessions from the first to the last bar"]
+    if p.interval.endswith("d"):
+        parts.append("no session without a bar" if not c.missing_count else
+                     f"{c.missing_count} session(s) without a bar: {', '.join(c.missing_sessions)}"
+                     + (" …" if c.missing_count > len(c.missing_sessions) else ""))
+    if c.off_session_count:
+        parts.append(f"{c.off_session_count} bar(s) on a day the exchange was closed: "
+                     f"{', '.join(c.off_session_bars)}" + (" …" if c.off_session_count > len(c.off_session_bars) else ""))
+    return f'<br><span class="muted">{_e("; ".join(parts))}</span>'
+
+
+def _next_session(p: Any) -> str:
+    c = p.calendar_check
+    if c is None or c.next_session is None:
+        return ""
+    text = f"the next {c.exchange} session after the last bar is {c.next_session}"
+    if c.skipped_days:
+        text += f" ({', '.join(c.skipped_days)}: no session)"
+    if p.valid_for and p.valid_for != c.next_session:
+        text += "; the stored valid_for differs from it"
+    return f' <span class="muted">{_e(text)}</span>'
 
 
 def _models(sym: SymbolReport, job_id: str) -> str:
@@ -231,17 +306,56 @@ def _models(sym: SymbolReport, job_id: str) -> str:
 # --- blocks -----------------------------------------------------------------------------------------------
 
 
-def _block(page: _Page, block: EquityPanel | Table | Breakdown, symbol: str) -> str:
-    if isinstance(block, EquityPanel):
-        return f"<h3>{_e(block.title)}</h3>{_equity(page, block, symbol)}"
-    if isinstance(block, Breakdown):
-        return f"<h3>{_e(block.title)}</h3>{_breakdown(page, block, symbol)}"
-    return f'<section class="card"><b>{_e(block.title)}</b>{_table(block)}</section>'
+def _block(page: _Page, block: ArmBlock, symbol: str) -> str:
+    if isinstance(block, Verdict):
+        inner = _verdict(block)
+    elif isinstance(block, EquityPanel):
+        inner = f"<h3>{_e(block.title)}</h3>{_equity(page, block, symbol)}"
+    elif isinstance(block, Breakdown):
+        inner = f"<h3>{_e(block.title)}</h3>{_breakdown(page, block, symbol)}"
+    elif isinstance(block, LineChart):
+        inner = f"<h3>{_e(block.title)}</h3>{_line_chart(page, block, symbol)}"
+    elif isinstance(block, Matrix):
+        inner = f'<h3>{_e(block.title)}</h3><section class="card">{_matrix(block)}</section>'
+    else:
+        inner = f'<section class="card"><b>{_e(block.title)}</b>{_table(block)}</section>'
+    return f'<div class="block" data-block="{_e(block.key)}">{inner}</div>'
+
+
+def _verdict(v: Verdict) -> str:
+    champion = ARM_LABELS.get(v.champion, v.champion)
+    chosen = ARM_LABELS.get(v.chosen, v.chosen)
+    source = {"published": "what was published for this key", "defaults": "nothing was published for this key"}
+    head = (f'<p><span class="badge {_e(v.decision)}" data-key="arms.decision" '
+            f'data-value={_q(json.dumps(v.decision))}>{_e(v.decision)}</span> '
+            f'champion: <b>{_e(champion)}</b> ({_params(v.champion_parameters)}'
+            + (f"; {_e(source.get(v.champion_source or '', v.champion_source or ''))}" if v.champion_source else "")
+            + f'); published: <b data-key="arms.chosen" data-value={_q(json.dumps(v.chosen))}>{_e(chosen)}</b></p>')
+    numbers = ('<table class="numbers">' + "".join(f"<tr><th>{_e(n.label)}</th>{_num_cell(n)}</tr>"
+                                                   for n in v.numbers) + "</table>")
+    # the reason sentence is the decision card's, just above
+    return f'<section class="card verdict">{head}{numbers}<p class="muted">{_e(v.note)}</p></section>'
+
+
+def _matrix(m: Matrix) -> str:
+    head = "<tr><th></th>" + "".join(f"<th>{_e(c)}</th>" for c in m.columns) + "</tr>"
+    rows = []
+    for r in m.rows:
+        cells = "".join(_num_cell(c) if isinstance(c, Number) else
+                        f"<td>{_e(c)}</td>" if c is not None else "<td class='num'>–</td>" for c in r.cells)
+        rows.append(f"<tr><th>{_e(r.label)}</th>{cells}</tr>")
+    note = f'<p class="muted">{_e(m.note)}</p>' if m.note else ""
+    return f'<table class="matrix">{head}{"".join(rows)}</table>{note}'
+
+
+def _line_chart(page: _Page, chart: LineChart, symbol: str) -> str:
+    plot = page.plot(PLOT_LINES, symbol, _line_chart_figure(page, chart))
+    return f'<section class="card">{plot}<p class="muted">{_e(chart.note)}</p></section>'
 
 
 def _equity(page: _Page, panel: EquityPanel, symbol: str) -> str:
-    equity = page.plot(PLOT_EQUITY, symbol, _lines_figure(panel, "equity", "equity (start = 1)"))
-    drawdown = page.plot(PLOT_DRAWDOWN, symbol, _lines_figure(panel, "drawdown", "drawdown"))
+    equity = page.plot(PLOT_EQUITY, symbol, _lines_figure(page, panel, "equity", "equity (start = 1)"))
+    drawdown = page.plot(PLOT_DRAWDOWN, symbol, _lines_figure(page, panel, "drawdown", "drawdown"))
     return (f'<section class="card">{equity}{drawdown}<p class="muted">{_e(panel.note)}</p>'
             f'{_metrics_matrix(panel)}</section>')
 
@@ -262,15 +376,24 @@ def _metrics_matrix(panel: EquityPanel) -> str:
 def _breakdown(page: _Page, b: Breakdown, symbol: str) -> str:
     if not b.periods:
         return f'<section class="card"><p class="muted">{_e(b.note)}</p></section>'
-    plot = page.plot(PLOT_BREAKDOWN, symbol, _breakdown_figure(b))
+    plot = page.plot(PLOT_BREAKDOWN, symbol, _breakdown_figure(page, b))
     head = "<tr><th>period</th><th>bars</th>" + "".join(f"<th>{_e(k)}</th>" for k in b.values) + "</tr>"
     rows = []
     for i, period in enumerate(b.periods):
-        cells = "".join(_num_cell(Number(key=f"{b.metric}.{name}.{period}", label=period, value=vals[i]))
-                        for name, vals in b.values.items())
+        cells = "".join(_breakdown_cell(b, name, i, period) for name in b.values)
         rows.append(f"<tr><th>{_e(period)}</th><td class='num'>{b.bars[i]}</td>{cells}</tr>")
     return (f'<section class="card">{plot}<p class="muted">{_e(b.note)}</p>'
             f'<details><summary>table</summary><table>{head}{"".join(rows)}</table></details></section>')
+
+
+def _breakdown_cell(b: Breakdown, name: str, i: int, period: str) -> str:
+    key = f"{b.key or b.metric}.{name}.{period}"
+    value = Number(key=key, label=period, value=b.values[name][i])
+    errors = b.errors.get(name)
+    if not errors or errors[i] is None:
+        return _num_cell(value)
+    se = Number(key=f"{key}.se", label=f"{period} SE", value=errors[i])
+    return f"<td class='num'>{_num(value)} ± {_num(se)}</td>"
 
 
 def _table(table: Table) -> str:
@@ -304,8 +427,9 @@ def _num_cell(n: Number) -> str:
 
 def _num(n: Number) -> str:
     unit = f" {_e(n.unit)}" if n.unit else ""
+    detail = f"<span class='detail'>{_e(n.detail)}</span>" if n.detail else ""
     return (f"<span class='number' data-key={_q(n.key)} data-value={_q(json.dumps(n.value))}>"
-            f"{_e(format_number(n.value))}</span>{unit}")
+            f"{_e(format_number(n.value))}</span>{unit}{detail}")
 
 
 # --- figures ----------------------------------------------------------------------------------------------
@@ -316,6 +440,15 @@ class _Page:
 
     def __init__(self) -> None:
         self.plots = 0
+        self._colors: dict[str, str] = {}
+
+    def color(self, name: str) -> str:
+        """One color per policy name on the whole page, so an arm looks the same in every plot."""
+        if name == CURVE_BUY_AND_HOLD:
+            return "#3d3d3d"
+        if name not in self._colors:
+            self._colors[name] = COLORS[len(self._colors) % len(COLORS)]
+        return self._colors[name]
 
     def plot(self, kind: str, symbol: str, figure: Any) -> str:
         self.plots += 1
@@ -339,27 +472,70 @@ def _layout(fig: Any, title: str, ytitle: str, height: int = 340) -> Any:
     return fig
 
 
-def _lines_figure(panel: EquityPanel, field: str, ytitle: str) -> Any:
+def _line_style(page: _Page, name: str) -> dict[str, Any]:
+    heavy = name.endswith(CHAMPION_SUFFIX)
+    return {"color": page.color(name), "width": 2.6 if heavy else 1.5,
+            "dash": "dash" if name == CURVE_BUY_AND_HOLD else "solid"}
+
+
+def _lines_figure(page: _Page, panel: EquityPanel, field: str, ytitle: str) -> Any:
     go = _go()
     fig = go.Figure()
-    for i, curve in enumerate(panel.curves):
+    fill = field == "drawdown" and len(panel.curves) <= 2  # filled areas of many curves hide each other
+    for curve in panel.curves:
         fig.add_trace(go.Scatter(x=panel.timestamps, y=getattr(curve, field), mode="lines", name=curve.name,
-                                 line={"color": COLORS[i % len(COLORS)], "width": 1.6},
-                                 fill="tozeroy" if field == "drawdown" else None))
-    for w in panel.windows:
-        fig.add_vrect(x0=w.start, x1=w.end, fillcolor="#f2c94c", opacity=0.15, line_width=0,
-                      annotation_text=w.label, annotation_position="top left")
+                                 line=_line_style(page, curve.name), fill="tozeroy" if fill else None))
+    _mark_windows(fig, panel.windows)
     if field == "drawdown":
         fig.update_yaxes(tickformat=".0%")
-    return _layout(fig, ytitle, ytitle)
+    return _layout(fig, ytitle, ytitle, height=380 if len(panel.curves) > 4 else 340)
 
 
-def _breakdown_figure(b: Breakdown) -> Any:
+def _mark_windows(fig: Any, windows: Sequence[Any], *, labels: bool = True, **where: Any) -> None:
+    # adjacent windows alternate their shade, so each stays visible; a line marks each origin
+    for i, w in enumerate(windows):
+        text = {"annotation_text": w.label, "annotation_position": "top left"} if labels else {}
+        fig.add_vrect(x0=w.start, x1=w.end, fillcolor="#f2c94c" if i % 2 == 0 else "#56ccf2", opacity=0.12,
+                      line_width=0, **text, **where)
+        if len(windows) > 1:
+            fig.add_vline(x=w.start, line_width=1, line_dash="dot", line_color="#8a8f98", **where)
+
+
+def _line_chart_figure(page: _Page, chart: LineChart) -> Any:
+    from plotly.subplots import make_subplots
+
     go = _go()
-    fig = go.Figure([go.Bar(x=b.periods, y=vals, name=name, marker_color=COLORS[i % len(COLORS)])
-                     for i, (name, vals) in enumerate(b.values.items())])
+    n = max(1, len(chart.rows))
+    fig = make_subplots(rows=n, cols=1, shared_xaxes=True, vertical_spacing=0.05,
+                        subplot_titles=[r.title for r in chart.rows])
+    shown: set[str] = set()
+    for i, row in enumerate(chart.rows, start=1):
+        for j, series in enumerate(row.series):
+            style = {**_line_style(page, series.name), "shape": "hv"}
+            if j > 0:
+                style["dash"] = "dot"  # the first series (CPO) is the subject; the others are references
+            fig.add_trace(go.Scatter(x=chart.timestamps, y=series.values, mode="lines", name=series.name,
+                                     legendgroup=series.name, showlegend=series.name not in shown, line=style),
+                          row=i, col=1)
+            shown.add(series.name)
+        _mark_windows(fig, chart.windows, labels=i == 1, row=i, col=1)
+    fig.update_layout(title={"text": chart.title, "font": {"size": 14}}, height=150 * n + 110,
+                      template="plotly_white", margin={"l": 70, "r": 20, "t": 70, "b": 40},
+                      legend={"orientation": "h", "y": -0.06})
+    return fig
+
+
+def _breakdown_figure(page: _Page, b: Breakdown) -> Any:
+    go = _go()
+    bars = []
+    for name, vals in b.values.items():
+        errors = b.errors.get(name)
+        error_y = ({"type": "data", "array": [0 if e is None else e for e in errors], "visible": True,
+                    "color": "#3d3d3d", "thickness": 1.2} if errors else None)
+        bars.append(go.Bar(x=b.periods, y=vals, name=name, marker_color=page.color(name), error_y=error_y))
+    fig = go.Figure(bars)
     fig.update_layout(barmode="group")
-    return _layout(fig, b.title, b.metric, height=300)
+    return _layout(fig, b.title, b.metric, height=340 if len(b.values) > 4 else 300)
 
 
 def _history_figure(study: StudySection) -> Any:
@@ -434,3 +610,17 @@ def iter_numbers(report: Report) -> Iterable[Number]:
         if sym.equity is not None:
             for c in sym.equity.curves:
                 yield from c.metrics
+        for block in sym.arms:
+            yield from block_numbers(block)
+
+
+def block_numbers(block: ArmBlock) -> Iterable[Number]:
+    """The Numbers one block of the champion/challenger section prints (not its plots' points)."""
+    if isinstance(block, Verdict):
+        yield from block.numbers
+    elif isinstance(block, Matrix):
+        yield from (c for r in block.rows for c in r.cells if isinstance(c, Number))
+    elif isinstance(block, EquityPanel):
+        yield from (n for c in block.curves for n in c.metrics)
+    elif isinstance(block, Table):
+        yield from block.rows

@@ -67,6 +67,14 @@ def job_decisions(conn: Connection, strategy: str, symbol: str, interval: str, l
     return out
 
 
+def published_keys(conn: Connection, limit: int = 200) -> list[tuple[str, str, str]]:
+    """Every (strategy, symbol, interval) with a published row, the key published for most recently first."""
+    q = (sa.select(T.c.strategy, T.c.symbol, T.c.interval, sa.func.max(T.c.updated_at).label("last"))
+         .group_by(T.c.strategy, T.c.symbol, T.c.interval)
+         .order_by(sa.desc("last"), T.c.strategy, T.c.symbol, T.c.interval).limit(limit))
+    return [(r.strategy, r.symbol, r.interval) for r in conn.execute(q)]
+
+
 def referenced_model_versions(conn: Connection) -> set[int]:
     """Every model version a published row names (retention keeps them)."""
     q = sa.select(T.c.model_version).where(T.c.model_version.is_not(None)).distinct()

@@ -26,6 +26,8 @@ HTML = "text/html; charset=utf-8"
 JSON = "application/json"
 JS = "text/javascript; charset=utf-8"
 MAX_JOBS = 200
+PARAMS_PER_KEY = 10  # published rows shown per key on /params (newest trading days)
+MAX_MODEL_VERSIONS = 500  # model versions listed on /models (newest first)
 PLOTLY_PATH = "/static/plotly.min.js"
 _JOB_PATH = re.compile(r"^/jobs/([0-9A-Fa-f-]{36})(\.json)?$")
 
@@ -121,20 +123,24 @@ class WebView:
         return Response(200, JSON, json.dumps([r.to_dict() for r in rows], indent=1).encode())
 
     def params_page(self, query: dict[str, list[str]]) -> Response:
-        from ludus.stores import parameters
+        from ludus.stores.published import published_history, published_keys
 
-        keys = self._keys()
         with self.engine.connect() as conn:
-            history = {k: parameters.history(conn, *k, limit=10) for k in keys}
+            history = {k: published_history(conn, *k, limit=PARAMS_PER_KEY)
+                       for k in published_keys(conn, limit=self.max_jobs)}
         return _html(pages.params_page(history, self.url))
 
     def models_page(self, query: dict[str, list[str]]) -> Response:
         from ludus.stores import models
+        from ludus.stores.published import referenced_model_versions
 
-        keys = self._keys()
         with self.engine.connect() as conn:
-            versions = {k: models.list_versions(conn, *k) for k in keys}
-        return _html(pages.models_page(versions, self.url))
+            versions = models.find_versions(conn, limit=MAX_MODEL_VERSIONS)
+            referenced = referenced_model_versions(conn)
+        by_key: dict[tuple[str, str, str], list[models.ModelVersion]] = {}
+        for v in versions:  # newest first, so keys come in the order of their newest version
+            by_key.setdefault((v.strategy, v.symbol, v.interval), []).append(v)
+        return _html(pages.models_page(by_key, referenced, self.url))
 
     def job_report(self, job_id: str, *, as_json: bool, query: dict[str, list[str]]) -> Response:
         from ludus.report import report_for_job
@@ -171,20 +177,6 @@ class WebView:
         studies = studies_by_job(self.settings.database_url, self.engine, live) if live else {}
         return [pages.JobRow.of(r, progress(r.payload or {}, studies.get(r.job_id, [])) if not r.finished
                                 else None) for r in records]
-
-    def _keys(self) -> list[tuple[str, str, str]]:
-        """(strategy, symbol, interval) of the jobs the view lists, in the order of their newest job."""
-        from ludus.stores import jobs
-
-        with self.engine.connect() as conn:
-            records = jobs.list_jobs(conn, limit=self.max_jobs)
-        keys: dict[tuple[str, str, str], None] = {}
-        for r in records:
-            p = r.payload or {}
-            for symbol in p.get("symbols") or []:
-                if p.get("strategy") and p.get("interval"):
-                    keys[(str(p["strategy"]), str(symbol), str(p["interval"]))] = None
-        return list(keys)
 
     def dashboard(self) -> Any:
         from ludus.config import mask_url

@@ -1,4 +1,7 @@
-"""Fixtures of the report tests: one database with the sample data and two real finished jobs."""
+"""Fixtures of the report tests: one database with the sample data and two real finished jobs: a static search
+on SPX (it publishes its θ), then a CPO job on the same key, whose champion is that published θ and whose
+decision therefore compares every arm (the published θ, CPO, the unconditional best θ, the defaults, the
+equal-weight ensemble, the rolling re-optimization, the policy-gradient tuner)."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ def _few_threads(one_torch_thread):
 
 @pytest.fixture(scope="session")
 def jobs_db(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A migrated SQLite database with the sample data, a finished CPO job and a finished static job."""
+    """A migrated SQLite database with the sample data, a finished static job and, after it, a finished CPO job."""
     import torch
     from pipeline_helpers import migrate_and_load_sample
 
@@ -26,7 +29,7 @@ def jobs_db(tmp_path_factory: pytest.TempPathFactory) -> dict:
     url = f"sqlite:///{path}"
     migrate_and_load_sample(url)
     cpo, static = cpo_job_body(), static_job_body()
-    out = {"url": url, "cpo": {"body": cpo, "result": run_recorded(url, cpo)},
-           "static": {"body": static, "result": run_recorded(url, static)}}
+    out: dict = {"url": url, "static": {"body": static, "result": run_recorded(url, static)}}
+    out["cpo"] = {"body": cpo, "result": run_recorded(url, cpo)}
     yield out
     dispose_storage(url)

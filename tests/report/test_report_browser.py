@@ -18,6 +18,7 @@ from ludus.report.document import (
     PLOT_EQUITY,
     PLOT_HISTORY,
     PLOT_IMPORTANCE,
+    PLOT_LINES,
 )
 from ludus.report.render import format_number
 
@@ -68,10 +69,13 @@ def test_cpo_report_in_chromium_shows_the_stored_result(jobs_db, ludus_cli, chro
     assert page.errors == [] and page.blocked == []  # self-contained: nothing fetched, nothing failed
     plots = page.plots()
     kinds = [p["kind"] for p in plots]
-    # equity and drawdown vs buy-and-hold, per-year and per-volatility Sharpe, two studies' history and
-    # importances (model search and baseline)
-    assert sorted(kinds) == sorted([PLOT_EQUITY, PLOT_DRAWDOWN, PLOT_BREAKDOWN, PLOT_BREAKDOWN, PLOT_HISTORY,
-                                    PLOT_HISTORY, PLOT_IMPORTANCE, PLOT_IMPORTANCE])
+    # the champion/challenger section (8 plots, tests/report/test_report_arms.py looks at them one by one);
+    # then the published θ's equity and drawdown vs buy-and-hold, per-year and per-volatility Sharpe, two
+    # studies' history and importances (model search and baseline)
+    arms = [PLOT_EQUITY, PLOT_DRAWDOWN, PLOT_BREAKDOWN, PLOT_BREAKDOWN, PLOT_LINES, PLOT_BREAKDOWN, PLOT_BREAKDOWN,
+            PLOT_BREAKDOWN]
+    assert sorted(kinds) == sorted([*arms, PLOT_EQUITY, PLOT_DRAWDOWN, PLOT_BREAKDOWN, PLOT_BREAKDOWN,
+                                    PLOT_HISTORY, PLOT_HISTORY, PLOT_IMPORTANCE, PLOT_IMPORTANCE])
     assert all(p["drawn"] and p["traces"] > 0 and p["symbol"] == "SPX" for p in plots), plots
     assert (tmp_path / "report.png").stat().st_size > 50_000
 
@@ -90,7 +94,7 @@ def test_cpo_report_in_chromium_shows_the_stored_result(jobs_db, ludus_cli, chro
     decision = page.page.text_content('div.symbol[data-symbol="SPX"] section.decision')
     assert ", ".join(f"{k}={v}" for k, v in sym["parameters"].items()) in decision
     assert sym["valid_for"] in decision
-    # the out-of-sample windows the decision judged, recomputed for the published θ (the kept defaults), are
+    # the out-of-sample windows the decision judged, recomputed for the published θ (the kept champion), are
     # printed equal to the stored Sharpe of that arm
     key = f"{CURVE_PUBLISHED.replace(' ', '_')}.holdout.sharpe"
     holdout = {n["key"]: n for n in page.numbers('div.symbol[data-symbol="SPX"]')}[key]

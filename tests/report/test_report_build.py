@@ -55,10 +55,11 @@ def test_cpo_report_carries_every_stored_number_and_reproduces_the_holdout(jobs_
     assert [s.decision.parameters, s.decision.baseline_parameters, s.decision.default_parameters] == [
         sym[k] for k in params]
     assert s.decision.valid_for == sym["valid_for"]
-    # on real SPX the champion (the defaults) is kept; recomputed on the job's bars over the out-of-sample
-    # windows, the published θ's Sharpe is the one the decision stored (same bars, same positions, same cost)
-    assert sym["decision"] == "kept" and sym["arm"] == "defaults", sym["reason"]
-    assert sym["parameters"] == sym["default_parameters"]
+    # on real SPX the champion (the θ the static job published before) is kept; recomputed on the job's bars
+    # over the out-of-sample windows, the published θ's Sharpe is the one the decision stored (same bars, same
+    # positions, same cost)
+    assert sym["decision"] == "kept" and sym["arm"] == "published", sym["reason"]
+    assert sym["parameters"] == jobs_db["static"]["result"]["symbols"][0]["parameters"] != sym["default_parameters"]
     champion = next(a for a in sym["arms"] if a["name"] == sym["arm"])
     assert _metric(s.equity, CURVE_PUBLISHED, "holdout.sharpe") == pytest.approx(champion["sharpe"], rel=1e-5)
     (window,) = s.equity.windows
@@ -141,6 +142,7 @@ def test_the_jobs_bars_are_found_again_after_the_store_grew(jobs_db, tmp_path) -
     assert (a.provenance.first, a.provenance.last, a.provenance.bars) == (
         b.provenance.first, b.provenance.last, b.provenance.bars)
     assert a.equity.curves == b.equity.curves
+    assert a.arms == b.arms and a.problems == b.problems == []  # buy-and-hold on the same out-of-sample bars
 
 
 def test_report_json_round_trips_and_renders_the_same(jobs_db) -> None:

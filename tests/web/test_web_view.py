@@ -4,6 +4,7 @@ browser clicking from the job list to a report."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import urllib.error
@@ -37,13 +38,19 @@ def test_running_and_finished_jobs_with_their_progress(web_db, served) -> None:
         status, ctype, page = _get(f"{base}/")
         assert status == 200 and ctype.startswith("text/html")
         running = _job_row(page, paused.job_id)
-        assert 'data-status="running"' in running and "16/40 trials" in running
-        assert 'data-status="succeeded"' in _job_row(page, finished["job_id"])
+        assert 'data-status="running"' in running and "16/40 trials" in running and "data-decision" not in running
+        done = _job_row(page, finished["job_id"])
+        # a finished CPO job shows its decision per symbol, as stored
+        (sym,) = finished["symbols"]
+        assert 'data-status="succeeded"' in done
+        assert f'data-symbol="SPX" data-decision="{sym["decision"]}"' in done and sym["decision"] == "kept"
         # the machine-readable list says the same
         _, ctype, body = _get(f"{base}/api/jobs?status=running")
         rows = json.loads(body)
         assert ctype == "application/json" and [r["job_id"] for r in rows] == [paused.job_id]
-        assert (rows[0]["progress_done"], rows[0]["progress_total"]) == (16, 40)
+        assert (rows[0]["progress_done"], rows[0]["progress_total"], rows[0]["decisions"]) == (16, 40, {})
+        every = {r["job_id"]: r for r in json.loads(_get(f"{base}/api/jobs")[2])}
+        assert every[finished["job_id"]]["decisions"] == {"SPX": finished["symbols"][0]["decision"]}
         # the running job's report: no decision yet, the search so far
         status, _, report = _get(f"{base}/jobs/{paused.job_id}")
         assert status == 200 and 'data-status="running"' in report and "No decision yet" in report
@@ -53,8 +60,9 @@ def test_running_and_finished_jobs_with_their_progress(web_db, served) -> None:
         assert data["symbols"][0]["search"]["studies"][0]["complete"] == 16
     finally:
         result = paused.release()
-    # finished now: the same pages say so, with the decision
-    assert 'data-status="succeeded"' in _job_row(_get(f"{base}/")[2], paused.job_id)
+    # finished now: the same pages say so, with the decision (a static search decides nothing: "static")
+    row = _job_row(_get(f"{base}/")[2], paused.job_id)
+    assert 'data-status="succeeded"' in row and 'data-symbol="IXIC" data-decision="static"' in row
     data = json.loads(_get(f"{base}/jobs/{paused.job_id}.json")[2])
     assert data["job"]["status"] == "succeeded"
     assert data["symbols"][0]["decision"]["reason"] == result["symbols"][0]["reason"]
@@ -67,9 +75,18 @@ def test_parameters_models_and_errors(web_db, served) -> None:
     (sym,) = finished["symbols"]
     status, _, params = _get(f"{base}/params")
     assert status == 200 and "sma_cross SPX 1d" in params
-    assert sym["valid_for"] in params and ", ".join(f"{k}={v}" for k, v in sym["parameters"].items()) in params
+    # the key's rows from the stores' listing (published_keys, published_history): the finished job's row,
+    # its decision and arm, the reason of the job that wrote it
+    row = re.search(rf'<h2>sma_cross SPX 1d</h2>.*?<tr class="param" data-valid-for="{sym["valid_for"]}">(.*?)</tr>',
+                    params).group(1)
+    assert ", ".join(f"{k}={v}" for k, v in sym["parameters"].items()) in row
+    assert '<span class="badge kept">kept</span> strategy defaults' in row and sym["arm"] == "defaults"
+    assert f'<td class="num">{sym["oos_bars"]}</td>' in row and finished["job_id"][:8] in row
+    assert html.escape(sym["reason"][:60]) in row
     status, _, models = _get(f"{base}/models")
     assert status == 200 and f"<td>{sym['model_version']}</td>" in models
+    version = re.search(rf"<tr><td>{sym['model_version']}</td>(.*?)</tr>", models).group(1)
+    assert '<span class="badge kept">kept</span>' in version and finished["job_id"][:8] in version
     assert _get(f"{base}/jobs/00000000-0000-0000-0000-000000000000")[0] == 404
     assert _get(f"{base}/jobs/{finished['job_id']}?symbol=GOOG")[0] == 400
     status, _, text = _get(f"{base}/?status=bogus")
