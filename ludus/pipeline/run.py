@@ -97,6 +97,7 @@ class SymbolWork:
     folds: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
     labels: Labels | None = None
     champion: ChampionSpec | None = None
+    champion_live: str = ""  # what is live for the key, in words
     ledger_before: ConfigurationCount | None = None  # configurations other jobs tried on the key
     error: str | None = None  # why this symbol's work failed (the job's other symbols go on)
     failure: BaseException | None = None
@@ -461,6 +462,7 @@ class _JobRun:
         """One symbol's whole chain (its champion and ledger read by :meth:`prefetch`)."""
         self.executor = executor
         self.labels(w, executor)
+        self.emit("gate", f"{w.symbol}: champion is {w.champion_live}", symbol=w.symbol)
         if ARM_CPO in self._arm_names(w):
             self.model_search(w, executor, share=share)
         self.baseline_search(w)
@@ -513,9 +515,8 @@ class _JobRun:
         w.champion = resolve_champion(row, self.strategy.space, self.strategy_defaults)
         if w.champion.note:
             w.notes.append(w.champion.note)
-        live = "nothing published: the strategy defaults" if row is None else (
+        w.champion_live = "nothing published: the strategy defaults" if row is None else (
             f"{ARM_LABELS[w.champion.arm]} published for {row.valid_for} by job {row.job_id}")
-        self.emit("gate", f"{w.symbol}: champion is {live}", symbol=w.symbol)
 
     def _arm_names(self, w: SymbolWork) -> list[str]:
         assert w.champion is not None
