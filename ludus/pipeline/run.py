@@ -880,6 +880,7 @@ class _JobRun:
         if self.extra.get("label_seconds"):
             timings["label_bar_evals_per_s"] = round(self.extra["label_bar_evals"] / self.extra["label_seconds"], 1)
         timings["total"] = round(time.perf_counter() - started, 4)
+        timings["torch_threads"] = float(_torch_threads())  # the driver's (workers pin their own)
         result = JobResult(job_id=job.job_id, status="succeeded", strategy=job.strategy, interval=job.interval,
                            mode=job.mode, symbols=[self.symbol_result(w) for w in works],
                            model_version=works[0].model_version if len(works) == 1 else None, timings=timings)
@@ -930,6 +931,12 @@ class _SymbolTask:
         # the driver needs the decision, the result and what it publishes, not the labels or the arms
         w.labels, w.conditions, w.arms, w.folds, w.baseline_positions = None, None, [], [], None
         return _SymbolDone(w, run.timings, run.extra, trials)
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _best_value(study: optuna.Study) -> float | None:
