@@ -28,16 +28,19 @@ if TYPE_CHECKING:
     from ludus.pipeline.run import SymbolWork
 
 
-def persist_symbol(engine: Engine, job: OptimizationJob, w: SymbolWork) -> int | None:
+def persist_symbol(engine: Engine, job: OptimizationJob, w: SymbolWork, owner: str | None = None) -> int | None:
     """Write one finished symbol's outcome atomically (the symbols of a job are published as each one
     finishes); returns the model version registered for it (None: no CPO model).
 
     In one transaction: the stronger-row check, the model version, the OptimizedParameters row, retiring
     an active model the row no longer comes from, the ledger entry (tried, whether published or not) and
-    the decision evidence.
+    the decision evidence. ``owner``: the worker holding the job's lease; a worker that lost it writes nothing
+    (LeaseLostError rolls the transaction back), as at the job's end.
     """
     job_id = str(job.job_id)
     with transaction(engine) as conn:
+        if owner is not None:
+            _check_lease(conn, job_id, owner)
         if w.published:
             _keep_stronger_row(conn, job, w)
         version = _model_version(conn, job, w) if w.onnx is not None else None
@@ -97,6 +100,13 @@ def _retire_active_model(conn: Connection, job: OptimizationJob, symbol: str) ->
     current = model_store.active(conn, job.strategy, symbol, job.interval)
     if current is not None and current.id is not None:
         model_store.set_status(conn, current.id, model_store.RETIRED)
+
+
+def _check_lease(conn: Connection, job_id: str, owner: str) -> None:
+    record = job_store.get(conn, job_id)
+    if record is not None and (record.status != job_store.RUNNING or record.lease_owner != owner):
+        raise job_store.LeaseLostError(f"job {job_id} is no longer held by {owner} (status {record.status}, "
+                                       f"lease owner {record.lease_owner}); nothing published")
 
 
 def _finish_job(conn: Connection, job_id: str, owner: str | None, result: JobResult) -> None:

@@ -59,6 +59,7 @@ from ludus.search.storage import (
     study_name,
 )
 from ludus.search.trial import Executor, InProcessExecutor
+from ludus.stores.jobs import LeaseLostError
 
 if TYPE_CHECKING:
     from ludus.contracts.evidence import DecisionEvidence
@@ -76,6 +77,9 @@ Progress = Callable[[ProgressEvent], None]
 PHASE_TIMINGS = ("data", "conditions", "labels", "model_search", "baseline", "evaluation", "decision", "training",
                  "export", "publish")
 MIN_STATIC_BARS = 64
+#: errors that end the whole job, not one symbol: the world is wrong for now (retry), the lease is gone
+#: (another worker runs the job), an interruption
+JOB_LEVEL_ERRORS = (TransientError, LeaseLostError, KeyboardInterrupt)
 BASELINE_BATCH = 16
 
 
@@ -389,8 +393,8 @@ class _JobRun:
         when every symbol failed)."""
         try:
             work()
-        except (TransientError, KeyboardInterrupt):
-            raise  # the whole job is retried; what was published is rewritten identically
+        except JOB_LEVEL_ERRORS:
+            raise  # the whole job is retried or released; what was published is rewritten identically
         except Exception as exc:  # noqa: BLE001 - one symbol's failure must not lose the others
             self._failed(w, exc)
             return
@@ -423,7 +427,7 @@ class _JobRun:
             relay()
             w = works[i]
             if error is not None:
-                if isinstance(error, (TransientError, KeyboardInterrupt)):
+                if isinstance(error, JOB_LEVEL_ERRORS):
                     raise error
                 self._failed(w, error)
             else:
@@ -840,7 +844,7 @@ class _JobRun:
         from ludus.pipeline.persist import persist_symbol
 
         with self.timed("publish"):
-            w.model_version = persist_symbol(self.engine, self.job, w)
+            w.model_version = persist_symbol(self.engine, self.job, w, owner=self.owner)
         self.emit("persisted", f"{w.symbol}: {'published' if w.published else 'not published'} for {w.valid_for}"
                                + (f" ({w.decision.outcome})" if w.decision is not None else ""), symbol=w.symbol)
 
