@@ -365,7 +365,6 @@ class _JobRun:
         the champion (the live row of another job) and the configurations other jobs tried on the key. A
         symbol's work then never touches the database, wherever it runs; this job's other symbols are
         other keys, so reading early reads the same rows."""
-        from ludus.contracts.results import ConfigurationCount
         from ludus.stores import ledger
 
         job = self.job
@@ -374,7 +373,6 @@ class _JobRun:
             with self.engine.connect() as conn:
                 w.ledger_before = ledger.totals(conn, job.strategy, w.symbol, job.interval,
                                                 excluding_job=str(job.job_id))
-            assert isinstance(w.ledger_before, ConfigurationCount)
 
     def run_symbols(self, works: list[SymbolWork], executor: Executor) -> None:
         """Every symbol's chain (labels, model search, challengers, decision, final fit, export) as
