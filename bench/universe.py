@@ -172,7 +172,7 @@ def local_comparison(tmp: Path, args: argparse.Namespace, symbols: list[str], st
     return seq_wall, uni_wall, keys
 
 
-def cluster_scaling(tmp: Path, args: argparse.Namespace, symbols: list[str], model_space: dict | None) -> None:
+def cluster_scaling(tmp: Path, args: argparse.Namespace, model_space: dict | None) -> None:
     """The universe on a local multi-node cluster (nodes of one CPU), with 1 and 2 actors."""
     import ray
     from ray.cluster_utils import Cluster
@@ -185,6 +185,7 @@ def cluster_scaling(tmp: Path, args: argparse.Namespace, symbols: list[str], mod
     try:
         ray.init(address=cluster.address, namespace="ludus-bench", log_to_driver=False)
         cluster.wait_for_nodes()
+        symbols = [f"SYM{i:02d}" for i in range(args.cluster_symbols)]
         url = database(tmp, "cluster", symbols)
         walls = {}
         for actors in (1, 2):
@@ -194,6 +195,9 @@ def cluster_scaling(tmp: Path, args: argparse.Namespace, symbols: list[str], mod
             with RayExecutor.for_job(parse_job(body), settings) as executor:
                 executor.start(wait_all=True)
                 nodes = {a["node_id"] for a in executor.actors()}
+                # warm-up: every actor imports torch and loads the engine's kernels once, outside the clock
+                run_keys(url, settings, executor, [job_body(args.settings, args.strategies_list[0],
+                                                            symbols[:actors])], model_space)
                 with Load() as load:
                     walls[actors], results = run_keys(url, settings, executor, [body], model_space)
             print(f"[cluster {len(ray.nodes())} nodes x 1 cpu, {actors} actor(s) on {len(nodes)} node(s)] "
@@ -214,6 +218,8 @@ def main() -> None:
                         help="run at the demo job's settings or the job defaults and extrapolate to 300 keys")
     parser.add_argument("--no-sequential", action="store_true", help="skip the one-at-a-time run")
     parser.add_argument("--no-cluster", action="store_true", help="skip the multi-node cluster run")
+    parser.add_argument("--cluster-symbols", type=int, default=6, help="symbols of the cluster runs")
+    parser.add_argument("--no-local", action="store_true", help="only the cluster runs")
     args = parser.parse_args()
     args.settings = args.nightly or "small"
     args.strategies_list = STRATEGIES[:args.strategies]
@@ -222,9 +228,12 @@ def main() -> None:
     print(f"{args.symbols} symbols x {args.strategies} strategies ({', '.join(args.strategies_list)}), settings "
           f"{args.settings}, cpus {os.cpu_count()}, loadavg {os.getloadavg()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="ludus-universe-") as tmp:
-        seq, uni, keys = local_comparison(Path(tmp), args, symbols, args.strategies_list, model_space)
+        seq, uni, keys = (None, None, 0) if args.no_local else local_comparison(
+            Path(tmp), args, symbols, args.strategies_list, model_space)
         if not args.no_cluster:
-            cluster_scaling(Path(tmp), args, symbols, model_space)
+            cluster_scaling(Path(tmp), args, model_space)
+    if uni is None:
+        return
     per_key = uni / keys
     if args.nightly:
         print(f"EXTRAPOLATION (not measured): {NIGHTLY_KEYS} keys at the {args.nightly} settings x {per_key:.1f} "
