@@ -195,6 +195,8 @@ class _JobRun:
         state = {k: v for k, v in self.__dict__.items()
                  if k not in ("engine", "progress", "executor", "store", "context")}
         state["deadline"] = None if self.deadline is None else self.deadline - time.monotonic()
+        # a worker writes nothing and connects to nothing: no credentials travel with the work
+        state["settings"] = self.settings.model_copy(update={"database_url": "sqlite://", "amqp_url": ""})
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
