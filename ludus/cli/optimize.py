@@ -58,8 +58,10 @@ def optimize_command(
     started = utcnow()
     executor = None
     if no_ray:
+        from ludus.cpo.threads import pin_torch_threads
         from ludus.search.trial import InProcessExecutor
 
+        pin_torch_threads()  # everything runs here: torch on the cores this process owns, no more
         executor = InProcessExecutor()
     else:
         share_cores_with_local_ray(settings.ray_address)

@@ -58,6 +58,25 @@ def _node_arch() -> str:
     return normalize_arch(label or platform.machine())
 
 
+def _pin_torch_threads() -> int:
+    """torch on as many threads as the CPUs Ray gave this actor (a fraction: one), never on every core of
+    the node: N actors of one CPU each with N torch threads apiece oversubscribe the node N-fold."""
+    import ray
+
+    try:
+        cpus = float(ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0))
+    except Exception:  # noqa: BLE001 - an older Ray: one thread is the safe choice
+        cpus = 1.0
+    n = max(1, int(cpus))
+    try:
+        import torch
+
+        torch.set_num_threads(n)
+    except ImportError:  # pragma: no cover - torch is a core dependency
+        pass
+    return n
+
+
 class ActorTrialContext:
     """TrialContext on an actor: params fixed by the driver; report/should_prune go to the broker."""
 
@@ -108,6 +127,7 @@ class LudusTrialActor:
         self._data_loaded = False
         self._fns: OrderedDict[str, Any] = OrderedDict()
         gpu_ids = ray.get_gpu_ids()
+        threads = _pin_torch_threads()
         self.device = "cpu"
         if device_pref != "cpu" and gpu_ids:
             try:
@@ -126,6 +146,7 @@ class LudusTrialActor:
             "machine": platform.machine(),
             "device": self.device,
             "gpu_ids": [str(g) for g in gpu_ids],
+            "torch_threads": threads,
         }
         self.trials_run = 0
 

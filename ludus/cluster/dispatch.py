@@ -116,6 +116,35 @@ class _Flight:
     actor: _Actor | None = None
 
 
+class _QueueSend:
+    """The picklable sending end of :meth:`RayExecutor.channel`."""
+
+    def __init__(self, queue: Any) -> None:
+        self.queue = queue
+
+    def __call__(self, message: Any) -> None:
+        try:
+            self.queue.put(message, timeout=30)
+        except Exception:  # progress is best effort: losing an event never fails the work
+            log.warning("could not send a message to the driver", exc_info=True)
+
+
+class _QueueDrain:
+    def __init__(self, queue: Any) -> None:
+        self.queue = queue
+
+    def __call__(self) -> list[Any]:
+        out: list[Any] = []
+        try:
+            while True:
+                n = self.queue.qsize()
+                if not n:
+                    return out
+                out += self.queue.get_nowait_batch(n)
+        except Exception:  # noqa: BLE001 - the queue is gone (executor closed)
+            return out
+
+
 class RayExecutor(BaseExecutor):
     """The search layer's executor contract on Ray actors (see the module doc for dispatch, pruning and
     failure handling)."""
@@ -147,6 +176,7 @@ class RayExecutor(BaseExecutor):
         self._last_progress = time.monotonic()
         self._closed = False
         self.retries = 0  # trials re-run after an actor died (for tests and progress)
+        self._channels: list[Any] = []
 
     @classmethod
     def for_job(cls, job: Any, settings: Settings, *, data: Any = None, **kwargs: Any) -> RayExecutor:
@@ -494,12 +524,99 @@ class RayExecutor(BaseExecutor):
             fn_box.clear()  # drop the object-store reference now, not when the closures go
         return results
 
+    # --- independent work items (a universe job's symbols) ---------------------------------------------------
+
+    def prestart(self) -> None:
+        """Start the pool's actors now without waiting for them (they come up while the job loads its data)."""
+        self._check_open()
+        if not self._actors:
+            self._grow(strict=not self.wait_for_nodes)
+
+    def capacity(self) -> int:
+        """How many work items can run at once: the actors the pool has or is starting (at least 1)."""
+        return max(1, len(self._actors))
+
+    def channel(self) -> tuple[Callable[[Any], None], Callable[[], list[Any]]]:
+        """``(send, drain)``: ``send`` is picklable and goes with work to the actors; ``drain()`` on the driver
+        returns what was sent since the last drain, in the order sent by each sender (progress events of
+        work still in flight). A send returns once the message is queued, so everything a work item sent is
+        drained before its result is seen."""
+        from ray.util.queue import Queue
+
+        queue = Queue(actor_options={"num_cpus": 0, "name": f"ludus-channel-{self.tag}-{uuid.uuid4().hex[:4]}",
+                                     "namespace": RAY_NAMESPACE})
+        self._channels.append(queue)
+        return _QueueSend(queue), _QueueDrain(queue)
+
+    def imap_unordered(self, fn: Callable[[T], R], items: Iterable[T], *,
+                       on_tick: Callable[[], None] | None = None) -> Iterable[tuple[int, R | None, BaseException | None]]:
+        """``fn(item)`` for every item on the pool's actors, as many at once as there are actors; yields
+        ``(index, result, None)`` or ``(index, None, error)`` as each one finishes (not in order). An error
+        raised by ``fn`` ends only that item; an item whose actor died is re-run elsewhere (``max_attempts``).
+        ``on_tick()`` is called at least once a second while items are in flight."""
+        self._check_open()
+        items = list(items)
+        if not items:
+            return
+        self._ensure_pool()
+        task_error, lost = _ray_errors()
+        fn_box = [self._ray.put(fn)]
+        todo = deque(range(len(items)))
+        flights: dict[Any, tuple[int, _Actor]] = {}
+        attempts: Counter[int] = Counter()
+        try:
+            while todo or flights:
+                while self._idle and todo:
+                    i = todo.popleft()
+                    actor = self._idle.popleft()
+                    flights[actor.handle.map_item.remote(fn_box, items[i])] = (i, actor)
+                self._check_stalled(len(flights))
+                ready = self._wait(list(flights) + list(self._starting), 1.0)
+                if on_tick is not None:
+                    on_tick()
+                for ref in ready:
+                    if ref in self._starting:
+                        self._on_started(ref)
+                        continue
+                    i, actor = flights.pop(ref)
+                    try:
+                        result = self._ray.get(ref)
+                    except task_error as exc:
+                        self._idle.append(actor)
+                        yield i, None, exc.as_instanceof_cause()
+                    except lost as exc:
+                        self._lose(actor, f"{type(exc).__name__} during a work item")
+                        attempts[i] += 1
+                        if attempts[i] >= self.max_attempts:
+                            yield i, None, TransientError(f"work item {i}: its actor died {attempts[i]} times "
+                                                          f"({type(exc).__name__})")
+                        else:
+                            todo.appendleft(i)
+                    else:
+                        self._idle.append(actor)
+                        self._last_progress = time.monotonic()
+                        yield i, result, None
+        finally:
+            for ref, (_, actor) in flights.items():
+                finished, _ = self._ray.wait([ref], timeout=0)
+                if finished:
+                    self._idle.append(actor)
+                else:
+                    self._lose(actor, "abandoned with a running work item")
+            fn_box.clear()
+
     # --- lifetime ----------------------------------------------------------------------------------------
 
     def _release(self) -> None:
         """Kill the job's actors (``close``; once)."""
         for actor in list(self._actors.values()):
             self._drop(actor)
+        for queue in self._channels:
+            try:
+                queue.shutdown()
+            except Exception:  # noqa: BLE001, S110 - the queue actor may already be gone
+                pass
+        self._channels.clear()
         self._starting.clear()
         self._idle.clear()
         self._data_box = None

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ludus.cpo.labels import Labels, _device_of
-from ludus.cpo.model import CPOEnsemble, CPOModel, ModelConfig
+from ludus.cpo.model import CANDIDATES_PER_STEP, CPOEnsemble, CPOModel, ModelConfig
 from ludus.errors import InsufficientDataError, LudusError
 
 # Gradient-norm clip: one extreme bar (a crash day) must not throw the network out of its basin.
@@ -45,11 +45,16 @@ def usable_rows(conditions: np.ndarray | torch.Tensor, labels: Labels, rows: np.
 
 def _block(model: CPOModel, cond: torch.Tensor, theta: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     """Normalized predictions [B, K] for B bars' conditions [B, F] against all θ [K, D] with their
-    positions [B, K, 2]."""
-    b, k = cond.shape[0], theta.shape[0]
-    c = cond.unsqueeze(1).expand(b, k, cond.shape[1]).reshape(b * k, -1)
-    t = theta.unsqueeze(0).expand(b, k, theta.shape[1]).reshape(b * k, -1)
-    return model.forward_normalized(c, t, positions.reshape(b * k, -1)).reshape(b, k)
+    positions [B, K, 2] (the first layer split: no [B*K, F+D+2] concatenation)."""
+    return model.forward_block(cond, theta, positions)
+
+
+def _optimizer(model: CPOModel, config: ModelConfig) -> torch.optim.Optimizer:
+    """AdamW updating every parameter in one fused kernel (CPU and CUDA), else the multi-tensor path."""
+    try:
+        return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # a device or build without the fused kernel
+        return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True)
 
 
 def _loss(pred: torch.Tensor, target: torch.Tensor, config: ModelConfig) -> torch.Tensor:
@@ -98,28 +103,38 @@ def fit(config: ModelConfig, conditions: np.ndarray | torch.Tensor, labels: Labe
         pos = labels.position_inputs(used).to(dev)
         train_t = torch.from_numpy(np.searchsorted(used, train)).to(dev)
         val_local = np.searchsorted(used, val) if val is not None else None
-        opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        bars_per_step = max(1, config.batch_size // K)
+        opt = _optimizer(model, config)
+        per_step = config.candidates_per_step or CANDIDATES_PER_STEP
+        sub = per_step if K > per_step else None  # candidates sampled per step when K is large
+        bars_per_step = max(1, config.batch_size // (sub or K))
+        params = [p for p in model.parameters() if p.requires_grad]
 
         best_val, best_state, stale = math.inf, None, 0
         for epoch in range(config.epochs):
             model.train()
             order = train_t[torch.randperm(train_t.numel(), generator=gen).to(dev)]
-            total, count = 0.0, 0
+            # the epoch's loss stays on the device: no host sync per step; checked once per epoch
+            total = torch.zeros((), device=dev)
             for start in range(0, order.numel(), bars_per_step):
                 bars = order[start:start + bars_per_step]
-                pred = _block(model, cond[bars], theta, pos[bars])
-                loss = _loss(pred, y_norm[bars], config)
-                if not torch.isfinite(loss):
-                    raise TrainingDiverged(f"training loss became {loss.item()} at epoch {epoch} step "
-                                           f"{start // bars_per_step} (lr={config.lr:g}, loss={config.loss})")
+                if sub is None:
+                    pred = _block(model, cond[bars], theta, pos[bars])
+                    target = y_norm[bars]
+                else:
+                    cols = torch.randperm(K, generator=gen)[:sub].to(dev)
+                    pred = _block(model, cond[bars], theta[cols], pos[bars][:, cols])
+                    target = y_norm[bars][:, cols]
+                loss = _loss(pred, target, config)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
+                torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP, foreach=True)
                 opt.step()
-                total += float(loss.detach()) * bars.numel()
-                count += bars.numel()
-            metrics = {"train_loss": total / max(count, 1)}
+                total += loss.detach() * bars.numel()
+            train_loss = float(total) / max(int(order.numel()), 1)
+            if not math.isfinite(train_loss):
+                raise TrainingDiverged(f"training loss became {train_loss} in epoch {epoch} "
+                                       f"(lr={config.lr:g}, loss={config.loss})")
+            metrics = {"train_loss": train_loss}
             if val_local is not None and val_local.size:
                 metrics["val_loss"] = validation_loss(model, cond, theta, pos, y_norm, val_local, config)
                 if not math.isfinite(metrics["val_loss"]):

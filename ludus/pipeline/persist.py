@@ -1,16 +1,16 @@
-"""Publishing a job's outcome: parameters, model versions, the ledger, the decision evidence and the job record
-in ONE transaction.
+"""Publishing a job's outcome: per symbol, as each finishes, its parameters, model version, ledger entry and
+decision evidence in ONE transaction; at the end the job record with the job's one result.
 
 Idempotent by the job id: running the same job again updates the same OptimizedParameters rows (one per
 strategy, symbol, interval and trading day), the same ledger and evidence rows, and reuses the model versions
-this job registered. A row another job published for the same key and day is replaced only by a decision
+this job registered (a job retried after a crash rewrites the symbols it already published identically). A
+row another job published for the same key and day is replaced only by a decision
 resting on at least as many out-of-sample bars; otherwise this job's symbol is not published and its result
 says why (never a silent overwrite by a weaker job).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection, Engine
@@ -28,44 +28,43 @@ if TYPE_CHECKING:
     from ludus.pipeline.run import SymbolWork
 
 
-def persist(engine: Engine, job: OptimizationJob, works: list[SymbolWork],
-            build_result: Callable[[dict[str, int]], JobResult], owner: str | None = None) -> JobResult:
-    """Write every symbol's outcome and finish the job record (when there is one) atomically.
+def persist_symbol(engine: Engine, job: OptimizationJob, w: SymbolWork, owner: str | None = None) -> int | None:
+    """Write one finished symbol's outcome atomically (the symbols of a job are published as each one
+    finishes); returns the model version registered for it (None: no CPO model).
 
-    ``build_result(versions)`` makes the JobResult once the model version ids are known; it is stored on the
-    job record by ``jobs.finish`` in the same transaction. ``owner``: the worker holding the job's lease
-    (a lost lease rolls everything back); without one, only a job nobody claimed is finished here.
+    In one transaction: the stronger-row check, the model version, the OptimizedParameters row, retiring
+    an active model the row no longer comes from, the ledger entry (tried, whether published or not) and
+    the decision evidence. ``owner``: the worker holding the job's lease; a worker that lost it writes nothing
+    (LeaseLostError rolls the transaction back), as at the job's end.
     """
     job_id = str(job.job_id)
     with transaction(engine) as conn:
-        for w in works:
-            if w.published:
-                _keep_stronger_row(conn, job, w)
-        versions: dict[str, int] = {}
-        for w in works:
-            if w.onnx is not None:
-                versions[w.symbol] = _model_version(conn, job, w)
-        rows = [
-            ParameterRow(strategy=job.strategy, symbol=w.symbol, interval=job.interval, valid_for=w.valid_for,
-                         parameters=_plain(w.parameters), expected_metric=w.expected_return,
-                         baseline_parameters=_plain(w.baseline) if w.baseline is not None else None,
-                         model_version=versions.get(w.symbol) if w.model_active else None,
-                         job_id=job_id, arm=w.arm, decision=None if w.decision is None else w.decision.outcome,
-                         evidence_bars=w.evidence_bars)
-            for w in works if w.published
-        ]
-        upsert_parameters(conn, rows)
-        for w in works:
-            if w.published and not w.model_active:
+        if owner is not None:
+            _check_lease(conn, job_id, owner)
+        if w.published:
+            _keep_stronger_row(conn, job, w)
+        version = _model_version(conn, job, w) if w.onnx is not None else None
+        if w.published:
+            upsert_parameters(conn, [ParameterRow(
+                strategy=job.strategy, symbol=w.symbol, interval=job.interval, valid_for=w.valid_for,
+                parameters=_plain(w.parameters), expected_metric=w.expected_return,
+                baseline_parameters=_plain(w.baseline) if w.baseline is not None else None,
+                model_version=version if w.model_active else None, job_id=job_id, arm=w.arm,
+                decision=None if w.decision is None else w.decision.outcome, evidence_bars=w.evidence_bars)])
+            if not w.model_active:
                 _retire_active_model(conn, job, w.symbol)
-        for w in works:
-            if w.ledger is not None:
-                ledger.record(conn, w.ledger)  # tried, whether published or not
-            if w.evidence is not None:
-                evidence_store.save(conn, w.evidence)
-        result = build_result(versions)
-        _finish_job(conn, job_id, owner, result)
-    return result
+        if w.ledger is not None:
+            ledger.record(conn, w.ledger)
+        if w.evidence is not None:
+            evidence_store.save(conn, w.evidence)
+    return version
+
+
+def finish_job(engine: Engine, job: OptimizationJob, result: JobResult, owner: str | None = None) -> None:
+    """Finish the job record with its one result (when there is a record). ``owner``: the worker holding the
+    job's lease (a lost lease raises LeaseLostError); without one, only a job nobody claimed is finished."""
+    with transaction(engine) as conn:
+        _finish_job(conn, str(job.job_id), owner, result)
 
 
 def _keep_stronger_row(conn: Connection, job: OptimizationJob, w: SymbolWork) -> None:
@@ -101,6 +100,13 @@ def _retire_active_model(conn: Connection, job: OptimizationJob, symbol: str) ->
     current = model_store.active(conn, job.strategy, symbol, job.interval)
     if current is not None and current.id is not None:
         model_store.set_status(conn, current.id, model_store.RETIRED)
+
+
+def _check_lease(conn: Connection, job_id: str, owner: str) -> None:
+    record = job_store.get(conn, job_id)
+    if record is not None and (record.status != job_store.RUNNING or record.lease_owner != owner):
+        raise job_store.LeaseLostError(f"job {job_id} is no longer held by {owner} (status {record.status}, "
+                                       f"lease owner {record.lease_owner}); nothing published")
 
 
 def _finish_job(conn: Connection, job_id: str, owner: str | None, result: JobResult) -> None:

@@ -56,15 +56,17 @@ def preflight(job: OptimizationJob, *, settings: Settings, engine: Engine | None
         raise InputError(field, exc.value, exc.rule) from None
     make_sampler(job.search.sampler, 0)
     check_exchanges(job)
-    models = None
-    if job.mode == "cpo":
-        models = load_model_space(settings.trials_dir)
-        models.update(model_space(model_space_overrides))
     device = None
     if local_compute:
         from ludus.strategies.engine import resolve_device
 
         device = resolve_device(settings.device)
+    models = None
+    if job.mode == "cpo":
+        # the space sized for the device the job runs on; only the entries the overrides name replace it
+        models = load_model_space(settings.trials_dir, device if local_compute else settings.device)
+        overrides = model_space(model_space_overrides)  # checks the names
+        models.update({name: overrides[name] for name in (model_space_overrides or {})})
     tables: tuple[str, ...] = ()
     if engine is not None:
         tables = tuple(check_database(job, engine))

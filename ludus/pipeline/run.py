@@ -40,7 +40,7 @@ from ludus.contracts.model_card import ModelCard, Recommendation
 from ludus.contracts.results import ArmResult, ConfigurationCount, HoldoutComparison, JobResult, SymbolResult
 from ludus.data.bars import Bars
 from ludus.data.symbols import bars_per_year as interval_bars_per_year
-from ludus.errors import InputError, InsufficientDataError, LudusError
+from ludus.errors import InputError, InsufficientDataError, LudusError, TransientError
 from ludus.pipeline.calendar import next_session, sessions_since
 from ludus.pipeline.champion import ChampionSpec, resolve_champion
 from ludus.search.objectives import (
@@ -59,6 +59,7 @@ from ludus.search.storage import (
     study_name,
 )
 from ludus.search.trial import Executor, InProcessExecutor
+from ludus.stores.jobs import LeaseLostError
 
 if TYPE_CHECKING:
     from ludus.contracts.evidence import DecisionEvidence
@@ -76,6 +77,9 @@ Progress = Callable[[ProgressEvent], None]
 PHASE_TIMINGS = ("data", "conditions", "labels", "model_search", "baseline", "evaluation", "decision", "training",
                  "export", "publish")
 MIN_STATIC_BARS = 64
+#: errors that end the whole job, not one symbol: the world is wrong for now (retry), the lease is gone
+#: (another worker runs the job), an interruption
+JOB_LEVEL_ERRORS = (TransientError, LeaseLostError, KeyboardInterrupt)
 BASELINE_BATCH = 16
 
 
@@ -97,6 +101,11 @@ class SymbolWork:
     folds: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
     labels: Labels | None = None
     champion: ChampionSpec | None = None
+    champion_live: str = ""  # what is live for the key, in words
+    ledger_before: ConfigurationCount | None = None  # configurations other jobs tried on the key
+    error: str | None = None  # why this symbol's work failed (the job's other symbols go on)
+    failure: BaseException | None = None
+    model_version: int | None = None  # the version published for the symbol (set once published)
     model_params: dict[str, Any] | None = None
     model_value: float | None = None
     model_trials: int = 0
@@ -177,6 +186,24 @@ class _JobRun:
         self.seed = int(job.search.seed) if job.search.seed is not None else int(job.job_id.int % (2**31 - 1))
         self.deadline = self._deadline()
         self.today = datetime.now(timezone.utc).date()
+        self._memory: dict[str, tuple[optuna.Study, int]] | None = None  # in-memory studies (on a worker)
+        self._memory_seed: dict[str, list[optuna.trial.FrozenTrial]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What a worker needs to run a symbol's chain: no database, no progress sink, no executor; the
+        deadline travels as seconds left (monotonic clocks differ between machines)."""
+        state = {k: v for k, v in self.__dict__.items()
+                 if k not in ("engine", "progress", "executor", "store", "context")}
+        state["deadline"] = None if self.deadline is None else self.deadline - time.monotonic()
+        # a worker writes nothing and connects to nothing: no credentials travel with the work
+        state["settings"] = self.settings.model_copy(update={"database_url": "sqlite://", "amqp_url": ""})
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.deadline = None if state["deadline"] is None else time.monotonic() + state["deadline"]
+        self.engine = None  # type: ignore[assignment]
+        self.progress = lambda event: None
 
     # --- plumbing ---------------------------------------------------------------------------------------
 
@@ -216,6 +243,11 @@ class _JobRun:
         try:
             self.emit("accepted", f"{job.mode} job: {job.strategy} on {', '.join(job.symbols)} ({job.interval})")
             self.validate()
+            universe = job.mode == "cpo" and len(job.symbols) > 1
+            if executor is None and universe:
+                executor = default_executor(self.settings, job)
+            if universe and hasattr(executor, "prestart"):
+                executor.prestart()  # one actor pool for the whole batch, started while data and conditions load
             works = self.load_data()
             if job.mode == "cpo":
                 self.prepare_conditions(works)
@@ -228,12 +260,12 @@ class _JobRun:
             if executor is None:
                 executor = default_executor(self.settings, job)
             if job.mode == "cpo":
-                for i, w in enumerate(works):
-                    self.cpo_symbol(w, executor, i, len(works))
+                self.prefetch(works)
+                self.run_symbols(works, executor)
             else:
-                for i, w in enumerate(works):
-                    self.static_symbol(w, i, len(works))
-            result = self.publish(works, started)
+                for w in works:
+                    self.settle(w, lambda w=w: self.static_symbol(w))
+            result = self.finish(works, started)
         except LudusError as exc:
             self.emit("failed", str(exc))
             raise
@@ -330,16 +362,132 @@ class _JobRun:
 
     # --- CPO, per symbol --------------------------------------------------------------------------------
 
-    def cpo_symbol(self, w: SymbolWork, executor: Executor, index: int, count: int) -> None:
+    def prefetch(self, works: list[SymbolWork]) -> None:
+        """What each symbol's decision reads from the database, read here before any symbol's work starts:
+        the champion (the live row of another job) and the configurations other jobs tried on the key. A
+        symbol's work then never touches the database, wherever it runs; this job's other symbols are
+        other keys, so reading early reads the same rows."""
+        from ludus.stores import ledger
+
+        job = self.job
+        for w in works:
+            self.find_champion(w)
+            with self.engine.connect() as conn:
+                w.ledger_before = ledger.totals(conn, job.strategy, w.symbol, job.interval,
+                                                excluding_job=str(job.job_id))
+
+    def run_symbols(self, works: list[SymbolWork], executor: Executor) -> None:
+        """Every symbol's chain (labels, model search, challengers, decision, final fit, export) as
+        independent work: on an executor that runs work items at once (Ray actors, one chain per actor, as
+        many at once as the pool holds), else one after the other here. Each symbol is published as soon as
+        its chain finishes; a symbol that fails is reported and the others go on."""
+        imap = getattr(executor, "imap_unordered", None)
+        if imap is None or len(works) < 2:
+            for i, w in enumerate(works):
+                self.settle(w, lambda i=i, w=w: self.cpo_symbol(w, executor, share=1.0 / max(1, len(works) - i)))
+            return
+        self.run_universe(works, executor)
+
+    def settle(self, w: SymbolWork, work: Callable[[], None]) -> None:
+        """Run one symbol's work and publish it; a failure is kept on ``w`` (raised again by :meth:`finish`
+        when every symbol failed)."""
+        try:
+            work()
+        except JOB_LEVEL_ERRORS:
+            raise  # the whole job is retried or released; what was published is rewritten identically
+        except Exception as exc:  # noqa: BLE001 - one symbol's failure must not lose the others
+            self._failed(w, exc)
+            return
+        self.publish_symbol(w)
+
+    def _failed(self, w: SymbolWork, exc: BaseException) -> None:
+        w.error = (str(exc) if isinstance(exc, LudusError) else f"{type(exc).__name__}: {exc}")[:1000]
+        w.published = False
+        w.reason = f"failed: {w.error}"
+        w.failure = exc
+        self.emit("persisted", f"{w.symbol}: failed, not published: {w.error}", symbol=w.symbol)
+
+    def run_universe(self, works: list[SymbolWork], executor: Executor) -> None:
+        """The symbols' chains on the executor's workers at once; published from here as each one finishes
+        (the database is only ever written by this process: no two writers on SQLite)."""
+        send, drain = executor.channel()  # type: ignore[attr-defined]
+        slots = executor.capacity()  # type: ignore[attr-defined]
+        share = min(1.0, slots / len(works))
+        task = _SymbolTask(self, send, share)
+        items = [(w, self._stored_trials(w)) for w in works]
+        self.emit("search", f"{len(works)} symbols, {slots} at once (one chain per worker)", step=0,
+                  total=len(works))
+
+        def relay() -> None:
+            for event in drain():
+                self.progress(event)
+
+        settled = executor.imap_unordered(task, items, on_tick=relay)  # type: ignore[attr-defined]
+        for finished, (i, done, error) in enumerate(settled, start=1):
+            relay()
+            w = works[i]
+            if error is not None:
+                if isinstance(error, JOB_LEVEL_ERRORS):
+                    raise error
+                self._failed(w, error)
+            else:
+                self._adopt(w, done)
+                self.publish_symbol(w)
+            self.emit("persisted", f"{finished} of {len(works)} symbols settled", step=finished, total=len(works),
+                      symbol=w.symbol)
+        relay()
+
+    def _stored_trials(self, w: SymbolWork) -> dict[str, list[optuna.trial.FrozenTrial]]:
+        """The finished trials of the symbol's stored studies (a resumed job runs only the missing ones);
+        with ``resume=False`` the stored studies are dropped here."""
+        purposes = ["baseline"] + (["model"] if ARM_CPO in self._arm_names(w) else [])
+        out = {}
+        for purpose in purposes:
+            study = open_study(self.settings.database_url, study_name(self.job.job_id, purpose, w.symbol),
+                               direction="maximize", user_attrs=self._study_attrs(w, purpose), resume=self.resume)
+            out[purpose] = study.get_trials(deepcopy=True)
+        return out
+
+    def _adopt(self, w: SymbolWork, done: _SymbolDone) -> None:
+        """A symbol finished elsewhere: its results onto ``w``, its new trials into the stored studies."""
+        for name, value in vars(done.work).items():
+            setattr(w, name, value)
+        for key, value in done.timings.items():
+            self.timings[key] = self.timings.get(key, 0.0) + value
+        for key, value in done.extra.items():
+            self.extra[key] = self.extra.get(key, 0.0) + value
+        for purpose, trials in done.trials.items():
+            if trials:
+                study = open_study(self.settings.database_url, study_name(self.job.job_id, purpose, w.symbol),
+                                   direction="maximize", resume=True)
+                study.add_trials(trials)
+
+    def cpo_symbol(self, w: SymbolWork, executor: Executor, share: float = 1.0) -> None:
+        """One symbol's whole chain (its champion and ledger read by :meth:`prefetch`)."""
         self.executor = executor
         self.labels(w, executor)
-        self.find_champion(w)
+        self.emit("gate", f"{w.symbol}: champion is {w.champion_live}", symbol=w.symbol)
         if ARM_CPO in self._arm_names(w):
-            self.model_search(w, executor, share=1.0 / max(1, count - index))
+            self.model_search(w, executor, share=share)
         self.baseline_search(w)
         self.evaluate(w)
         self.decide(w)
         self.final(w)
+
+    def _study(self, w: SymbolWork, purpose: str, **kwargs: Any) -> optuna.Study:
+        """The symbol's study for ``purpose``: stored in the database on the driver; on a worker an in-memory
+        one seeded with the stored trials (its new trials go back with the result and are stored there)."""
+        name = study_name(self.job.job_id, purpose, w.symbol)
+        if self._memory is None:
+            return open_study(self.settings.database_url, name, direction="maximize",
+                              user_attrs=self._study_attrs(w, purpose), resume=self.resume, **kwargs)
+        study = optuna.create_study(storage=optuna.storages.InMemoryStorage(), study_name=name,
+                                    direction="maximize", **kwargs)
+        seeded = self._memory_seed.get(purpose) or []
+        if seeded:
+            study.add_trials(seeded)
+        self._memory[purpose] = (study, len(seeded))
+        return study
 
     def labels(self, w: SymbolWork, executor: Executor) -> None:
         from ludus.cpo.labels import build_labels
@@ -371,9 +519,8 @@ class _JobRun:
         w.champion = resolve_champion(row, self.strategy.space, self.strategy_defaults)
         if w.champion.note:
             w.notes.append(w.champion.note)
-        live = "nothing published: the strategy defaults" if row is None else (
+        w.champion_live = "nothing published: the strategy defaults" if row is None else (
             f"{ARM_LABELS[w.champion.arm]} published for {row.valid_for} by job {row.job_id}")
-        self.emit("gate", f"{w.symbol}: champion is {live}", symbol=w.symbol)
 
     def _arm_names(self, w: SymbolWork) -> list[str]:
         assert w.champion is not None
@@ -381,7 +528,8 @@ class _JobRun:
         names += [a for a in self.job.challengers.arms if a != w.champion.arm]
         return names
 
-    def _study_attrs(self, w: SymbolWork, phase: str) -> dict[str, Any]:
+    def _study_attrs(self, w: SymbolWork, purpose: str) -> dict[str, Any]:
+        phase = "model_search" if purpose == "model" else purpose
         return {"job_id": str(self.job.job_id), "strategy": self.job.strategy, "symbol": w.symbol,
                 "interval": self.job.interval, "phase": phase, "mode": self.job.mode,
                 "objective": self.job.objective}
@@ -392,9 +540,7 @@ class _JobRun:
         job = self.job
         target = job.search.trials
         with self.timed("model_search"):
-            study = open_study(self.settings.database_url, study_name(job.job_id, "model", w.symbol),
-                               direction="maximize", pruner=make_pruner(n_startup_trials=max(2, target // 4)),
-                               user_attrs=self._study_attrs(w, "model_search"), resume=self.resume)
+            study = self._study(w, "model", pruner=make_pruner(n_startup_trials=max(2, target // 4)))
             done = finished_trials(study)
             # a resumed search must not replay the random start-up points of the first run
             study.sampler = make_sampler(job.search.sampler, self.seed + done,
@@ -441,8 +587,7 @@ class _JobRun:
     def _theta_search(self, w: SymbolWork, purpose: str, sampler: str, stop: int | None,
                       target: int) -> tuple[dict[str, Any], float, int]:
         job = self.job
-        study = open_study(self.settings.database_url, study_name(job.job_id, purpose, w.symbol),
-                           direction="maximize", user_attrs=self._study_attrs(w, purpose), resume=self.resume)
+        study = self._study(w, purpose)
         done = finished_trials(study)
         study.sampler = make_sampler(sampler, self.seed + done, n_startup_trials=min(10, max(3, target // 3)))
         objective = StrategyObjective(self.strategy, w.bars, space=self.space, objective=job.objective,
@@ -574,9 +719,8 @@ class _JobRun:
                                           job_id=str(job.job_id), candidates=w.labels.n_candidates,
                                           model_trials=w.model_trials, baseline_trials=w.baseline_trials,
                                           challengers=len(w.arms) - 1)
-            with self.engine.connect() as conn:
-                before = ledger.totals(conn, job.strategy, w.symbol, job.interval, excluding_job=str(job.job_id))
-            w.configurations = ledger.plus(before, w.ledger)
+            assert w.ledger_before is not None  # read by prefetch
+            w.configurations = ledger.plus(w.ledger_before, w.ledger)
             w.decision = decide(w.evaluation, w.champion.arm, n_configurations=max(1, w.configurations.total),
                                 alpha=job.gate.alpha, min_improvement=job.gate.min_improvement,
                                 bars_per_year=self.bars_per_year, samples=job.gate.bootstrap_samples,
@@ -681,7 +825,7 @@ class _JobRun:
 
     # --- static mode ------------------------------------------------------------------------------------
 
-    def static_symbol(self, w: SymbolWork, index: int, count: int) -> None:
+    def static_symbol(self, w: SymbolWork) -> None:
         with self.timed("model_search"):
             params, value, _ = self._theta_search(w, "static", self.job.search.sampler, None,
                                                   self.job.search.trials)
@@ -695,53 +839,108 @@ class _JobRun:
 
     # --- publish ----------------------------------------------------------------------------------------
 
-    def publish(self, works: list[SymbolWork], started: float) -> JobResult:
+    def publish_symbol(self, w: SymbolWork) -> None:
+        """Publish one finished symbol in its own transaction (parameters, model version, ledger, evidence)."""
+        from ludus.pipeline.persist import persist_symbol
+
+        with self.timed("publish"):
+            w.model_version = persist_symbol(self.engine, self.job, w, owner=self.owner)
+        self.emit("persisted", f"{w.symbol}: {'published' if w.published else 'not published'} for {w.valid_for}"
+                               + (f" ({w.decision.outcome})" if w.decision is not None else ""), symbol=w.symbol)
+
+    def symbol_result(self, w: SymbolWork) -> SymbolResult:
         from ludus.pipeline.outcome import champion_info, window_infos
-        from ludus.pipeline.persist import persist
+
+        d = w.decision
+        cpo = next((a for a in w.arm_results if a.name == ARM_CPO and a.role != ROLE_CHAMPION), None)
+        return SymbolResult(
+            symbol=w.symbol, parameters=w.parameters or {}, baseline_parameters=w.baseline,
+            default_parameters=self.strategy_defaults, expected_return=w.expected_return, published=w.published,
+            reason=w.reason, holdout=w.holdout or HoldoutComparison(),
+            improvement=None if cpo is None else cpo.delta_sharpe,
+            psr=None if d is None else d.psr, dsr=None if d is None else d.dsr,
+            model_version=w.model_version, valid_for=w.valid_for,
+            decision=None if d is None else d.outcome, arm=w.arm,
+            champion=None if w.champion is None else champion_info(w.champion), arms=w.arm_results,
+            z_threshold=None if d is None else d.z_threshold, configurations=w.configurations,
+            windows=[] if w.evaluation is None else window_infos(w.evaluation, w.bars.timestamps),
+            oos_bars=w.evidence_bars,
+            history_start=None if w.origins is None else
+            w.bars.timestamps[w.origins.first].astype("datetime64[D]").astype(date),
+            stale_sessions=w.stale_sessions, error=w.error,
+        )
+
+    def finish(self, works: list[SymbolWork], started: float) -> JobResult:
+        """The one job result, once every symbol is settled; the job record is finished with it. When every
+        symbol failed the first failure is raised (the job failed); otherwise the failed ones say why."""
+        from ludus.pipeline.persist import finish_job
 
         job = self.job
-        publish_start = time.perf_counter()
-
-        def build(versions: dict[str, int]) -> JobResult:
-            symbols = []
-            for w in works:
-                d = w.decision
-                cpo = next((a for a in w.arm_results if a.name == ARM_CPO and a.role != ROLE_CHAMPION), None)
-                symbols.append(SymbolResult(
-                    symbol=w.symbol, parameters=w.parameters or {}, baseline_parameters=w.baseline,
-                    default_parameters=self.strategy_defaults, expected_return=w.expected_return, published=w.published,
-                    reason=w.reason, holdout=w.holdout or HoldoutComparison(),
-                    improvement=None if cpo is None else cpo.delta_sharpe,
-                    psr=None if d is None else d.psr, dsr=None if d is None else d.dsr,
-                    model_version=versions.get(w.symbol), valid_for=w.valid_for,
-                    decision=None if d is None else d.outcome, arm=w.arm,
-                    champion=None if w.champion is None else champion_info(w.champion), arms=w.arm_results,
-                    z_threshold=None if d is None else d.z_threshold, configurations=w.configurations,
-                    windows=[] if w.evaluation is None else window_infos(w.evaluation, w.bars.timestamps),
-                    oos_bars=w.evidence_bars,
-                    history_start=None if w.origins is None else
-                    w.bars.timestamps[w.origins.first].astype("datetime64[D]").astype(date),
-                    stale_sessions=w.stale_sessions,
-                ))
-            timings = {k: round(v, 4) for k, v in self.timings.items()}
-            timings["publish"] = round(time.perf_counter() - publish_start, 4)
-            timings["total"] = round(time.perf_counter() - started, 4)
-            if self.extra.get("label_seconds"):
-                timings["label_bar_evals_per_s"] = round(
-                    self.extra["label_bar_evals"] / self.extra["label_seconds"], 1)
-            return JobResult(job_id=job.job_id, status="succeeded", strategy=job.strategy, interval=job.interval,
-                             mode=job.mode, symbols=symbols,
-                             model_version=versions.get(works[0].symbol) if len(works) == 1 else None,
-                             timings=timings)
-
-        self.emit("persisted", f"publishing {len(works)} symbol(s) for {works[0].valid_for}", step=0,
-                  total=len(works))
-        with self.timed("publish"):
-            result = persist(self.engine, job, works, build, owner=self.owner)
+        failed = [w for w in works if w.error is not None]
+        if failed and len(failed) == len(works):
+            raise failed[0].failure
+        # phase timings are summed over the symbols (which may have run at once); total is the wall time
+        timings = {k: round(v, 4) for k, v in self.timings.items()}
+        if self.extra.get("label_seconds"):
+            timings["label_bar_evals_per_s"] = round(self.extra["label_bar_evals"] / self.extra["label_seconds"], 1)
+        timings["total"] = round(time.perf_counter() - started, 4)
+        timings["torch_threads"] = float(_torch_threads())  # the driver's (workers pin their own)
+        result = JobResult(job_id=job.job_id, status="succeeded", strategy=job.strategy, interval=job.interval,
+                           mode=job.mode, symbols=[self.symbol_result(w) for w in works],
+                           model_version=works[0].model_version if len(works) == 1 else None, timings=timings)
+        finish_job(self.engine, job, result, owner=self.owner)
+        failures = f"; failed: {', '.join(w.symbol for w in failed)}" if failed else ""
         self.emit("persisted", f"{sum(s.published for s in result.symbols)} of {len(result.symbols)} symbol(s) "
-                               f"written for {works[0].valid_for}",
+                               f"written for {works[0].valid_for}{failures}",
                   step=len(result.symbols), total=len(result.symbols))
         return result
+
+
+class _SymbolDone:
+    """What a symbol's chain sends back from a worker: its results (the heavy inputs left behind), its
+    phase timings, and the trials its searches added."""
+
+    def __init__(self, work: SymbolWork, timings: dict[str, float], extra: dict[str, float],
+                 trials: dict[str, list[optuna.trial.FrozenTrial]]) -> None:
+        self.work = work
+        self.timings = timings
+        self.extra = extra
+        self.trials = trials
+
+
+class _SymbolTask:
+    """One symbol's whole chain as a picklable work item: runs on a worker (a Ray actor) with an in-process
+    executor, its studies in memory, its progress events sent back to the driver, nothing written."""
+
+    def __init__(self, run: _JobRun, send: Callable[[ProgressEvent], None], share: float) -> None:
+        self.run = run
+        self.send = send
+        self.share = share
+
+    def __call__(self, item: tuple[SymbolWork, dict[str, list[optuna.trial.FrozenTrial]]]) -> _SymbolDone:
+        w, stored = item
+        run = self.run
+        run.progress = self.send
+        run.timings = {k: 0.0 for k in PHASE_TIMINGS}
+        run.extra = {}
+        run._memory, run._memory_seed = {}, stored
+        executor = InProcessExecutor()
+        try:
+            run.cpo_symbol(w, executor, share=self.share)
+        finally:
+            executor.close()
+        trials = {purpose: study.get_trials(deepcopy=True)[seeded:]
+                  for purpose, (study, seeded) in run._memory.items()}
+        run._memory = None
+        # the driver needs the decision, the result and what it publishes, not the labels or the arms
+        w.labels, w.conditions, w.arms, w.folds, w.baseline_positions = None, None, [], [], None
+        return _SymbolDone(w, run.timings, run.extra, trials)
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _best_value(study: optuna.Study) -> float | None:

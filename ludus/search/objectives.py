@@ -92,9 +92,10 @@ def model_space(overrides: Mapping[str, Mapping[str, Any]] | None = None) -> dic
     return space
 
 
-def load_model_space(trials_dir: Any = None) -> dict[str, dict[str, Any]]:
+def load_model_space(trials_dir: Any = None, device: Any = None) -> dict[str, dict[str, Any]]:
     """The model search space of ``models/cpo.yaml`` (local trials/ first, else the built-in one) over
-    ModelConfig's own (file optional)."""
+    ModelConfig's own (file optional): its ``space`` (sized for CPUs), with its ``gpu_space`` entries on top
+    when ``device`` is a CUDA device (wider networks, bigger batches, dropout searched)."""
     import yaml
 
     from ludus import catalog
@@ -106,7 +107,10 @@ def load_model_space(trials_dir: Any = None) -> dict[str, dict[str, Any]]:
         spec = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise InputError(str(path), "yaml", f"not valid YAML: {exc}") from None
-    return model_space(spec.get("space") or {})
+    entries = dict(spec.get("space") or {})
+    if str(device or "").startswith("cuda"):
+        entries.update(spec.get("gpu_space") or {})
+    return model_space(entries)
 
 
 # --- the CPO model search ------------------------------------------------------------------------------

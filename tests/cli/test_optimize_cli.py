@@ -108,6 +108,19 @@ def test_optimize_reads_stdin_and_prints_json(url: str) -> None:
     assert result["symbols"][0]["decision"] is None  # a static search decides nothing
     assert result["symbols"][0]["published"] and result["symbols"][0]["model_version"] is None
     assert written(url) == (1, 0, 1)
+    # everything ran in this process: torch on the cores the process owns, no more
+    assert result["timings"]["torch_threads"] == len(os.sched_getaffinity(0))
+
+
+def test_no_ray_pins_torch_to_the_cores_the_process_owns() -> None:
+    """Under an affinity of one core, torch gets one thread (not the machine's core count)."""
+    code = ("import os, torch; from ludus.cpo.threads import pin_torch_threads; "
+            "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); torch.set_num_threads(8); "
+            "print(pin_torch_threads(), torch.get_num_threads())")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "1"]
 
 
 def test_optimize_json_carries_the_decision_for_a_nightly_script(url: str) -> None:

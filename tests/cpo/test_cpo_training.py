@@ -120,3 +120,34 @@ def test_search_space_is_declarative_and_suggestable() -> None:
     assert cfg.patience == 3 and cfg.loss in ("mse", "rank")
     with pytest.raises(ValueError):
         ModelConfig(loss="hinge")
+
+
+def test_split_first_layer_equals_the_concatenated_rows(data) -> None:
+    """forward_block (no [B*K, F+D+2] input built) is forward_normalized on the concatenated rows."""
+    market, labels = data
+    model = fit(_cfg(), market.conditions, labels, np.arange(WARMUP, 400), seed=1)
+    rows = np.arange(WARMUP, WARMUP + 9)
+    cond = torch.from_numpy(market.conditions[rows].astype(np.float32))
+    theta = torch.from_numpy(labels.theta)
+    pos = labels.position_inputs(rows)
+    b, k = cond.shape[0], theta.shape[0]
+    rows_in = (cond.unsqueeze(1).expand(b, k, -1).reshape(b * k, -1),
+               theta.unsqueeze(0).expand(b, k, -1).reshape(b * k, -1), pos.reshape(b * k, -1))
+    with torch.no_grad():
+        torch.testing.assert_close(model.forward_block(cond, theta, pos),
+                                   model.forward_normalized(*rows_in).reshape(b, k), rtol=1e-5, atol=1e-5)
+
+
+def test_candidates_subsampled_per_step_when_k_is_large(data) -> None:
+    """With fewer candidates per step than K the fit still learns every candidate's normalization, runs
+    deterministically, and differs from the full-K fit (the steps saw other rows)."""
+    market, labels = data
+    rows = np.arange(WARMUP, 500)
+    k = labels.n_candidates
+    assert k > 2
+    a = fit(_cfg(candidates_per_step=2), market.conditions, labels, rows, seed=3)
+    b = fit(_cfg(candidates_per_step=2), market.conditions, labels, rows, seed=3)
+    full = fit(_cfg(), market.conditions, labels, rows, seed=3)
+    assert torch.equal(a.net[0].weight, b.net[0].weight)
+    assert not torch.equal(a.net[0].weight, full.net[0].weight)
+    assert all(torch.isfinite(p).all() for p in a.parameters())

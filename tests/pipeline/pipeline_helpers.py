@@ -143,3 +143,38 @@ def counts(url: str) -> dict[str, int]:
     finally:
         engine.dispose()
     return out
+
+
+def failing_executor(settings: Settings, job: Any, symbol: str) -> Any:
+    """A RayExecutor whose work items for ``symbol`` fail (see chain_faults.FailingChain)."""
+    import chain_faults
+    import ray.cloudpickle
+
+    from ludus.cluster.dispatch import RayExecutor
+
+    # the wrapper travels by value: Ray's workers cannot import the tests' modules
+    ray.cloudpickle.register_pickle_by_value(chain_faults)
+    FailingChain = chain_faults.FailingChain
+
+    class _Executor(RayExecutor):
+        def imap_unordered(self, fn: Any, items: Any, **kwargs: Any) -> Any:
+            return super().imap_unordered(FailingChain(fn, symbol), items, **kwargs)
+
+    return _Executor.for_job(job, settings)
+
+
+def copy_symbol(url: str, source: str, names: list[str]) -> None:
+    """Price tables ``names`` holding ``source``'s bars (a universe of symbols from the sample data)."""
+    import dataclasses
+
+    from ludus.data.prices import PriceStore
+    from ludus.db.engine import make_engine
+
+    engine = make_engine(url)
+    try:
+        store = PriceStore(engine)
+        bars = store.read(source, "1d")
+        for name in names:
+            store.write(dataclasses.replace(bars, symbol=name), replace=True)
+    finally:
+        engine.dispose()
