@@ -13,7 +13,7 @@ EXTRAS ?= dev,postgres,sample,mssql
 PYTEST_ARGS ?=
 DEMO_DB ?= sqlite:///demo.db
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-fast lint typecheck bench clean
 
 install: $(VENV)/.installed
 
@@ -32,6 +32,7 @@ demo: install
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# ruff is pinned in the dev extra; the rule selection is in pyproject.toml ([tool.ruff.lint]).
 lint: install
 	$(VENV)/bin/ruff check ludus tests bench
 

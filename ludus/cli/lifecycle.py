@@ -402,8 +402,8 @@ def print_changes(changes: list[Any], title: str) -> None:
     if not changes:
         console.print(f"{title}: none", highlight=False)
         return
-    table = Table(Column("when", no_wrap=True), "action", "from", "to", "valid for", "parameters", "by", "reason", title=title,
-                  title_justify="left")
+    table = Table(Column("when", no_wrap=True), "action", "from", "to", "valid for", "parameters", "by", "reason",
+                  title=title, title_justify="left")
     for c in changes:
         table.add_row(_when(c.at), c.action, str(c.from_version or "baseline"), str(c.to_version or "baseline"),
                       str(c.valid_for or "-"), _text(c.parameters), c.actor, c.reason)

@@ -372,7 +372,7 @@ def _decode(raw: Any) -> Any:
     try:
         return json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise InputError("$", raw[:60], f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
+        raise InputError("$", raw[:60], f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except ValueError as exc:  # e.g. an integer literal longer than Python's digit limit
         raise InputError("$", raw[:60], f"malformed JSON: {exc}") from None
     except RecursionError:

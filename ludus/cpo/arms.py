@@ -335,7 +335,7 @@ class CPOArm:
 
     def prefit(self, rows_list: list[np.ndarray]) -> None:
         """Fit the members of several origins at once (their fits are independent)."""
-        for rows, members in zip(rows_list, self._fit_many(rows_list)):
+        for rows, members in zip(rows_list, self._fit_many(rows_list), strict=True):
             self._prefitted[(int(rows[0]), int(rows[-1]))] = members
 
     def fit(self, rows: np.ndarray) -> None:

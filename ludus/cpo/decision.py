@@ -163,7 +163,8 @@ def _with_reason(r: DecisionReport, period: str) -> DecisionReport:
         text = (f"{DECISION_CHANGED}: {_label(w.name)} earned Sharpe {w.sharpe:.2f} vs {champ.sharpe:.2f} for the "
                 f"champion ({_label(r.champion)}) {where}: {_vs(w)}, z {w.z:.2f} >= {bar}")
     elif r.best_challenger is None:
-        text = f"{DECISION_KEPT}: {_label(r.champion)} (champion) earned Sharpe {champ.sharpe:.2f} {where}; no challenger"
+        text = (f"{DECISION_KEPT}: {_label(r.champion)} (champion) earned Sharpe {champ.sharpe:.2f} {where}; "
+                "no challenger")
     else:
         b = r.verdict(r.best_challenger)
         if b.z >= r.z_threshold and b.delta_sharpe < r.min_improvement:

@@ -72,7 +72,7 @@ class OnnxScorer:
     def score_rows(self, conditions: Any, theta: Any, positions: Any) -> np.ndarray:
         """Scores [N] of row-paired conditions [N, F], theta [N, D] and positions [N, 2]."""
         feeds = {name: np.ascontiguousarray(np.asarray(x, dtype=np.float32))
-                 for name, x in zip(INPUTS, (conditions, theta, positions))}
+                 for name, x in zip(INPUTS, (conditions, theta, positions), strict=True)}
         return self.session.run([OUTPUT], feeds)[0].reshape(-1)
 
     def score(self, cond: Any, theta: Any, positions: Any) -> np.ndarray:

@@ -94,8 +94,8 @@ def rescore(store: Any, card: ModelCard, onnx: bytes, *, held_parameters: dict[s
     inputs = np.stack([pos[:len(card.candidates), last], pos[:len(card.candidates), last - 1]], axis=1)
     held = float(pos[-1, last]) if held_parameters is not None else 0.0
     scorer = OnnxScorer(onnx, device)
-    rec = recommend(scorer, conditions.values[last], np.asarray(card.theta, dtype=np.float32), sets[:len(card.candidates)],
-                    inputs, held, card.cost_bps)
+    rec = recommend(scorer, conditions.values[last], np.asarray(card.theta, dtype=np.float32),
+                    sets[:len(card.candidates)], inputs, held, card.cost_bps)
     order = np.argsort(-rec.net_scores, kind="stable")
     return Rescored(recommendation=rec, as_of=str(bars.timestamps[-1].astype("datetime64[D]")),
                     ranking=[(dict(card.candidates[int(k)]), float(rec.net_scores[int(k)])) for k in order])

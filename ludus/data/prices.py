@@ -206,7 +206,7 @@ def _rows_from_bars(bars: Bars) -> list[dict]:
     cols = [np.asarray(getattr(bars, f), dtype=np.float64).tolist() for f in ("open", "high", "low", "close",
                                                                                "volume")]
     return [{"Timestamp": t, "Open": o, "High": h, "Low": lo, "Close": c, "Volume": v}
-            for t, o, h, lo, c, v in zip(stamps, *cols)]
+            for t, o, h, lo, c, v in zip(stamps, *cols, strict=True)]
 
 
 def _bars_from_rows(symbol: str, interval: str, rows: list) -> Bars:

@@ -77,7 +77,8 @@ class Publisher:
         try:
             self.channel.basic_publish(exchange, routing_key, encode(body), props, mandatory=mandatory)
         except pika.exceptions.UnroutableError as exc:
-            raise UnroutableError(f"message to exchange {exchange!r} with key {routing_key!r} reached no queue") from exc
+            raise UnroutableError(
+                f"message to exchange {exchange!r} with key {routing_key!r} reached no queue") from exc
         except pika.exceptions.NackError as exc:
             raise TransientError(f"broker refused the message to {exchange!r} (nack)") from exc
         except (pika.exceptions.AMQPError, OSError) as exc:

@@ -34,7 +34,8 @@ class Topology:
 
     def __post_init__(self) -> None:
         if self.results_queue is None:
-            derived = c.RESULTS_QUEUE if self.events_exchange == c.EVENTS_EXCHANGE else f"{self.events_exchange}.results"
+            own = f"{self.events_exchange}.results"
+            derived = c.RESULTS_QUEUE if self.events_exchange == c.EVENTS_EXCHANGE else own
             object.__setattr__(self, "results_queue", derived)
 
     @classmethod

@@ -148,10 +148,15 @@ class CPOModelObjective:
         from ludus.cpo.training import TrainingDiverged, fit
 
         config = self.config(ctx.params)
-        should_stop = None
+        should_stop: Callable[..., bool] | None = None
         if self.deadline is not None:
             deadline = self.deadline
-            should_stop = lambda *_a, **_k: time.monotonic() >= deadline
+
+            def past_deadline(*_a: Any, **_k: Any) -> bool:
+                return time.monotonic() >= deadline
+
+            should_stop = past_deadline
+
         pieces: list[torch.Tensor] = []
         value = float("nan")
         for step, (train_idx, val_idx) in enumerate(self.folds):

@@ -141,7 +141,7 @@ def _same_payload(record: JobRecord, digest: str, canonical: Canonical | None) -
         try:
             if payload_hash(canonical(record.payload)) == digest:
                 return
-        except Exception:  # noqa: BLE001, S110 - a stored payload today's contract refuses is simply different
+        except Exception:  # noqa: BLE001 - a stored payload today's contract refuses is simply different
             pass
     raise PayloadConflictError(record.job_id, stored, digest)
 
