@@ -36,6 +36,10 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check ludus tests bench
 
+# mypy is pinned in the dev extra; strict on contracts, stores, queue and cpo ([tool.mypy] in pyproject.toml).
+typecheck: install
+	$(VENV)/bin/mypy
+
 bench: install
 	$(PY) bench/backtest_throughput.py
 

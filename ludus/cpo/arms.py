@@ -137,7 +137,7 @@ def best_fixed_candidate(labels: Labels, insample_idx: Any, objective: str = "sh
 
 
 def _held(labels: Labels, choices: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    return labels.positions.numpy()[choices, idx].astype(np.float64)
+    return np.asarray(labels.positions.numpy()[choices, idx], dtype=np.float64)
 
 
 class FixedArm:
@@ -324,7 +324,7 @@ class CPOArm:
     @property
     def members(self) -> list[CPOModel]:
         assert self.model is not None, "fit first"
-        return list(self.model.members)
+        return [m for m in self.model.members if isinstance(m, CPOModel)]
 
     def _fit_many(self, rows_list: list[np.ndarray]) -> list[list[CPOModel]]:
         fn = partial(fit_member, self.config, self.data.conditions, self.data.labels, self.device)

@@ -119,7 +119,7 @@ def _theta_ids(choices: np.ndarray, window_params: list[dict[str, Any] | None],
             key = repr(sorted(params.items()))
             ids[at:at + n] = np.where(ids[at:at + n] < 0, -1 - seen.setdefault(key, len(seen)), ids[at:at + n])
         at += n
-    return ids
+    return np.asarray(ids)
 
 
 __all__ = ["ArmPath", "Evaluation", "WindowProgress", "evaluate"]

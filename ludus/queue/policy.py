@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import random
 from dataclasses import dataclass, field
+from typing import Any
 
 from ludus.contracts.text import safe_text
 from ludus.errors import InputError, TransientError
@@ -94,7 +95,8 @@ POLICIES: dict[Stage, RetryPolicy] = {
 class Decision:
     action: Action
     reason: str = ""
-    error: dict = field(default_factory=dict)  # field/value/reason for REJECT and FAIL (header- and JSON-safe)
+    # field/value/reason for REJECT and FAIL (header- and JSON-safe)
+    error: dict[str, Any] = field(default_factory=dict)
     delay_s: float = 0.0  # RETRY: wait this long first
     cause: str = ""  # REJECT/FAIL: one of CAUSES
 
@@ -161,7 +163,7 @@ def _reject(field_: str, reason: str) -> Decision:
     return Decision(Action.REJECT, reason, {"field": field_, "value": "", "reason": reason}, cause=CAUSE_INVALID)
 
 
-def _error_of(exc: InputError) -> dict:
+def _error_of(exc: InputError) -> dict[str, Any]:
     try:
         raw = exc.to_dict()
     except Exception:  # noqa: BLE001 - a value whose repr fails still leaves the field and the rule

@@ -279,7 +279,7 @@ def list_jobs(conn: Connection, status: str | None = None, limit: int = 50) -> l
     return [_record(r) for r in conn.execute(q).mappings()]
 
 
-def _record(m) -> JobRecord:
+def _record(m: Any) -> JobRecord:
     return JobRecord(**{col.name: m[col.name] for col in T.columns})
 
 
