@@ -39,6 +39,7 @@ from ludus.cpo.policy import cost_aware_pick, score_matrix, switching_choices
 from ludus.cpo.reinforce import PolicyGradientConfig, SoftmaxPolicy, fit_softmax_policy, greedy_choices
 from ludus.cpo.training import fit
 from ludus.errors import InputError
+from ludus.vocabulary import DEFAULT_OBJECTIVE
 
 # Fewest trailing rows the rolling arm re-optimizes on; before that it holds the defaults.
 MIN_ROLLING_ROWS = 20
@@ -128,7 +129,7 @@ def fixed_objective(positions: torch.Tensor, close_returns: torch.Tensor, rows: 
     return torch.nan_to_num(values, nan=-math.inf).numpy()
 
 
-def best_fixed_candidate(labels: Labels, insample_idx: Any, objective: str = "sharpe", *,
+def best_fixed_candidate(labels: Labels, insample_idx: Any, objective: str = DEFAULT_OBJECTIVE, *,
                          bars_per_year: float = 252.0) -> int:
     """Index of the candidate with the best ``objective`` over decision rows ``insample_idx``."""
     values = fixed_objective(labels.positions, labels.close_returns, insample_idx, labels.cost_bps, objective,

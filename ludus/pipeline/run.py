@@ -59,6 +59,7 @@ from ludus.search.storage import (
     study_name,
 )
 from ludus.search.trial import Executor, InProcessExecutor
+from ludus.vocabulary import JOB_SUCCEEDED, PHASE_ACCEPTED, PHASE_FAILED, PHASE_SUCCEEDED, SAMPLER_TPE
 
 if TYPE_CHECKING:
     from ludus.contracts.evidence import DecisionEvidence
@@ -214,7 +215,7 @@ class _JobRun:
         started = time.perf_counter()
         own = executor is None
         try:
-            self.emit("accepted", f"{job.mode} job: {job.strategy} on {', '.join(job.symbols)} ({job.interval})")
+            self.emit(PHASE_ACCEPTED, f"{job.mode} job: {job.strategy} on {', '.join(job.symbols)} ({job.interval})")
             self.validate()
             works = self.load_data()
             if job.mode == "cpo":
@@ -235,15 +236,15 @@ class _JobRun:
                     self.static_symbol(w, i, len(works))
             result = self.publish(works, started)
         except LudusError as exc:
-            self.emit("failed", str(exc))
+            self.emit(PHASE_FAILED, str(exc))
             raise
         except Exception as exc:
-            self.emit("failed", f"{type(exc).__name__}: {exc}")
+            self.emit(PHASE_FAILED, f"{type(exc).__name__}: {exc}")
             raise
         finally:
             if own and executor is not None:
                 executor.close()
-        self.emit("succeeded", ", ".join(f"{s.symbol}: {'published' if s.published else 'not published'}"
+        self.emit(PHASE_SUCCEEDED, ", ".join(f"{s.symbol}: {'published' if s.published else 'not published'}"
                                          + (f" ({s.decision})" if s.decision else "") for s in result.symbols))
         return result
 
@@ -434,7 +435,7 @@ class _JobRun:
         target = self.job.search.baseline_trials
         with self.timed("baseline"):
             w.baseline, w.baseline_value, w.baseline_trials = self._theta_search(
-                w, "baseline", "tpe", w.origins.stop + 1, target)
+                w, "baseline", SAMPLER_TPE, w.origins.stop + 1, target)
             pos, _ = positions_chunk(self.strategy, w.bars, str(self.device), self.job.cost_bps, [w.baseline])
             w.baseline_positions = pos[0].astype(np.float64)
 
@@ -482,7 +483,7 @@ class _JobRun:
                 assert w.baseline is not None and w.baseline_positions is not None
                 return [(w.baseline, w.baseline_positions)]
             study = optuna.create_study(direction="maximize",
-                                        sampler=make_sampler("tpe", self.seed + stop,
+                                        sampler=make_sampler(SAMPLER_TPE, self.seed + stop,
                                                              n_startup_trials=min(10, max(3, target // 3))))
             objective = StrategyObjective(self.strategy, w.bars, space=self.space, objective=job.objective,
                                           cost_bps=job.cost_bps, bars_per_year=self.bars_per_year, stop=stop,
@@ -729,7 +730,7 @@ class _JobRun:
             if self.extra.get("label_seconds"):
                 timings["label_bar_evals_per_s"] = round(
                     self.extra["label_bar_evals"] / self.extra["label_seconds"], 1)
-            return JobResult(job_id=job.job_id, status="succeeded", strategy=job.strategy, interval=job.interval,
+            return JobResult(job_id=job.job_id, status=JOB_SUCCEEDED, strategy=job.strategy, interval=job.interval,
                              mode=job.mode, symbols=symbols,
                              model_version=versions.get(works[0].symbol) if len(works) == 1 else None,
                              timings=timings)

@@ -18,6 +18,7 @@ from typing import Any
 from ludus.contracts.text import safe_text
 from ludus.errors import InputError, TransientError
 from ludus.stores.jobs import LeaseLostError, PayloadConflictError
+from ludus.vocabulary import JOB_FAILED
 
 REASON_CHARS = 2000
 RACE_RETRIES = 5  # unique-constraint violations retried before they count as a bug
@@ -45,7 +46,7 @@ class Stage(enum.Enum):
 # apart without parsing the reason: ``ludus dlq replay`` refuses to replay what would only be refused again.
 CAUSE_INVALID = "invalid"  # the message breaks the job contract or names something that does not exist
 CAUSE_CONFLICT = "conflict"  # a known job id with a different payload
-CAUSE_FAILED = "failed"  # Ludus failed on it (a bug, a search where every trial failed)
+CAUSE_FAILED = JOB_FAILED  # Ludus failed on it (a bug, a search where every trial failed)
 CAUSE_GAVE_UP = "gave_up"  # every attempt ended with its worker dying or stopping
 CAUSES = (CAUSE_INVALID, CAUSE_CONFLICT, CAUSE_FAILED, CAUSE_GAVE_UP)
 

@@ -23,12 +23,11 @@ import torch
 
 from ludus.errors import InputError
 from ludus.search.trial import BatchedExecutor, TrialCallback, TrialContext, TrialFailed
-
-OBJECTIVES = ("sharpe", "sortino", "calmar", "total_return")
+from ludus.vocabulary import DEFAULT_OBJECTIVE, OBJECTIVES
 
 
 def check_objective(name: str) -> str:
-    key = (name or "sharpe").strip().lower()
+    key = (name or DEFAULT_OBJECTIVE).strip().lower()
     if key not in OBJECTIVES:
         raise InputError("objective", name, f"unknown objective; one of {', '.join(OBJECTIVES)}")
     return key

@@ -15,11 +15,12 @@ from sqlalchemy.engine import Connection
 from ludus.db.schema import model_versions as T
 from ludus.db.schema import utcnow
 from ludus.errors import InputError
+from ludus.vocabulary import MODEL_ACTIVE, MODEL_CANDIDATE, MODEL_RETIRED, MODEL_STATUSES
 
-CANDIDATE = "candidate"
-ACTIVE = "active"
-RETIRED = "retired"
-STATUSES = (CANDIDATE, ACTIVE, RETIRED)
+CANDIDATE = MODEL_CANDIDATE
+ACTIVE = MODEL_ACTIVE
+RETIRED = MODEL_RETIRED
+STATUSES = MODEL_STATUSES
 
 
 @dataclass(frozen=True)
