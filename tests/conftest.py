@@ -39,6 +39,24 @@ def require_server(name: str, host: str, port: int) -> None:
         pytest.fail(f"{name} is not reachable at {host}:{port}; start it (see .ci/run) - this test must not skip")
 
 
+# --- markers -----------------------------------------------------------------------------------------
+# A test that uses a server's fixture carries that server's marker, so `make test-fast` (-m "not postgres and
+# not rabbitmq and not ray and not slow") selects what runs without them. The PostgreSQL half of the
+# `db_url` parametrization is marked per parameter; its SQLite half stays fast.
+FIXTURE_MARKERS = {"postgres_url": "postgres", "amqp_url": "rabbitmq", "ray_local": "ray", "ray_cluster": "ray"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        for fixture, marker in FIXTURE_MARKERS.items():
+            if fixture in fixtures:
+                item.add_marker(marker)
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and "postgresql" in callspec.params.values():
+            item.add_marker("postgres")
+
+
 # --- databases ---------------------------------------------------------------------------------------
 
 
@@ -115,9 +133,9 @@ def ray_local():
 @pytest.fixture(scope="session")
 def sample_bars():
     """Real S&P 500 daily bars (arch.data.sp500), as ludus.data.bars.Bars."""
-    from ludus.data.sample import sample_bars as load_sample_bars
+    from tests.helpers.databases import spx_bars
 
-    return load_sample_bars("SPX")
+    return spx_bars()
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -209,9 +207,3 @@ def test_indicators_match_reference_loops(sample_bars):
     assert cond.column("mfi_14")[t] == pytest.approx(mfi, rel=1e-5)
     adx = cond.column("adx_14")
     assert np.isnan(adx[26]) and np.isfinite(adx[27]) and np.nanmin(adx) >= 0 and np.nanmax(adx) <= 100
-
-
-def test_fast_enough(sample_bars, vix_bars, ixic_bars):
-    start = time.perf_counter()
-    compute_conditions(sample_bars, {"VIX": vix_bars, "IXIC": ixic_bars})
-    assert time.perf_counter() - start < 2.0
