@@ -32,6 +32,12 @@ demo: install
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# No broker, no PostgreSQL, no Ray, nothing slow: the tier to run before every commit (markers: pyproject.toml;
+# tests using a server's fixture are marked by tests/conftest.py).
+FAST_MARKERS := not rabbitmq and not postgres and not ray and not slow
+test-fast: install
+	$(PY) -m pytest -q -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
+
 # ruff is pinned in the dev extra; the rule selection is in pyproject.toml ([tool.ruff.lint]).
 lint: install
 	$(VENV)/bin/ruff check ludus tests bench

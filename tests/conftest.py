@@ -43,7 +43,10 @@ def require_server(name: str, host: str, port: int) -> None:
 # A test that uses a server's fixture carries that server's marker, so `make test-fast` (-m "not postgres and
 # not rabbitmq and not ray and not slow") selects what runs without them. The PostgreSQL half of the
 # `db_url` parametrization is marked per parameter; its SQLite half stays fast.
-FIXTURE_MARKERS = {"postgres_url": "postgres", "amqp_url": "rabbitmq", "ray_local": "ray", "ray_cluster": "ray"}
+FIXTURE_MARKERS = {"postgres_url": "postgres", "amqp_url": "rabbitmq", "ray_local": "ray", "ray_cluster": "ray",
+                   "ray_pool": "ray", "ray_metric_names": "ray"}
+# parameter values that select a server (the `db_url` and executor-contract parametrizations)
+PARAM_MARKERS = {"postgresql": "postgres", "ray": "ray"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -53,8 +56,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             if fixture in fixtures:
                 item.add_marker(marker)
         callspec = getattr(item, "callspec", None)
-        if callspec is not None and "postgresql" in callspec.params.values():
-            item.add_marker("postgres")
+        for value in (callspec.params.values() if callspec is not None else ()):
+            if isinstance(value, str) and value in PARAM_MARKERS:
+                item.add_marker(PARAM_MARKERS[value])
 
 
 # --- databases ---------------------------------------------------------------------------------------
