@@ -45,12 +45,18 @@ def require_server(name: str, host: str, port: int) -> None:
 # `db_url` parametrization is marked per parameter; its SQLite half stays fast.
 FIXTURE_MARKERS = {"postgres_url": "postgres", "amqp_url": "rabbitmq", "ray_local": "ray", "ray_cluster": "ray",
                    "ray_pool": "ray", "ray_metric_names": "ray"}
+# End to end (whole jobs, `ludus` subprocesses, a browser, built wheels and images): `slow`, left to `make test`.
+SLOW_PATHS = ("tests/cli/", "tests/pipeline/", "tests/report/", "tests/web/", "tests/packaging/",
+              "tests/deploy/test_images.py", "tests/data/test_data_cli.py", "tests/cpo/test_cpo_real_data.py",
+              "tests/cpo/test_cpo_synthetic.py")  # the last: whole decisions on synthetic markets
 # parameter values that select a server (the `db_url` and executor-contract parametrizations)
 PARAM_MARKERS = {"postgresql": "postgres", "ray": "ray"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
+        if Path(item.path).relative_to(REPO_ROOT).as_posix().startswith(SLOW_PATHS):
+            item.add_marker("slow")
         fixtures = set(getattr(item, "fixturenames", ()))
         for fixture, marker in FIXTURE_MARKERS.items():
             if fixture in fixtures:

@@ -101,6 +101,7 @@ def _replacement_rate(n_markets: int, deltas: list[float], rho: float, n_configu
     return changed / n_markets
 
 
+@pytest.mark.slow  # a calibration over many synthetic markets (bench/gate_calibration.py measures it at scale)
 def test_false_replacement_rate_and_power_of_the_rule() -> None:
     """No challenger better than the champion -> replaced at most at alpha; +1 Sharpe over 8 years of bars
     from a challenger correlated 0.8 with the champion (SE of the difference ~0.22) -> replaced >= 80%."""
