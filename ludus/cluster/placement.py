@@ -73,8 +73,8 @@ class PlacementSpec:
         unknown = sorted(set(low) - set(PLACEMENT_KEYS))
         if unknown:
             raise InputError("placement", unknown[0], f"unknown key; one of {', '.join(PLACEMENT_KEYS)}")
-        return cls(require=low.get(PLACEMENT_REQUIRE), prefer=low.get(PLACEMENT_PREFER),
-                   exclude=low.get(PLACEMENT_EXCLUDE))
+        return cls(require=_as_tuple(low.get(PLACEMENT_REQUIRE)), prefer=_as_tuple(low.get(PLACEMENT_PREFER)),
+                   exclude=_as_tuple(low.get(PLACEMENT_EXCLUDE)))
 
     def allows(self, arch: str | None) -> bool:
         if arch is None:

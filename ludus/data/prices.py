@@ -62,7 +62,7 @@ class PriceStore:
         with database_errors(self.engine.url), self.engine.connect() as conn:
             if not _has_table(conn, table.name):
                 raise UnknownSymbolError(symbol, interval, self._available(conn))
-            rows = conn.execute(query).all()
+            rows = list(conn.execute(query).all())
         if last_n:
             rows.reverse()
         return _bars_from_rows(symbol, interval, rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import optuna
 
@@ -27,7 +28,7 @@ def make_sampler(name: str = DEFAULT_SAMPLER, seed: int | None = 0, *, n_startup
     parameters); ``random``; ``qmc`` scrambled Sobol.
     """
     key = (name or DEFAULT_SAMPLER).strip().lower()
-    startup = {} if n_startup_trials is None else {"n_startup_trials": max(1, int(n_startup_trials))}
+    startup: dict[str, Any] = {} if n_startup_trials is None else {"n_startup_trials": max(1, int(n_startup_trials))}
     if key == SAMPLER_TPE:
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True,
                                           **startup)

@@ -91,7 +91,7 @@ class Worker:
         self._next_depth = 0.0
         self._next_reap = 0.0
         self._http_port_wanted = http_port
-        self._http = None
+        self._http: Any = None  # a ludus.worker.http.HealthServer once run() serves HTTP
         self.http_port: int | None = None
 
     # --- public ------------------------------------------------------------------------------------
