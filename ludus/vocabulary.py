@@ -94,24 +94,24 @@ INTERVAL_PATTERN = re.compile(r"^([1-9][0-9]{0,2})(m|h|d|w)$")
 INTERVAL_UNITS = ("m", "h", "d", "w")  # minutes, hours, days, weeks
 
 
+def _validated(value: object, field: str, pattern: re.Pattern[str], normalized: str, example: str) -> str:
+    if not isinstance(value, str):
+        raise InputError(field, value, "must be a string")
+    if not pattern.fullmatch(normalized):
+        raise InputError(field, value, f"must match {pattern.pattern} ({example})")
+    return normalized
+
+
 def validate_symbol(symbol: object, field: str = "symbol") -> str:
     """Return the upper-cased symbol, or raise InputError naming the rule."""
-    if not isinstance(symbol, str):
-        raise InputError(field, symbol, "must be a string")
-    normalized = symbol.strip().upper()
-    if not SYMBOL_PATTERN.fullmatch(normalized):
-        raise InputError(field, symbol, f"must match {SYMBOL_PATTERN.pattern} (letters and digits, 1-16 chars)")
-    return normalized
+    normalized = symbol.strip().upper() if isinstance(symbol, str) else ""
+    return _validated(symbol, field, SYMBOL_PATTERN, normalized, "letters and digits, 1-16 chars")
 
 
 def validate_interval(interval: object, field: str = "interval") -> str:
     """Return the interval (e.g. ``1d``, ``5m``, ``1h``, ``1w``), or raise InputError naming the rule."""
-    if not isinstance(interval, str):
-        raise InputError(field, interval, "must be a string")
-    normalized = interval.strip().lower()
-    if not INTERVAL_PATTERN.fullmatch(normalized):
-        raise InputError(field, interval, f"must match {INTERVAL_PATTERN.pattern} (e.g. 1d, 1h, 5m, 1w)")
-    return normalized
+    normalized = interval.strip().lower() if isinstance(interval, str) else ""
+    return _validated(interval, field, INTERVAL_PATTERN, normalized, "e.g. 1d, 1h, 5m, 1w")
 
 
 __all__ = [
