@@ -13,7 +13,7 @@ EXTRAS ?= dev,postgres,sample,mssql
 PYTEST_ARGS ?=
 DEMO_DB ?= sqlite:///demo.db
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-fast lint typecheck bench clean
 
 install: $(VENV)/.installed
 
@@ -32,8 +32,19 @@ demo: install
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# No broker, no PostgreSQL, no Ray, nothing slow: the tier to run before every commit (markers: pyproject.toml;
+# tests using a server's fixture are marked by tests/conftest.py).
+FAST_MARKERS := not rabbitmq and not postgres and not ray and not slow
+test-fast: install
+	$(PY) -m pytest -q -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
+
+# ruff is pinned in the dev extra; the rule selection is in pyproject.toml ([tool.ruff.lint]).
 lint: install
 	$(VENV)/bin/ruff check ludus tests bench
+
+# mypy is pinned in the dev extra; strict on contracts, stores, queue and cpo ([tool.mypy] in pyproject.toml).
+typecheck: install
+	$(VENV)/bin/mypy
 
 bench: install
 	$(PY) bench/backtest_throughput.py

@@ -199,7 +199,8 @@ def main() -> None:
               f"{ratios[name]:7.1f}x  {'same positions, ' if math.isfinite(agree) else 'DIFFERENT positions'}"
               f"{f'to {agree:.1e}' if math.isfinite(agree) else ''}")
     peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda" else _maxrss() - rss0)
-    print(f"peak memory of the runs: {peak / 2**20:.1f} MiB ({'allocator' if device.type == 'cuda' else 'max RSS growth'})")
+    how = "allocator" if device.type == "cuda" else "max RSS growth"
+    print(f"peak memory of the runs: {peak / 2**20:.1f} MiB ({how})")
 
     strategy = get_strategy("sma_cross")
     sets = sma_grid(strategy)

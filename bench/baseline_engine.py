@@ -61,7 +61,7 @@ def load_baseline() -> Baseline | None:
         sys.modules[module.__name__] = module
         setattr(package, name, module)
         # our own engine's source at a pinned commit of this repository, nothing from outside
-        exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102
+        exec(compile(source, module.__file__, "exec"), module.__dict__)
     trend, reversion = package.trend, package.reversion
     rules = {cls.rule: cls for cls in (trend.SmaCross, trend.EmaCross, trend.Macd, trend.DonchianBreakout,
                                        reversion.RsiReversion, reversion.BollingerReversion)}

@@ -293,7 +293,7 @@ class Run:
             try:
                 if predicate():
                     return True
-            except Exception:  # noqa: BLE001, S110 - a fault in progress; look again
+            except Exception:  # noqa: BLE001 - a fault in progress; look again
                 pass
             time.sleep(1.0)
         return False

@@ -130,7 +130,8 @@ def main() -> None:
 
     import ray
 
-    ray.init(address="local", num_cpus=max(args.actors, 2) + 1, num_gpus=0, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=max(args.actors, 2) + 1, num_gpus=0, include_dashboard=False,
+             log_to_driver=False,
              namespace="ludus-bench")
     print(f"dispatch overhead, trivial objective, TPE (multivariate, constant liar); {args.trials} trials; "
           f"host CPUs={os.cpu_count()} (shared with other work: figures are contended)")

@@ -106,7 +106,7 @@ def main() -> None:
     changed = [r for r in rows if r[2].decision == "changed"]
     print(f"\n{len(rows)} keys at {args.cost_bps:g} bp, {time.perf_counter() - started:.0f} s; changed from the "
           f"defaults: {len(changed)}")
-    for strategy, symbol, s, champ, _best, _ in changed:
+    for strategy, symbol, s, _champ, _best, _ in changed:
         chosen = next(a for a in s.arms if a.name == s.arm)
         print(f"  {strategy} {symbol}: {s.arm} {chosen.delta_sharpe:+.2f} ± {chosen.delta_se:.2f} "
               f"(z {chosen.z:.2f} >= {s.z_threshold:.2f})")

@@ -50,7 +50,8 @@ class Settings(BaseSettings):
     progress_min_interval_s: float = Field(0.5, ge=0, description="rate limit of progress events per job")
 
     # --- logging ---
-    log_format: Literal[c.LOG_FORMATS] = Field("text", description="text lines or one JSON object per line")
+    log_format: Literal[c.LOG_FORMATS] = Field(  # type: ignore[valid-type]  # a Literal of the names' tuple
+       "text", description="text lines or one JSON object per line")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL")
 
     # --- http ---

@@ -1,4 +1,9 @@
-"""Every table, queue, exchange and routing-key name in one place (defaults; settings may override)."""
+"""Every table, queue, exchange and routing-key name in one place (defaults; settings may override).
+
+Closed vocabularies (statuses, samplers, objectives, architectures, symbol rules) live in :mod:`ludus.vocabulary`.
+"""
+
+from ludus.vocabulary import ARCHITECTURES as ARCHITECTURES  # re-exported (c.ARCHITECTURES)
 
 # --- SQL ---------------------------------------------------------------------------------------------
 PRICES_SCHEMA = "Prices"  # Delphi's schema; on SQLite an attached database of that name
@@ -42,7 +47,7 @@ def result_routing_key(job_id: str) -> str:
 RAY_NAMESPACE = "ludus"
 ARCH_RESOURCE_PREFIX = "arch:"  # custom resource marking a node's architecture, e.g. "arch:arm64-jetson"
 ARCH_LABEL = "ludus.io/arch"  # Ray node label carrying the same
-ARCHITECTURES = ("x86_64", "arm64")
+# ARCHITECTURES (and their aliases, ARCH_ALIASES) are declared in ludus.vocabulary, re-exported here
 
 # --- declarative inputs (trials/) ----------------------------------------------------------------------
 TRIALS_MANIFEST = "trials.yaml"  # in a local trials/: `builtins: extend` (default) or `builtins: replace`

@@ -39,6 +39,34 @@ def require_server(name: str, host: str, port: int) -> None:
         pytest.fail(f"{name} is not reachable at {host}:{port}; start it (see .ci/run) - this test must not skip")
 
 
+# --- markers -----------------------------------------------------------------------------------------
+# A test that uses a server's fixture carries that server's marker, so `make test-fast` (-m "not postgres and
+# not rabbitmq and not ray and not slow") selects what runs without them. The PostgreSQL half of the
+# `db_url` parametrization is marked per parameter; its SQLite half stays fast.
+FIXTURE_MARKERS = {"postgres_url": "postgres", "amqp_url": "rabbitmq", "ray_local": "ray", "ray_cluster": "ray",
+                   "ray_pool": "ray", "ray_metric_names": "ray"}
+# End to end (whole jobs, `ludus` subprocesses, a browser, built wheels and images): `slow`, left to `make test`.
+SLOW_PATHS = ("tests/cli/", "tests/pipeline/", "tests/report/", "tests/web/", "tests/packaging/",
+              "tests/deploy/test_images.py", "tests/data/test_data_cli.py", "tests/cpo/test_cpo_real_data.py",
+              "tests/cpo/test_cpo_synthetic.py")  # the last: whole decisions on synthetic markets
+# parameter values that select a server (the `db_url` and executor-contract parametrizations)
+PARAM_MARKERS = {"postgresql": "postgres", "ray": "ray"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if Path(item.path).relative_to(REPO_ROOT).as_posix().startswith(SLOW_PATHS):
+            item.add_marker("slow")
+        fixtures = set(getattr(item, "fixturenames", ()))
+        for fixture, marker in FIXTURE_MARKERS.items():
+            if fixture in fixtures:
+                item.add_marker(marker)
+        callspec = getattr(item, "callspec", None)
+        for value in (callspec.params.values() if callspec is not None else ()):
+            if isinstance(value, str) and value in PARAM_MARKERS:
+                item.add_marker(PARAM_MARKERS[value])
+
+
 # --- databases ---------------------------------------------------------------------------------------
 
 
@@ -115,9 +143,9 @@ def ray_local():
 @pytest.fixture(scope="session")
 def sample_bars():
     """Real S&P 500 daily bars (arch.data.sp500), as ludus.data.bars.Bars."""
-    from ludus.data.sample import sample_bars as load_sample_bars
+    from tests.helpers.databases import spx_bars
 
-    return load_sample_bars("SPX")
+    return spx_bars()
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from rich.console import Console
 
@@ -56,11 +56,12 @@ def run_cli(app) -> None:
     except Exception as exc:  # the last resort; LUDUS_DEBUG=1 shows the traceback
         # typer may vendor click (typer._click), so its exceptions are recognized by their class names
         kinds = {c.__name__ for c in type(exc).__mro__}
+        click_exc: Any = exc  # a click exception (by its class names): format_message(), exit_code
         if "NoArgsIsHelpError" in kinds:
-            console.print(exc.format_message(), highlight=False, markup=False)
-            raise SystemExit(exc.exit_code) from None
+            console.print(click_exc.format_message(), highlight=False, markup=False)
+            raise SystemExit(click_exc.exit_code) from None
         if "UsageError" in kinds:
-            fail(usage_error_line(exc), exc.exit_code)
+            fail(usage_error_line(exc), click_exc.exit_code)
         if "Abort" in kinds:
             fail("interrupted", 130)
         if os.environ.get("LUDUS_DEBUG"):

@@ -14,6 +14,7 @@ from rich.table import Column, Table
 
 from ludus.cli.common import console, fail, open_database, print_table
 from ludus.errors import InputError
+from ludus.vocabulary import JOB_STATUSES, JOB_SUCCEEDED
 
 StrategyOpt = Annotated[str | None, typer.Option("--strategy", "-s", help="only this strategy")]
 SymbolOpt = Annotated[str | None, typer.Option("--symbol", help="only this symbol")]
@@ -41,8 +42,7 @@ def register(app: typer.Typer) -> None:
 
 @jobs_app.command("list", help="Jobs, newest first (filters: status, strategy, symbol, since).")
 def jobs_list(
-    status: Annotated[str | None, typer.Option("--status", help="accepted, running, succeeded, failed, "
-                                                                "rejected")] = None,
+    status: Annotated[str | None, typer.Option("--status", help=", ".join(JOB_STATUSES))] = None,
     strategy: StrategyOpt = None,
     symbol: SymbolOpt = None,
     since: Annotated[str | None, typer.Option("--since", help="created at or after: an ISO date/time (UTC) "
@@ -104,7 +104,7 @@ def jobs_show(
         detail = f"{error.get('field')}={error.get('value')}: {error.get('reason')}" if error.get("field") \
             else (error.get("reason") or record.error)
         console.print(f"error: {detail}", highlight=False, soft_wrap=True)
-    if result.get("status") == "succeeded":
+    if result.get("status") == JOB_SUCCEEDED:
         print_result(JobResult.model_validate(result))
 
 
@@ -402,8 +402,8 @@ def print_changes(changes: list[Any], title: str) -> None:
     if not changes:
         console.print(f"{title}: none", highlight=False)
         return
-    table = Table(Column("when", no_wrap=True), "action", "from", "to", "valid for", "parameters", "by", "reason", title=title,
-                  title_justify="left")
+    table = Table(Column("when", no_wrap=True), "action", "from", "to", "valid for", "parameters", "by", "reason",
+                  title=title, title_justify="left")
     for c in changes:
         table.add_row(_when(c.at), c.action, str(c.from_version or "baseline"), str(c.to_version or "baseline"),
                       str(c.valid_for or "-"), _text(c.parameters), c.actor, c.reason)

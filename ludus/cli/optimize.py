@@ -12,6 +12,18 @@ import typer
 from rich.table import Table
 
 from ludus.cli.common import console, fail, print_table
+from ludus.vocabulary import (
+    PHASE_ACCEPTED,
+    PHASE_CONDITIONS,
+    PHASE_EXPORTING,
+    PHASE_FAILED,
+    PHASE_GATE,
+    PHASE_LABELS,
+    PHASE_LOADING_DATA,
+    PHASE_PERSISTED,
+    PHASE_SUCCEEDED,
+    PHASE_TRAINING,
+)
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -147,7 +159,8 @@ def _record_job(engine: Any, job: Any, result: Any, started: datetime) -> None:
 class ProgressDisplay:
     """A rich progress bar fed by ProgressEvents; phase changes and verdicts are also printed as lines."""
 
-    LINE_PHASES = ("loading_data", "conditions", "labels", "gate", "training", "exporting", "persisted", "failed")
+    LINE_PHASES = (PHASE_LOADING_DATA, PHASE_CONDITIONS, PHASE_LABELS, PHASE_GATE, PHASE_TRAINING, PHASE_EXPORTING,
+                   PHASE_PERSISTED, PHASE_FAILED)
 
     def __init__(self, quiet: bool = False) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -156,7 +169,7 @@ class ProgressDisplay:
         self.progress = Progress(TextColumn("[bold]{task.fields[phase]:<12}"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
                                  transient=True, disable=quiet)
-        self.task = self.progress.add_task("starting", total=None, phase="accepted")
+        self.task = self.progress.add_task("starting", total=None, phase=PHASE_ACCEPTED)
         self.phase: str | None = None
         self.events: list[Any] = []
 
@@ -179,7 +192,7 @@ class ProgressDisplay:
                              total=event.total if event.total else None, completed=event.step or 0)
         new_phase = event.phase != self.phase
         self.phase = event.phase
-        if event.phase in self.LINE_PHASES or (new_phase and event.phase != "succeeded"):
+        if event.phase in self.LINE_PHASES or (new_phase and event.phase != PHASE_SUCCEEDED):
             self.progress.console.print(f"[dim]{datetime.now():%H:%M:%S}[/] [bold]{event.phase}[/] "
                                         f"{event.message}", highlight=False, soft_wrap=True)
 

@@ -11,9 +11,10 @@ from typing import Annotated, Any
 import typer
 
 from ludus.cli.common import console, err_console, fail, print_table
+from ludus.vocabulary import JOB_REJECTED, JOB_RUNNING, JOB_SUCCEEDED
 
 # what `ludus watch` knows of a job before it follows its events
-FINISHED, RUNNING, UNKNOWN, UNREADABLE = "finished", "running", "unknown", "unreadable"
+FINISHED, RUNNING, UNKNOWN, UNREADABLE = "finished", JOB_RUNNING, "unknown", "unreadable"
 LOOK_AGAIN_S = 2.0  # how often `watch` reads the stored record again (a result it was not bound for)
 # how long an id with no record, no dead letter and an empty jobs queue gets before it is called unknown
 # (a worker may hold the message for the moment between fetching and recording it)
@@ -213,7 +214,7 @@ def watch(
                 bar.update(task, phase=data.get("phase", ""), description=desc, total=total or None,
                            completed=step or 0)
     _print_result(result)
-    if result.get("status") != "succeeded":
+    if result.get("status") != JOB_SUCCEEDED:
         raise SystemExit(1)
 
 
@@ -242,7 +243,7 @@ def _dead_letter_result(conn, topology, job_id: str) -> dict | None:
 
     for letter in browse(conn, topology):
         if letter.job_id == job_id:
-            return {"job_id": job_id, "status": "rejected",
+            return {"job_id": job_id, "status": JOB_REJECTED,
                     "error": {"field": letter.field or None, "value": letter.value or None, "reason": letter.reason}}
     return None
 
@@ -270,7 +271,7 @@ def _print_result(result: dict) -> None:
     from rich.table import Table
 
     status = result.get("status")
-    colour = "green" if status == "succeeded" else "red"
+    colour = "green" if status == JOB_SUCCEEDED else "red"
     console.print(f"[bold {colour}]{status}[/] job {result.get('job_id')}")
     error = result.get("error")
     if error:

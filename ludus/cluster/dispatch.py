@@ -307,7 +307,7 @@ class RayExecutor(BaseExecutor):
             pass
         try:
             self._ray.kill(actor.handle, no_restart=True)
-        except Exception:  # noqa: BLE001, S110 - the actor may already be gone
+        except Exception:  # noqa: BLE001 - the actor may already be gone
             pass
 
     def _replace(self) -> None:
@@ -441,7 +441,7 @@ class RayExecutor(BaseExecutor):
                 if broker is not None:
                     try:
                         self._ray.kill(broker, no_restart=True)
-                    except Exception:  # noqa: BLE001, S110 - the broker may already be gone
+                    except Exception:  # noqa: BLE001 - the broker may already be gone
                         pass
                 fn_box.clear()  # drop the object-store reference now, not when the closures go
 
@@ -451,7 +451,7 @@ class RayExecutor(BaseExecutor):
             for step, value in outcome.intermediate:
                 try:
                     trial.report(float(value), int(step))
-                except Exception:  # noqa: BLE001, S110 - see below
+                except Exception:  # noqa: BLE001 - see below
                     pass  # a non-finite value or a repeated step: not worth failing the trial
         for key, value in (info.get("user_attrs") or {}).items():
             try:
@@ -469,7 +469,7 @@ class RayExecutor(BaseExecutor):
         if broker is not None:
             try:
                 broker.finish.remote(trial.number, frozen.state, frozen.value, outcome.intermediate)
-            except Exception:  # noqa: BLE001, S110 - the broker may already be gone
+            except Exception:  # noqa: BLE001 - the broker may already be gone
                 pass
         return frozen
 

@@ -56,6 +56,6 @@ class GaugeFeeder:
             try:
                 metrics.set_jobs_running(self._jobs())
                 metrics.set_backlog(self._backlog())
-            except Exception:  # noqa: BLE001, S110 - a gauge is never worth a crash of the head
+            except Exception:  # noqa: BLE001 - a gauge is never worth a crash of the head
                 pass
             self._stop.wait(self._interval)

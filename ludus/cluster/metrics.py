@@ -37,7 +37,7 @@ def _safe(fn):
             return
         try:
             fn(*args, **kwargs)
-        except Exception:  # noqa: BLE001, S110 - metrics never break a trial or a job
+        except Exception:  # noqa: BLE001 - metrics never break a trial or a job
             pass
     wrapper.__doc__ = fn.__doc__
     wrapper.__name__ = fn.__name__

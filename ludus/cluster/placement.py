@@ -24,21 +24,10 @@ from typing import Any
 
 from ludus.constants import ARCH_LABEL, ARCH_RESOURCE_PREFIX
 from ludus.errors import InputError
+from ludus.vocabulary import PLACEMENT_EXCLUDE, PLACEMENT_KEYS, PLACEMENT_PREFER, PLACEMENT_REQUIRE, normalize_arch
 
 #: the smallest share of an ``arch:*`` resource an actor asks for (nodes advertise 1000)
 ARCH_RESOURCE_AMOUNT = 0.001
-
-_ALIASES = {
-    "aarch64": "arm64", "arm64": "arm64", "arm": "arm64", "jetson": "arm64", "arm64-jetson": "arm64",
-    "x86_64": "x86_64", "x86-64": "x86_64", "amd64": "x86_64", "x64": "x86_64",
-}
-
-
-def normalize_arch(name: str) -> str:
-    """``aarch64``/``arm64``/``jetson`` -> ``arm64``; ``x86-64``/``amd64`` -> ``x86_64``; others lower-cased."""
-    key = str(name).strip().lower()
-    return _ALIASES.get(key, key)
-
 
 def local_arch() -> str:
     """The architecture of this machine."""
@@ -62,9 +51,9 @@ class PlacementSpec:
     exclude: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "require", _as_tuple(self.require))
-        object.__setattr__(self, "prefer", _as_tuple(self.prefer))
-        object.__setattr__(self, "exclude", _as_tuple(self.exclude))
+        object.__setattr__(self, PLACEMENT_REQUIRE, _as_tuple(self.require))
+        object.__setattr__(self, PLACEMENT_PREFER, _as_tuple(self.prefer))
+        object.__setattr__(self, PLACEMENT_EXCLUDE, _as_tuple(self.exclude))
         clash = set(self.require) & set(self.exclude)
         if clash:
             raise InputError("placement", sorted(clash), "an architecture cannot be both required and excluded")
@@ -81,7 +70,11 @@ class PlacementSpec:
         if not isinstance(value, dict):
             raise InputError("placement", value, "expected require/prefer/exclude lists of architectures")
         low = {str(k).lower(): v for k, v in value.items()}
-        return cls(require=low.get("require"), prefer=low.get("prefer"), exclude=low.get("exclude"))
+        unknown = sorted(set(low) - set(PLACEMENT_KEYS))
+        if unknown:
+            raise InputError("placement", unknown[0], f"unknown key; one of {', '.join(PLACEMENT_KEYS)}")
+        return cls(require=_as_tuple(low.get(PLACEMENT_REQUIRE)), prefer=_as_tuple(low.get(PLACEMENT_PREFER)),
+                   exclude=_as_tuple(low.get(PLACEMENT_EXCLUDE)))
 
     def allows(self, arch: str | None) -> bool:
         if arch is None:
@@ -92,7 +85,8 @@ class PlacementSpec:
 
     def describe(self) -> str:
         parts = [f"{k}={','.join(v)}" for k, v in
-                 (("require", self.require), ("prefer", self.prefer), ("exclude", self.exclude)) if v]
+                 ((PLACEMENT_REQUIRE, self.require), (PLACEMENT_PREFER, self.prefer),
+                  (PLACEMENT_EXCLUDE, self.exclude)) if v]
         return " ".join(parts) or "anywhere"
 
 

@@ -9,13 +9,9 @@ from uuid import UUID
 from pydantic import BeforeValidator, ConfigDict, Field, field_validator
 
 from ludus.contracts.base import WireModel, finite_or_none
+from ludus.vocabulary import PHASES, TERMINAL_PHASES
 
-Phase = Literal[
-    "accepted", "loading_data", "conditions", "labels", "search", "training", "gate", "exporting",
-    "persisted", "succeeded", "failed",
-]
-PHASES: tuple[str, ...] = Phase.__args__  # type: ignore[attr-defined]
-TERMINAL_PHASES = ("succeeded", "failed")
+Phase = Literal[PHASES]  # type: ignore[valid-type]
 
 
 def utcnow() -> datetime:

@@ -24,11 +24,25 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from ludus.constants import ARCHITECTURES, CHALLENGER_ARMS, DEFAULT_EXCHANGE, STALE_ACTIONS
+from ludus.constants import CHALLENGER_ARMS, DEFAULT_EXCHANGE, STALE_ACTIONS
 from ludus.contracts.base import WireModel, names, to_input_error
 from ludus.contracts.text import check_text
-from ludus.data.symbols import validate_interval, validate_symbol
 from ludus.errors import InputError
+from ludus.vocabulary import (
+    ARCH_ALIASES,
+    ARCHITECTURES,
+    DEFAULT_OBJECTIVE,
+    DEFAULT_SAMPLER,
+    OBJECTIVES,
+    PLACEMENT_EXCLUDE,
+    PLACEMENT_PREFER,
+    PLACEMENT_REQUIRE,
+    SAMPLERS,
+    SYMBOL_INPUT_PATTERN,
+    normalize_arch,
+    validate_interval,
+    validate_symbol,
+)
 
 STRATEGY_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 PARAM_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
@@ -37,16 +51,13 @@ MAX_CONDITION_SYMBOLS = 8
 MIN_LOOKBACK_BARS = 64
 MAX_LOOKBACK_BARS = 10_000_000
 
-Sampler = Literal["tpe", "gp", "cmaes", "random", "qmc"]
-Objective = Literal["sharpe", "sortino", "calmar", "total_return"]
+Sampler = Literal[SAMPLERS]  # type: ignore[valid-type]
+Objective = Literal[OBJECTIVES]  # type: ignore[valid-type]
 Mode = Literal["cpo", "static"]
-Arch = Literal["x86_64", "arm64"]
-assert set(Arch.__args__) == set(ARCHITECTURES)  # type: ignore[attr-defined]
+Arch = Literal[ARCHITECTURES]  # type: ignore[valid-type]
 ChallengerName = Literal[CHALLENGER_ARMS]  # type: ignore[valid-type]
 StaleAction = Literal[STALE_ACTIONS]  # type: ignore[valid-type]
 EXCHANGE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_/ -]{1,31}$"
-
-_ARCH_SYNONYMS = {"amd64": "x86_64", "x64": "x86_64", "x86-64": "x86_64", "aarch64": "arm64", "arm64-jetson": "arm64"}
 
 
 def _symbol(value: Any) -> str:
@@ -64,10 +75,14 @@ def _interval(value: Any) -> str:
 
 
 def _arch(value: Any) -> Any:
-    if isinstance(value, str):
-        value = value.strip().lower()
-        return _ARCH_SYNONYMS.get(value, value)
-    return value
+    return normalize_arch(value) if isinstance(value, str) else value
+
+
+def _archs(value: Any) -> Any:
+    # one architecture or a list of them (the README's `{"require": ["arm64"]}` and `{"require": "arm64"}`)
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else value
 
 
 def _dedupe(values: list[str]) -> list[str]:
@@ -77,7 +92,7 @@ def _dedupe(values: list[str]) -> list[str]:
 # The parser normalizes case and whitespace; the schemas state the lenient input form.
 Symbol = Annotated[
     str, BeforeValidator(_symbol),
-    WithJsonSchema({"type": "string", "pattern": r"^\s*[A-Za-z][A-Za-z0-9]{0,15}\s*$"}),
+    WithJsonSchema({"type": "string", "pattern": SYMBOL_INPUT_PATTERN}),
 ]
 Interval = Annotated[
     str, BeforeValidator(_interval),
@@ -85,7 +100,13 @@ Interval = Annotated[
 ]
 ArchName = Annotated[
     Arch, BeforeValidator(_arch),
-    WithJsonSchema({"type": "string", "enum": [*ARCHITECTURES, *_ARCH_SYNONYMS]}),
+    WithJsonSchema({"type": "string", "enum": [*ARCHITECTURES, *ARCH_ALIASES]}),
+]
+ArchNames = Annotated[
+    list[ArchName], BeforeValidator(_archs),
+    WithJsonSchema({"anyOf": [{"type": "string", "enum": [*ARCHITECTURES, *ARCH_ALIASES]},
+                              {"type": "array", "items": {"type": "string",
+                                                          "enum": [*ARCHITECTURES, *ARCH_ALIASES]}}]}),
 ]
 ParamName = Annotated[str, StringConstraints(pattern=PARAM_PATTERN)]
 Number = int | float
@@ -122,7 +143,7 @@ class SearchSettings(WireModel):
     """Optuna: model-search trials, the unconditional θ search's own budget, a time budget and seeds."""
 
     trials: int = Field(20, ge=1, le=10_000, description="model-search trials (the CPO model's hyperparameters)")
-    sampler: Sampler = "tpe"
+    sampler: Sampler = DEFAULT_SAMPLER
     timeout_s: float | None = Field(
         None, gt=0, le=7 * 24 * 3600, validation_alias=names("timeout_s", "TimeoutSeconds", "timeout_seconds")
     )
@@ -183,25 +204,25 @@ class PublishSettings(WireModel):
 
 
 class PlacementSettings(WireModel):
-    """Where trials may run: ``require`` one architecture, ``prefer`` one, ``exclude`` some."""
+    """Where trials may run: ``require`` only these architectures, ``prefer`` these first, ``exclude`` these;
+    each takes one architecture or a list (the shape :class:`ludus.cluster.placement.PlacementSpec` takes)."""
 
-    require: ArchName | None = None
-    prefer: ArchName | None = None
-    exclude: list[ArchName] = Field(default_factory=list)
+    require: ArchNames = Field(default_factory=list)
+    prefer: ArchNames = Field(default_factory=list)
+    exclude: ArchNames = Field(default_factory=list)
 
-    @field_validator("exclude", mode="after")
+    @field_validator(PLACEMENT_REQUIRE, PLACEMENT_PREFER, PLACEMENT_EXCLUDE, mode="after")
     @classmethod
     def _unique(cls, value: list[str]) -> list[str]:
         return _dedupe(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> PlacementSettings:
-        if self.require is not None and self.require in self.exclude:
-            raise PydanticCustomError("placement", f"require {self.require} while excluding it",
-                                      {"field": "require", "value": self.require})
-        if self.prefer is not None and self.prefer in self.exclude:
-            raise PydanticCustomError("placement", f"prefer {self.prefer} while excluding it",
-                                      {"field": "prefer", "value": self.prefer})
+        for key, wanted in ((PLACEMENT_REQUIRE, self.require), (PLACEMENT_PREFER, self.prefer)):
+            clash = [a for a in wanted if a in self.exclude]
+            if clash:
+                raise PydanticCustomError("placement", f"{key} {clash[0]} while excluding it",
+                                          {"field": key, "value": clash[0]})
         if set(ARCHITECTURES) <= set(self.exclude):
             raise PydanticCustomError("placement", "every architecture is excluded; nothing could run the job")
         return self
@@ -268,7 +289,7 @@ class OptimizationJob(WireModel):
     mode: Mode = "cpo"
     candidates: int = Field(64, ge=2, le=4096, description="candidate parameter sets the CPO model scores")
     search: SearchSettings = Field(default_factory=SearchSettings)
-    objective: Objective = "sharpe"
+    objective: Objective = DEFAULT_OBJECTIVE
     cost_bps: float = Field(1.0, ge=0.0, le=1000.0, description="cost per unit of position change, basis points")
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     gate: GateSettings = Field(default_factory=GateSettings)
@@ -372,7 +393,7 @@ def _decode(raw: Any) -> Any:
     try:
         return json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise InputError("$", raw[:60], f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
+        raise InputError("$", raw[:60], f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except ValueError as exc:  # e.g. an integer literal longer than Python's digit limit
         raise InputError("$", raw[:60], f"malformed JSON: {exc}") from None
     except RecursionError:

@@ -36,7 +36,7 @@ class ModelCard(WireModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    card_version: Literal[2] = CARD_VERSION
+    card_version: Literal[2] = 2  # CARD_VERSION
     job_id: UUID
     strategy: str
     symbol: str

@@ -14,8 +14,9 @@ from ludus.contracts.base import WireModel, finite_or_none
 from ludus.contracts.events import as_utc, utcnow
 from ludus.contracts.text import safe_text
 from ludus.errors import InputError
+from ludus.vocabulary import JOB_FAILED, JOB_REJECTED, JOB_SUCCEEDED, RESULT_STATUSES
 
-Status = Literal["succeeded", "failed", "rejected"]
+Status = Literal[RESULT_STATUSES]  # type: ignore[valid-type]
 FiniteFloat = Annotated[float | None, BeforeValidator(finite_or_none)]
 ArmName = Literal[ARMS]  # type: ignore[valid-type]
 Decision = Literal[DECISIONS]  # type: ignore[valid-type]
@@ -201,21 +202,21 @@ class JobResult(_Outgoing):
 
     @model_validator(mode="after")
     def _consistent(self) -> JobResult:
-        if self.status != "succeeded" and self.error is None:
+        if self.status != JOB_SUCCEEDED and self.error is None:
             raise PydanticCustomError("result_error", f"a {self.status} result needs an error detail")
-        if self.job_id is None and self.status != "rejected":
+        if self.job_id is None and self.status != JOB_REJECTED:
             raise PydanticCustomError("result_job_id", "only a rejected result may lack a job_id")
         return self
 
     @classmethod
     def rejected(cls, job_id: UUID | None, exc: BaseException, **extra: Any) -> JobResult:
         """The result of a message that failed validation (or named unknown data)."""
-        return cls(job_id=job_id, status="rejected", error=ErrorDetail.from_exception(exc), **extra)
+        return cls(job_id=job_id, status=JOB_REJECTED, error=ErrorDetail.from_exception(exc), **extra)
 
     @classmethod
     def failed(cls, job_id: UUID, exc: BaseException, **extra: Any) -> JobResult:
         """The result of a job that broke while running (after its retries)."""
-        return cls(job_id=job_id, status="failed", error=ErrorDetail.from_exception(exc), **extra)
+        return cls(job_id=job_id, status=JOB_FAILED, error=ErrorDetail.from_exception(exc), **extra)
 
     @property
     def published_symbols(self) -> list[str]:

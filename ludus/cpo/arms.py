@@ -39,6 +39,7 @@ from ludus.cpo.policy import cost_aware_pick, score_matrix, switching_choices
 from ludus.cpo.reinforce import PolicyGradientConfig, SoftmaxPolicy, fit_softmax_policy, greedy_choices
 from ludus.cpo.training import fit
 from ludus.errors import InputError
+from ludus.vocabulary import DEFAULT_OBJECTIVE
 
 # Fewest trailing rows the rolling arm re-optimizes on; before that it holds the defaults.
 MIN_ROLLING_ROWS = 20
@@ -128,7 +129,7 @@ def fixed_objective(positions: torch.Tensor, close_returns: torch.Tensor, rows: 
     return torch.nan_to_num(values, nan=-math.inf).numpy()
 
 
-def best_fixed_candidate(labels: Labels, insample_idx: Any, objective: str = "sharpe", *,
+def best_fixed_candidate(labels: Labels, insample_idx: Any, objective: str = DEFAULT_OBJECTIVE, *,
                          bars_per_year: float = 252.0) -> int:
     """Index of the candidate with the best ``objective`` over decision rows ``insample_idx``."""
     values = fixed_objective(labels.positions, labels.close_returns, insample_idx, labels.cost_bps, objective,
@@ -137,7 +138,7 @@ def best_fixed_candidate(labels: Labels, insample_idx: Any, objective: str = "sh
 
 
 def _held(labels: Labels, choices: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    return labels.positions.numpy()[choices, idx].astype(np.float64)
+    return np.asarray(labels.positions.numpy()[choices, idx], dtype=np.float64)
 
 
 class FixedArm:
@@ -324,7 +325,7 @@ class CPOArm:
     @property
     def members(self) -> list[CPOModel]:
         assert self.model is not None, "fit first"
-        return list(self.model.members)
+        return [m for m in self.model.members if isinstance(m, CPOModel)]
 
     def _fit_many(self, rows_list: list[np.ndarray]) -> list[list[CPOModel]]:
         fn = partial(fit_member, self.config, self.data.conditions, self.data.labels, self.device)
@@ -335,7 +336,7 @@ class CPOArm:
 
     def prefit(self, rows_list: list[np.ndarray]) -> None:
         """Fit the members of several origins at once (their fits are independent)."""
-        for rows, members in zip(rows_list, self._fit_many(rows_list)):
+        for rows, members in zip(rows_list, self._fit_many(rows_list), strict=True):
             self._prefitted[(int(rows[0]), int(rows[-1]))] = members
 
     def fit(self, rows: np.ndarray) -> None:

@@ -22,7 +22,7 @@ CHUNK = 256
 
 def mean_block_length(n: int) -> float:
     """n^(1/3), at least 1."""
-    return max(1.0, float(n) ** (1.0 / 3.0))
+    return max(1.0, float(float(n) ** (1.0 / 3.0)))
 
 
 def stationary_indices(n: int, samples: int, mean_block: float, rng: np.random.Generator) -> np.ndarray:
@@ -55,7 +55,8 @@ class SharpeDifference:
     @property
     def z(self) -> np.ndarray:
         """delta / se (0 where the difference has no spread: the two paths are the same)."""
-        return np.divide(self.delta, self.se, out=np.zeros_like(self.delta), where=self.se > 1e-12)
+        z: np.ndarray = np.divide(self.delta, self.se, out=np.zeros_like(self.delta), where=self.se > 1e-12)
+        return z
 
 
 def sharpe_difference(challengers: np.ndarray, champion: np.ndarray, *, bars_per_year: float, samples: int,

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from ludus.constants import ARM_LABELS, DECISION_CHANGED, DECISION_KEPT, ROLE_CHALLENGER, ROLE_CHAMPION
 from ludus.cpo.bootstrap import sharpe_difference
@@ -119,7 +120,7 @@ def decide(evaluation: Evaluation, champion: str, *, n_configurations: int, alph
     slices = evaluation.window_slices()
     verdicts: list[ArmVerdict] = []
     for name, path in paths.items():
-        m = path_metrics(path.returns, path.positions, bars_per_year)
+        m = path_metrics(torch.as_tensor(path.returns), torch.as_tensor(path.positions), bars_per_year)
         delta, se, z = stats.get(name, (0.0, 0.0, 0.0))
         passed = name != champion and z >= z_star and delta >= min_improvement and delta > 0
         seeds = ([float(s) for s in annualized_sharpe(path.seed_returns, bars_per_year)]
@@ -163,7 +164,8 @@ def _with_reason(r: DecisionReport, period: str) -> DecisionReport:
         text = (f"{DECISION_CHANGED}: {_label(w.name)} earned Sharpe {w.sharpe:.2f} vs {champ.sharpe:.2f} for the "
                 f"champion ({_label(r.champion)}) {where}: {_vs(w)}, z {w.z:.2f} >= {bar}")
     elif r.best_challenger is None:
-        text = f"{DECISION_KEPT}: {_label(r.champion)} (champion) earned Sharpe {champ.sharpe:.2f} {where}; no challenger"
+        text = (f"{DECISION_KEPT}: {_label(r.champion)} (champion) earned Sharpe {champ.sharpe:.2f} {where}; "
+                "no challenger")
     else:
         b = r.verdict(r.best_challenger)
         if b.z >= r.z_threshold and b.delta_sharpe < r.min_improvement:

@@ -114,12 +114,12 @@ def _theta_ids(choices: np.ndarray, window_params: list[dict[str, Any] | None],
     ids = choices.copy()
     seen: dict[str, int] = {}
     at = 0
-    for params, n in zip(window_params, lengths):
+    for params, n in zip(window_params, lengths, strict=True):
         if params is not None:
             key = repr(sorted(params.items()))
             ids[at:at + n] = np.where(ids[at:at + n] < 0, -1 - seen.setdefault(key, len(seen)), ids[at:at + n])
         at += n
-    return ids
+    return np.asarray(ids)
 
 
 __all__ = ["ArmPath", "Evaluation", "WindowProgress", "evaluate"]

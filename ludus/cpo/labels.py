@@ -35,7 +35,7 @@ class Labels:
     label_returns: torch.Tensor  # [K, T] float32, NaN at the last bar
     close_returns: torch.Tensor  # [T] float32, r[t] = close[t]/close[t-1] - 1, r[0] = 0
     theta: np.ndarray  # [K, D] float32, numeric features of each candidate (space.encode)
-    candidates: list[dict]
+    candidates: list[dict[str, Any]]
     cost_bps: float
 
     @property
@@ -87,7 +87,7 @@ def _device_of(device: Any) -> torch.device:
 
 
 def positions_chunk(strategy: Any, bars: Bars, device: Any, cost_bps: float,
-                    chunk: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+                    chunk: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
     """Positions and labels of one chunk of candidates: ``([k, T], [k, T])`` float32 numpy arrays.
 
     A plain module-level function so that a cluster executor can pickle it (with ``functools.partial``) and
@@ -109,9 +109,10 @@ def positions_chunk(strategy: Any, bars: Bars, device: Any, cost_bps: float,
     return pos_np, labels
 
 
-def build_labels(strategy: Any, bars: Bars, candidates: list[dict], *, cost_bps: float, device: Any = "cpu",
+def build_labels(strategy: Any, bars: Bars, candidates: list[dict[str, Any]], *, cost_bps: float, device: Any = "cpu",
                  chunk_size: int | None = None,
-                 map_fn: Callable[[Callable[[list[dict]], Any], Iterable[list[dict]]], Iterable[Any]] = map,
+                 map_fn: Callable[[Callable[[list[dict[str, Any]]], Any], Iterable[list[dict[str, Any]]]],
+                                  Iterable[Any]] = map,
                  ) -> Labels:
     """Backtest every candidate over ``bars`` in chunks (``map_fn`` may spread chunks over a cluster)."""
     if not candidates:

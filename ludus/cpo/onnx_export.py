@@ -36,7 +36,8 @@ def to_onnx(model: ScoringModel, *, opset: int = OPSET) -> bytes:
         # MLP both give the same graph, and this one needs no extra dependency.
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            m, (cond, theta, positions), buf, dynamo=False, opset_version=opset,
+            m, (cond, theta, positions), buf, dynamo=False,  # type: ignore[arg-type]  # a file object is accepted
+            opset_version=opset,
             input_names=list(INPUTS), output_names=[OUTPUT],
             dynamic_axes={**{name: {0: "n"} for name in INPUTS}, OUTPUT: {0: "n"}},
         )
@@ -72,8 +73,8 @@ class OnnxScorer:
     def score_rows(self, conditions: Any, theta: Any, positions: Any) -> np.ndarray:
         """Scores [N] of row-paired conditions [N, F], theta [N, D] and positions [N, 2]."""
         feeds = {name: np.ascontiguousarray(np.asarray(x, dtype=np.float32))
-                 for name, x in zip(INPUTS, (conditions, theta, positions))}
-        return self.session.run([OUTPUT], feeds)[0].reshape(-1)
+                 for name, x in zip(INPUTS, (conditions, theta, positions), strict=True)}
+        return np.asarray(self.session.run([OUTPUT], feeds)[0]).reshape(-1)
 
     def score(self, cond: Any, theta: Any, positions: Any) -> np.ndarray:
         """Scores [K] of one bar's conditions [F] against every candidate θ [K, D] with its positions [K, 2]."""

@@ -41,7 +41,7 @@ class Origins:
     def bounds(self) -> list[tuple[int, int]]:
         """(start, stop) of each window, stop exclusive."""
         ends = (*self.starts[1:], self.stop)
-        return list(zip(self.starts, ends))
+        return list(zip(self.starts, ends, strict=True))
 
     @property
     def oos_idx(self) -> np.ndarray:

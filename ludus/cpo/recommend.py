@@ -24,7 +24,7 @@ class Recommendation:
     """The chosen parameters, their expected next-bar return net of the move from the held position, their
     candidate index, and every candidate's raw and net scores."""
 
-    parameters: dict
+    parameters: dict[str, Any]
     expected_return: float
     k: int
     scores: np.ndarray  # raw model scores [K]
@@ -36,7 +36,7 @@ class Recommendation:
                 "held_position": self.held_position}
 
 
-def recommend(scorer: OnnxScorer, latest_conditions: Any, theta: Any, candidates: list[dict],
+def recommend(scorer: OnnxScorer, latest_conditions: Any, theta: Any, candidates: list[dict[str, Any]],
               positions: Any, held_position: float = 0.0, cost_bps: float = 0.0) -> Recommendation:
     """Score every candidate at ``latest_conditions`` [F] with its positions [K, 2] (now, previous) and
     return the best net of the move from ``held_position`` (ties: lowest index)."""
@@ -86,19 +86,19 @@ def rescore(store: Any, card: ModelCard, onnx: bytes, *, held_parameters: dict[s
     if list(conditions.names) != list(card.conditions):
         raise InputError("model_version", card.job_id, "the model's conditions differ from those computed now")
     strategy = get_strategy(card.strategy, trials_dir)
-    sets = [dict(c) for c in card.candidates]
+    sets = [dict[str, Any](c) for c in card.candidates]
     if held_parameters is not None:
-        sets.append(dict(held_parameters))
+        sets.append(dict[str, Any](held_parameters))
     pos, _ = positions_chunk(strategy, bars, "cpu", card.cost_bps, sets)
     last = len(bars) - 1
     inputs = np.stack([pos[:len(card.candidates), last], pos[:len(card.candidates), last - 1]], axis=1)
     held = float(pos[-1, last]) if held_parameters is not None else 0.0
     scorer = OnnxScorer(onnx, device)
-    rec = recommend(scorer, conditions.values[last], np.asarray(card.theta, dtype=np.float32), sets[:len(card.candidates)],
-                    inputs, held, card.cost_bps)
+    rec = recommend(scorer, conditions.values[last], np.asarray(card.theta, dtype=np.float32),
+                    sets[:len(card.candidates)], inputs, held, card.cost_bps)
     order = np.argsort(-rec.net_scores, kind="stable")
     return Rescored(recommendation=rec, as_of=str(bars.timestamps[-1].astype("datetime64[D]")),
-                    ranking=[(dict(card.candidates[int(k)]), float(rec.net_scores[int(k)])) for k in order])
+                    ranking=[(dict[str, Any](card.candidates[int(k)]), float(rec.net_scores[int(k)])) for k in order])
 
 
 __all__ = ["Recommendation", "Rescored", "recommend", "rescore"]

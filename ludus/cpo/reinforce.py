@@ -47,7 +47,9 @@ class SoftmaxPolicy(nn.Module):
             self.net = nn.Sequential(nn.Linear(n_conditions, n_candidates))
 
     def forward(self, cond: torch.Tensor) -> torch.Tensor:
-        return self.net((cond - self.cond_mean) / self.cond_std)
+        mean, std = self.get_buffer("cond_mean"), self.get_buffer("cond_std")
+        out: torch.Tensor = self.net((cond - mean) / std)
+        return out
 
 
 def fit_softmax_policy(config: PolicyGradientConfig, conditions: np.ndarray, labels: Labels, rows: np.ndarray, *,
@@ -67,8 +69,8 @@ def fit_softmax_policy(config: PolicyGradientConfig, conditions: np.ndarray, lab
         torch.manual_seed(seed)
         policy = SoftmaxPolicy(cond_np.shape[1], labels.n_candidates, config.hidden)
         mean, std = _stats(cond_np[train].astype(np.float64))
-        policy.cond_mean.copy_(torch.from_numpy(mean))
-        policy.cond_std.copy_(torch.from_numpy(std))
+        policy.get_buffer("cond_mean").copy_(torch.from_numpy(mean))
+        policy.get_buffer("cond_std").copy_(torch.from_numpy(std))
         policy.to(dev)
         cond = torch.from_numpy(cond_np[train]).to(dev)
         gen = torch.Generator(device=dev).manual_seed(seed)
@@ -87,7 +89,7 @@ def fit_softmax_policy(config: PolicyGradientConfig, conditions: np.ndarray, lab
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(f"policy-gradient loss became {loss.item()}")
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward untyped
                 torch.nn.utils.clip_grad_norm_(policy.parameters(), GRAD_CLIP)
                 opt.step()
     return policy.eval()
@@ -98,7 +100,7 @@ def greedy_choices(policy: SoftmaxPolicy, conditions: np.ndarray, idx: np.ndarra
     """argmax_k pi(k | conditions_t) for each bar of ``idx`` (ties: lowest k)."""
     dev = next(policy.parameters()).device
     cond = torch.from_numpy(np.asarray(conditions, dtype=np.float32)[np.asarray(idx, dtype=np.int64)]).to(dev)
-    return policy(cond).argmax(dim=1).cpu().numpy().astype(np.int64)
+    return np.asarray(policy(cond).argmax(dim=1).cpu().numpy(), dtype=np.int64)
 
 
 __all__ = ["PolicyGradientConfig", "SoftmaxPolicy", "fit_softmax_policy", "greedy_choices"]

@@ -36,7 +36,7 @@ def annualized_sharpe(returns: np.ndarray, bars_per_year: float) -> np.ndarray:
     r = np.asarray(returns, dtype=np.float64)
     mean = r.mean(axis=-1)
     std = np.sqrt(np.maximum((r * r).mean(axis=-1) - mean * mean, 0.0))
-    out = np.divide(mean, std, out=np.zeros_like(mean), where=std > 1e-300)
+    out: np.ndarray = np.divide(mean, std, out=np.zeros_like(mean), where=std > 1e-300)
     return out * math.sqrt(bars_per_year)
 
 
@@ -64,8 +64,8 @@ def expected_max_sharpe(n_trials: int, sr_variance: float) -> float:
     if n_trials <= 1 or sr_variance <= 0:
         return 0.0
     n = float(n_trials)
-    return math.sqrt(sr_variance) * ((1 - EULER_GAMMA) * norm.ppf(1 - 1 / n)
-                                     + EULER_GAMMA * norm.ppf(1 - 1 / (n * math.e)))
+    return math.sqrt(sr_variance) * float((1 - EULER_GAMMA) * norm.ppf(1 - 1 / n)
+                                           + EULER_GAMMA * norm.ppf(1 - 1 / (n * math.e)))
 
 
 def deflated_sharpe_ratio(returns: Any, n_trials: int, sr_variance: float) -> float:

@@ -90,7 +90,8 @@ class CsvBars:
                 raw_ts = row[ts_col].strip()
                 where = f"{name} line {line}"
                 stamps.append(_parse_timestamp(raw_ts, where))
-                values.append([_parse_number(row[c], col, raw_ts, where) for c, col in zip(cols, VALUE_COLUMNS)])
+                values.append([_parse_number(row[c], col, raw_ts, where)
+                               for c, col in zip(cols, VALUE_COLUMNS, strict=True)])
                 lines.append(line)
                 if len(stamps) >= self.chunk_rows:
                     previous = yield from self._emit(stamps, values, lines, previous)

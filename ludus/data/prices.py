@@ -62,7 +62,7 @@ class PriceStore:
         with database_errors(self.engine.url), self.engine.connect() as conn:
             if not _has_table(conn, table.name):
                 raise UnknownSymbolError(symbol, interval, self._available(conn))
-            rows = conn.execute(query).all()
+            rows = list(conn.execute(query).all())
         if last_n:
             rows.reverse()
         return _bars_from_rows(symbol, interval, rows)
@@ -206,7 +206,7 @@ def _rows_from_bars(bars: Bars) -> list[dict]:
     cols = [np.asarray(getattr(bars, f), dtype=np.float64).tolist() for f in ("open", "high", "low", "close",
                                                                                "volume")]
     return [{"Timestamp": t, "Open": o, "High": h, "Low": lo, "Close": c, "Volume": v}
-            for t, o, h, lo, c, v in zip(stamps, *cols)]
+            for t, o, h, lo, c, v in zip(stamps, *cols, strict=True)]
 
 
 def _bars_from_rows(symbol: str, interval: str, rows: list) -> Bars:

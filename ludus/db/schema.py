@@ -27,6 +27,7 @@ from ludus.constants import (
     SCHEDULE_SLOTS_TABLE,
 )
 from ludus.errors import InputError
+from ludus.vocabulary import MODEL_ACTIVE
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -205,7 +206,7 @@ decision_evidence = sa.Table(
 
 # At most one active version per key, enforced by the database too (a filtered unique index on every backend).
 ACTIVE_MODEL_INDEX = "uq_ludus_model_versions_active"
-_active_where = model_versions.c.status == "active"
+_active_where = model_versions.c.status == MODEL_ACTIVE
 sa.Index(ACTIVE_MODEL_INDEX, model_versions.c.strategy, model_versions.c.symbol, model_versions.c.interval,
          unique=True, postgresql_where=_active_where, sqlite_where=_active_where, mssql_where=_active_where)
 

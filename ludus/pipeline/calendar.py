@@ -36,7 +36,8 @@ def _calendar(exchange: str, first_year: int, last_year: int) -> Any:
         return xcals.get_calendar(exchange, start=f"{first_year}-01-01", end=f"{last_year}-12-31")
     except xcals.errors.InvalidCalendarName:
         names = ", ".join(n for n in ("XNYS", "XNAS", "XLON", "XFRA", "XTKS", "XHKG", "CMES") if n != exchange)
-        raise InputError("exchange", exchange, f"unknown exchange calendar (exchange-calendars codes, e.g. {names})")
+        raise InputError("exchange", exchange,
+                         f"unknown exchange calendar (exchange-calendars codes, e.g. {names})") from None
     except (ValueError, xcals.errors.CalendarError) as exc:
         raise InputError("exchange", exchange, f"no calendar for {first_year}..{last_year}: {exc}") from None
 

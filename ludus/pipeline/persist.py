@@ -23,6 +23,7 @@ from ludus.stores import ledger
 from ludus.stores import models as model_store
 from ludus.stores.parameters import ParameterRow, read_active, upsert_parameters
 from ludus.stores.unit import transaction
+from ludus.vocabulary import JOB_ACCEPTED, JOB_SUCCEEDED
 
 if TYPE_CHECKING:
     from ludus.pipeline.run import SymbolWork
@@ -114,9 +115,9 @@ def _finish_job(conn: Connection, job_id: str, owner: str | None, result: JobRes
     if record is None:
         return
     if owner is not None:
-        job_store.finish(conn, job_id, owner, "succeeded", result.to_dict())
-    elif record.status == "accepted" and record.lease_owner is None:
-        job_store.finish(conn, job_id, None, "succeeded", result.to_dict())
+        job_store.finish(conn, job_id, owner, JOB_SUCCEEDED, result.to_dict())
+    elif record.status == JOB_ACCEPTED and record.lease_owner is None:
+        job_store.finish(conn, job_id, None, JOB_SUCCEEDED, result.to_dict())
 
 
 def _plain(params: dict[str, Any] | None) -> dict[str, Any]:

@@ -2,11 +2,12 @@
 worker (before it runs anything) and :func:`ludus.pipeline.run_job` itself call :func:`preflight`.
 
 Cheapest first: the deadline is still ahead; the strategy exists and the overrides fit its space; the
-sampler, the exchange calendars and the model search space load; the device is usable. Then, against the database: the schema is at
-the head revision (the embedded SQLite database migrates itself) and every symbol and condition symbol has a
-price table at the job's interval. A broken rule raises InputError (``field=value: rule``); the database's
-own state raises SchemaNotCurrentError or TransientError (an operator's fix, retried by a worker). Nothing
-is written and no Optuna study is opened here, so a refused job leaves nothing behind.
+sampler, the exchange calendars and the model search space load; the device is usable. Then, against the
+database: the schema is at the head revision (the embedded SQLite database migrates itself) and every symbol
+and condition symbol has a price table at the job's interval. A broken rule raises InputError
+(``field=value: rule``); the database's own state raises SchemaNotCurrentError or TransientError (an
+operator's fix, retried by a worker). Nothing is written and no Optuna study is opened here, so a refused
+job leaves nothing behind.
 """
 
 from __future__ import annotations

@@ -60,6 +60,7 @@ from ludus.search.storage import (
 )
 from ludus.search.trial import Executor, InProcessExecutor
 from ludus.stores.jobs import LeaseLostError
+from ludus.vocabulary import JOB_SUCCEEDED, PHASE_ACCEPTED, PHASE_FAILED, PHASE_SUCCEEDED, SAMPLER_TPE
 
 if TYPE_CHECKING:
     from ludus.contracts.evidence import DecisionEvidence
@@ -241,7 +242,7 @@ class _JobRun:
         started = time.perf_counter()
         own = executor is None
         try:
-            self.emit("accepted", f"{job.mode} job: {job.strategy} on {', '.join(job.symbols)} ({job.interval})")
+            self.emit(PHASE_ACCEPTED, f"{job.mode} job: {job.strategy} on {', '.join(job.symbols)} ({job.interval})")
             self.validate()
             universe = job.mode == "cpo" and len(job.symbols) > 1
             if executor is None and universe:
@@ -267,15 +268,15 @@ class _JobRun:
                     self.settle(w, lambda w=w: self.static_symbol(w))
             result = self.finish(works, started)
         except LudusError as exc:
-            self.emit("failed", str(exc))
+            self.emit(PHASE_FAILED, str(exc))
             raise
         except Exception as exc:
-            self.emit("failed", f"{type(exc).__name__}: {exc}")
+            self.emit(PHASE_FAILED, f"{type(exc).__name__}: {exc}")
             raise
         finally:
             if own and executor is not None:
                 executor.close()
-        self.emit("succeeded", ", ".join(f"{s.symbol}: {'published' if s.published else 'not published'}"
+        self.emit(PHASE_SUCCEEDED, ", ".join(f"{s.symbol}: {'published' if s.published else 'not published'}"
                                          + (f" ({s.decision})" if s.decision else "") for s in result.symbols))
         return result
 
@@ -580,7 +581,7 @@ class _JobRun:
         target = self.job.search.baseline_trials
         with self.timed("baseline"):
             w.baseline, w.baseline_value, w.baseline_trials = self._theta_search(
-                w, "baseline", "tpe", w.origins.stop + 1, target)
+                w, "baseline", SAMPLER_TPE, w.origins.stop + 1, target)
             pos, _ = positions_chunk(self.strategy, w.bars, str(self.device), self.job.cost_bps, [w.baseline])
             w.baseline_positions = pos[0].astype(np.float64)
 
@@ -627,7 +628,7 @@ class _JobRun:
                 assert w.baseline is not None and w.baseline_positions is not None
                 return [(w.baseline, w.baseline_positions)]
             study = optuna.create_study(direction="maximize",
-                                        sampler=make_sampler("tpe", self.seed + stop,
+                                        sampler=make_sampler(SAMPLER_TPE, self.seed + stop,
                                                              n_startup_trials=min(10, max(3, target // 3))))
             objective = StrategyObjective(self.strategy, w.bars, space=self.space, objective=job.objective,
                                           cost_bps=job.cost_bps, bars_per_year=self.bars_per_year, stop=stop,
@@ -885,7 +886,7 @@ class _JobRun:
             timings["label_bar_evals_per_s"] = round(self.extra["label_bar_evals"] / self.extra["label_seconds"], 1)
         timings["total"] = round(time.perf_counter() - started, 4)
         timings["torch_threads"] = float(_torch_threads())  # the driver's (workers pin their own)
-        result = JobResult(job_id=job.job_id, status="succeeded", strategy=job.strategy, interval=job.interval,
+        result = JobResult(job_id=job.job_id, status=JOB_SUCCEEDED, strategy=job.strategy, interval=job.interval,
                            mode=job.mode, symbols=[self.symbol_result(w) for w in works],
                            model_version=works[0].model_version if len(works) == 1 else None, timings=timings)
         finish_job(self.engine, job, result, owner=self.owner)

@@ -11,8 +11,9 @@ header frame larger than that makes the broker close the whole connection).
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -48,7 +49,7 @@ HEADER_DEPTH = 8
 _JOB_ID_KEYS = ("job_id", "JobId", "jobId", "JobID")
 
 
-def job_id_of(body: bytes | str | dict | None) -> str | None:
+def job_id_of(body: bytes | str | dict[str, Any] | None) -> str | None:
     """The job id of a payload when one can be read (even from an otherwise invalid job), else None.
 
     Never raises: an unreadable, undecodable or absurdly nested body simply has no readable id."""
@@ -66,12 +67,12 @@ def job_id_of(body: bytes | str | dict | None) -> str | None:
     return None
 
 
-def encoded_size(headers: dict | None) -> int:
+def encoded_size(headers: dict[str, Any] | None) -> int:
     """Bytes the headers take in a frame (AMQP field table); raises when a value cannot be encoded."""
     if not headers:
         return 0
     pieces: list[bytes] = []
-    return pika.data.encode_table(pieces, headers)
+    return int(pika.data.encode_table(pieces, headers))
 
 
 def safe_value(value: Any, depth: int = 0) -> Any:
@@ -95,13 +96,13 @@ def safe_value(value: Any, depth: int = 0) -> Any:
     return safe_text(value, 200)
 
 
-def bounded_headers(headers: dict | None, budget: int = HEADERS_BUDGET, *,
-                    drop: tuple[str, ...] = ()) -> tuple[dict, list[str]]:
+def bounded_headers(headers: dict[str, Any] | None, budget: int = HEADERS_BUDGET, *,
+                    drop: tuple[str, ...] = ()) -> tuple[dict[str, Any], list[str]]:
     """Copy of ``headers`` with safe values that fits in ``budget`` bytes; returns (headers, dropped names).
 
     Headers are kept in their order while they fit; one that is too large (or cannot be encoded) is dropped
     and named, so a near-``frame_max`` header never breaks the copy that carries the reason."""
-    out: dict = {}
+    out: dict[str, Any] = {}
     dropped: list[str] = []
     used = 0
     for key, value in (headers or {}).items():
@@ -122,8 +123,8 @@ def bounded_headers(headers: dict | None, budget: int = HEADERS_BUDGET, *,
     return out, dropped
 
 
-def dead_letter_headers(original: dict | None, error: dict, *, job_id: str | None, worker: str,
-                        cause: str = "", budget: int = HEADERS_BUDGET) -> dict:
+def dead_letter_headers(original: dict[str, Any] | None, error: dict[str, Any], *, job_id: str | None, worker: str,
+                        cause: str = "", budget: int = HEADERS_BUDGET) -> dict[str, Any]:
     """The headers of a dead letter: the reason (field, value, rule, kind), who and when, and as many of the
     original headers as fit in ``budget`` bytes (the names of those left out in ``x-ludus-headers-dropped``)."""
     ours = {
@@ -144,14 +145,14 @@ def dead_letter_headers(original: dict | None, error: dict, *, job_id: str | Non
     return headers
 
 
-def requeue_headers(original: dict | None, budget: int = HEADERS_BUDGET) -> dict:
+def requeue_headers(original: dict[str, Any] | None, budget: int = HEADERS_BUDGET) -> dict[str, Any]:
     """Headers of a message republished to the jobs queue (retry/release): the broker's delivery count
     removed, everything else kept while it fits."""
     kept, _dropped = bounded_headers(original, budget, drop=("x-delivery-count",))
     return kept
 
 
-def replay_count(headers: dict | None) -> int:
+def replay_count(headers: dict[str, Any] | None) -> int:
     """How many times a message was replayed from the dead-letter queue (0 for junk or a missing header)."""
     value = (headers or {}).get(H_REPLAYS)
     try:
@@ -160,7 +161,7 @@ def replay_count(headers: dict | None) -> int:
         return 0
 
 
-def publish_dead_letter(publisher: Publisher, topology: Topology, body: bytes, headers: dict) -> None:
+def publish_dead_letter(publisher: Publisher, topology: Topology, body: bytes, headers: dict[str, Any]) -> None:
     """Put a copy of a rejected message on the dead-letter exchange (confirmed)."""
     publisher.publish(topology.dead_letter_exchange, topology.jobs_queue, body, headers=headers, mandatory=True,
                       content_type="application/octet-stream")
@@ -177,10 +178,10 @@ class DeadLetter:
     at: str
     kind: str = ""
     body: bytes = b""
-    headers: dict = field(default_factory=dict)
+    headers: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def describe(headers: dict | None, body: bytes) -> DeadLetter:
+def describe(headers: dict[str, Any] | None, body: bytes) -> DeadLetter:
     headers = headers or {}
     reason = _text(headers.get(H_REASON))
     at = _text(headers.get(H_AT))
@@ -205,7 +206,7 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def browse(connection, topology: Topology, limit: int | None = None) -> list[DeadLetter]:
+def browse(connection: Any, topology: Topology, limit: int | None = None) -> list[DeadLetter]:
     """Every dead letter (up to ``limit``), left in the queue (fetched unacked, then returned)."""
     channel = connection.channel()
     try:
@@ -245,7 +246,7 @@ def replay_refusal(letter: DeadLetter) -> str | None:
     return None
 
 
-def replay(connection, topology: Topology, *, job_id: str | None = None) -> tuple[list[DeadLetter], list[Refusal]]:
+def replay(connection: Any, topology: Topology, *, job_id: str | None = None) -> tuple[list[DeadLetter], list[Refusal]]:
     """Move dead letters (all, or those of one job) back to the jobs exchange; returns (moved, refused).
 
     Each message is republished with confirms before its dead-letter copy is acked, so a crash in between

@@ -13,10 +13,12 @@ from __future__ import annotations
 import enum
 import random
 from dataclasses import dataclass, field
+from typing import Any
 
 from ludus.contracts.text import safe_text
 from ludus.errors import InputError, TransientError
 from ludus.stores.jobs import LeaseLostError, PayloadConflictError
+from ludus.vocabulary import JOB_FAILED
 
 REASON_CHARS = 2000
 RACE_RETRIES = 5  # unique-constraint violations retried before they count as a bug
@@ -44,7 +46,7 @@ class Stage(enum.Enum):
 # apart without parsing the reason: ``ludus dlq replay`` refuses to replay what would only be refused again.
 CAUSE_INVALID = "invalid"  # the message breaks the job contract or names something that does not exist
 CAUSE_CONFLICT = "conflict"  # a known job id with a different payload
-CAUSE_FAILED = "failed"  # Ludus failed on it (a bug, a search where every trial failed)
+CAUSE_FAILED = JOB_FAILED  # Ludus failed on it (a bug, a search where every trial failed)
 CAUSE_GAVE_UP = "gave_up"  # every attempt ended with its worker dying or stopping
 CAUSES = (CAUSE_INVALID, CAUSE_CONFLICT, CAUSE_FAILED, CAUSE_GAVE_UP)
 
@@ -94,7 +96,8 @@ POLICIES: dict[Stage, RetryPolicy] = {
 class Decision:
     action: Action
     reason: str = ""
-    error: dict = field(default_factory=dict)  # field/value/reason for REJECT and FAIL (header- and JSON-safe)
+    # field/value/reason for REJECT and FAIL (header- and JSON-safe)
+    error: dict[str, Any] = field(default_factory=dict)
     delay_s: float = 0.0  # RETRY: wait this long first
     cause: str = ""  # REJECT/FAIL: one of CAUSES
 
@@ -161,7 +164,7 @@ def _reject(field_: str, reason: str) -> Decision:
     return Decision(Action.REJECT, reason, {"field": field_, "value": "", "reason": reason}, cause=CAUSE_INVALID)
 
 
-def _error_of(exc: InputError) -> dict:
+def _error_of(exc: InputError) -> dict[str, Any]:
     try:
         raw = exc.to_dict()
     except Exception:  # noqa: BLE001 - a value whose repr fails still leaves the field and the rule

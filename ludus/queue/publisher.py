@@ -29,20 +29,20 @@ DEFAULT_FRAME_MAX = 131072  # RabbitMQ's default
 
 
 def encode(payload: Any) -> bytes:
-    """JSON bytes of a dict, a pydantic model or raw bytes/str."""
+    """JSON bytes of a dict[str, Any], a pydantic model or raw bytes/str."""
     if isinstance(payload, bytes):
         return payload
     if isinstance(payload, str):
         return payload.encode()
     if hasattr(payload, "model_dump_json"):
-        return payload.model_dump_json(by_alias=False).encode()
+        return bytes(payload.model_dump_json(by_alias=False).encode())
     return json.dumps(payload, default=str).encode()
 
 
 class Publisher:
     """Wraps one channel in confirm mode. Not thread-safe: call it from the connection's thread."""
 
-    def __init__(self, channel) -> None:
+    def __init__(self, channel: Any) -> None:
         self.channel = channel
         channel.confirm_delivery()
 
@@ -55,7 +55,7 @@ class Publisher:
             return DEFAULT_FRAME_MAX
 
     def publish(self, exchange: str, routing_key: str, body: Any, *, mandatory: bool = True,
-                headers: dict | None = None, message_id: str | None = None,
+                headers: dict[str, Any] | None = None, message_id: str | None = None,
                 content_type: str = JSON) -> None:
         """Publish a persistent message and wait for the broker's confirm.
 
@@ -77,7 +77,8 @@ class Publisher:
         try:
             self.channel.basic_publish(exchange, routing_key, encode(body), props, mandatory=mandatory)
         except pika.exceptions.UnroutableError as exc:
-            raise UnroutableError(f"message to exchange {exchange!r} with key {routing_key!r} reached no queue") from exc
+            raise UnroutableError(
+                f"message to exchange {exchange!r} with key {routing_key!r} reached no queue") from exc
         except pika.exceptions.NackError as exc:
             raise TransientError(f"broker refused the message to {exchange!r} (nack)") from exc
         except (pika.exceptions.AMQPError, OSError) as exc:

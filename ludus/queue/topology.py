@@ -11,6 +11,7 @@ events exchange (topic): ``job.<id>.progress`` and ``job.<id>.result``
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ludus import constants as c
 from ludus.config import Settings
@@ -34,7 +35,8 @@ class Topology:
 
     def __post_init__(self) -> None:
         if self.results_queue is None:
-            derived = c.RESULTS_QUEUE if self.events_exchange == c.EVENTS_EXCHANGE else f"{self.events_exchange}.results"
+            own = f"{self.events_exchange}.results"
+            derived = c.RESULTS_QUEUE if self.events_exchange == c.EVENTS_EXCHANGE else own
             object.__setattr__(self, "results_queue", derived)
 
     @classmethod
@@ -50,7 +52,7 @@ class Topology:
             delivery_limit=settings.delivery_limit,
         )
 
-    def jobs_queue_arguments(self) -> dict:
+    def jobs_queue_arguments(self) -> dict[str, Any]:
         # at-least-once dead-lettering needs reject-publish overflow (the broker refuses rather than drops);
         # the delivery limit is explicit because 3.x has none by default and 4.x defaults to 20.
         return {
@@ -61,14 +63,14 @@ class Topology:
             "x-delivery-limit": self.delivery_limit,
         }
 
-    def results_queue_arguments(self) -> dict:
+    def results_queue_arguments(self) -> dict[str, Any]:
         # A results queue nobody reads must not grow without bound; past the limit the broker refuses (nacks)
         # new results, and the worker's outbox keeps them until there is room: full is backpressure, not loss.
         # Quorum queues take x-max-length and reject-publish on 3.10, 3.13 and 4.x alike.
         return {"x-queue-type": "quorum", "x-max-length": self.results_max_length, "x-overflow": "reject-publish"}
 
 
-def declare(channel, topology: Topology) -> None:
+def declare(channel: Any, topology: Topology) -> None:
     """Declare every exchange, queue and binding (idempotent; same arguments every time)."""
     t = topology
     channel.exchange_declare(t.jobs_exchange, exchange_type="direct", durable=True)
@@ -82,7 +84,7 @@ def declare(channel, topology: Topology) -> None:
     channel.queue_bind(t.results_queue, t.events_exchange, routing_key=c.RESULTS_BINDING)
 
 
-def delete(channel, topology: Topology) -> None:
+def delete(channel: Any, topology: Topology) -> None:
     """Remove every object of a topology (tests, and operators tearing down a namespace)."""
     t = topology
     for queue in (t.jobs_queue, t.dead_letter_queue, t.results_queue):
@@ -91,6 +93,6 @@ def delete(channel, topology: Topology) -> None:
         channel.exchange_delete(exchange)
 
 
-def queue_depth(channel, queue: str) -> int:
+def queue_depth(channel: Any, queue: str) -> int:
     """Ready messages of a queue (passive declare; unacknowledged ones are not counted)."""
     return int(channel.queue_declare(queue, passive=True).method.message_count)

@@ -193,7 +193,8 @@ def _provenance(sym: SymbolRecords, payload: dict[str, Any]) -> Provenance:
     max_stale = publish.get("max_stale_sessions")
     return Provenance(
         symbol=sym.symbol, interval=interval, bars=0 if bars is None else len(bars),
-        first=None if bars is None else _ts(bars.timestamps[0]), last=None if bars is None else _ts(bars.timestamps[-1]),
+        first=None if bars is None else _ts(bars.timestamps[0]),
+        last=None if bars is None else _ts(bars.timestamps[-1]),
         lookback={k: v for k, v in (payload.get("lookback") or {}).items() if v is not None},
         context=[ContextSeries(symbol=name, bars=len(ctx), first=_ts(ctx.timestamps[0]) if len(ctx) else None,
                                last=_ts(ctx.timestamps[-1]) if len(ctx) else None, lag_bars=lags.get(name),
@@ -391,7 +392,7 @@ def seed_spread(sym: SymbolRecords) -> Table | None:
     if len(seeds) != len(sharpes):
         seeds = list(range(1, len(sharpes) + 1))
     rows = [Number(key=f"seeds.{seed}.sharpe", label=f"seed {seed} alone", value=value)
-            for seed, value in zip(seeds, sharpes)]
+            for seed, value in zip(seeds, sharpes, strict=True)]
     rows += [Number(key="seeds.spread", label="spread (max − min)", value=max(sharpes) - min(sharpes)),
              Number(key="seeds.std", label="standard deviation", value=float(np.std(sharpes))),
              Number(key=f"arms.{ARM_CPO}.seed_ensemble", label=f"{arm_label(ARM_CPO)} (their average)",

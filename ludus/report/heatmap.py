@@ -26,7 +26,7 @@ def heatmap_grid(sets: Sequence[Mapping[str, Any]], values: Sequence[float], x_n
     if len(sets) != len(values):
         raise ValueError(f"{len(sets)} sets for {len(values)} values")
     cells: dict[tuple[Any, Any], list[float]] = {}
-    for params, value in zip(sets, values):
+    for params, value in zip(sets, values, strict=True):
         cells.setdefault((params[x_name], params[y_name]), []).append(float(value))
     xs = sorted({k[0] for k in cells}, key=_order)
     ys = sorted({k[1] for k in cells}, key=_order)

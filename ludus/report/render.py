@@ -253,14 +253,15 @@ def _provenance(sym: SymbolReport) -> str:
     if p.stale_sessions is not None:
         flag = ("" if p.stale is None else
                 f' <span class="badge {"stale" if p.stale else "fresh"}" id="stale-{_e(p.symbol)}" '
-                f'data-value={_q(json.dumps(p.stale))}>{"stale: " + (p.on_stale or "flag") + "ged" if p.stale else "fresh"}'
-                "</span>")
+                f'data-value={_q(json.dumps(p.stale))}>'
+                f'{"stale: " + (p.on_stale or "flag") + "ged" if p.stale else "fresh"}</span>')
         limit = f" (allowed: {p.max_stale_sessions})" if p.max_stale_sessions is not None else ""
         rows.append(("data age", _num(Number(key="provenance.stale_sessions", label="sessions",
                                              value=p.stale_sessions))
                      + f" sessions between the last bar and the run{_e(limit)}{flag}"))
     table = "<table>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows) + "</table>"
-    return f'<h3>Data provenance</h3><section class="card provenance">{table}<p class="muted">{_e(p.note)}</p></section>'
+    return (f'<h3>Data provenance</h3><section class="card provenance">{table}'
+            f'<p class="muted">{_e(p.note)}</p></section>')
 
 
 def _calendar(p: Any) -> str:
@@ -274,7 +275,8 @@ def _calendar(p: Any) -> str:
                      + (" …" if c.missing_count > len(c.missing_sessions) else ""))
     if c.off_session_count:
         parts.append(f"{c.off_session_count} bar(s) on a day the exchange was closed: "
-                     f"{', '.join(c.off_session_bars)}" + (" …" if c.off_session_count > len(c.off_session_bars) else ""))
+                     f"{', '.join(c.off_session_bars)}"
+                     + (" …" if c.off_session_count > len(c.off_session_bars) else ""))
     return f'<br><span class="muted">{_e("; ".join(parts))}</span>'
 
 

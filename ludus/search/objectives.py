@@ -23,12 +23,11 @@ import torch
 
 from ludus.errors import InputError
 from ludus.search.trial import BatchedExecutor, TrialCallback, TrialContext, TrialFailed
-
-OBJECTIVES = ("sharpe", "sortino", "calmar", "total_return")
+from ludus.vocabulary import DEFAULT_OBJECTIVE, OBJECTIVES
 
 
 def check_objective(name: str) -> str:
-    key = (name or "sharpe").strip().lower()
+    key = (name or DEFAULT_OBJECTIVE).strip().lower()
     if key not in OBJECTIVES:
         raise InputError("objective", name, f"unknown objective; one of {', '.join(OBJECTIVES)}")
     return key
@@ -152,10 +151,15 @@ class CPOModelObjective:
         from ludus.cpo.training import TrainingDiverged, fit
 
         config = self.config(ctx.params)
-        should_stop = None
+        should_stop: Callable[..., bool] | None = None
         if self.deadline is not None:
             deadline = self.deadline
-            should_stop = lambda *_a, **_k: time.monotonic() >= deadline
+
+            def past_deadline(*_a: Any, **_k: Any) -> bool:
+                return time.monotonic() >= deadline
+
+            should_stop = past_deadline
+
         pieces: list[torch.Tensor] = []
         value = float("nan")
         for step, (train_idx, val_idx) in enumerate(self.folds):

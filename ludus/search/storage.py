@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 import optuna
@@ -59,7 +59,8 @@ def study_name(job_id: UUID | str, purpose: str, symbol: str | None = None) -> s
     return f"{OPTUNA_STUDY_PREFIX}-{job_id}-{symbol or 'all'}-{purpose}"
 
 
-def open_study(storage: optuna.storages.BaseStorage | str, name: str, *, direction: str = "maximize",
+def open_study(storage: optuna.storages.BaseStorage | str, name: str, *,
+               direction: Literal["minimize", "maximize"] = "maximize",
                sampler: optuna.samplers.BaseSampler | None = None,
                pruner: optuna.pruners.BasePruner | None = None,
                user_attrs: dict[str, Any] | None = None, resume: bool = True) -> optuna.Study:
@@ -125,7 +126,10 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
     if not done:
         return None
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    return (max if maximize else min)(done, key=lambda t: t.value)
+    def value(t: optuna.trial.FrozenTrial) -> float:
+        return float(t.value) if t.value is not None else float("nan")
+
+    return (max if maximize else min)(done, key=value)
 
 
 def failure_summary(study: optuna.Study, limit: int = 3) -> str:

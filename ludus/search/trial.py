@@ -353,7 +353,7 @@ class BaseExecutor(ABC):
     def closed(self) -> bool:
         return self._closed
 
-    def _release(self) -> None:
+    def _release(self) -> None:  # noqa: B027 - an optional hook, not an abstract method
         """What :meth:`close` frees, once (workers, actors); nothing by default."""
 
     def _check_open(self) -> None:
@@ -417,7 +417,7 @@ class BatchedExecutor(InProcessExecutor):
                 asked = [budget.ask(trial_fn) for _ in range(size)]
                 # the whole batch is stored before the first callback: a give-up there keeps the others' endings
                 told = [tell_trial(study, trial, outcome)
-                        for (trial, _), outcome in zip(asked, self._evaluate(trial_fn, asked))]
+                        for (trial, _), outcome in zip(asked, self._evaluate(trial_fn, asked), strict=True)]
                 for frozen in told:
                     budget.told(frozen)
 

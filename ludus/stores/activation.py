@@ -155,9 +155,11 @@ def _check(action: str, actor: str, reason: str) -> None:
 def _record(conn: Connection, key: tuple[str, str, str], action: str, before: int | None, after: int | None,
             valid_for: date | None, previous: dict[str, Any] | None, parameters: dict[str, Any] | None,
             actor: str, reason: str, now: datetime | None) -> ModelChange:
-    values = {"strategy": key[0], "symbol": key[1], "interval": key[2], "action": action,
+    values: dict[str, Any] = {"strategy": key[0], "symbol": key[1], "interval": key[2], "action": action,
               "from_version": before, "to_version": after, "valid_for": valid_for,
               "previous_parameters": previous, "parameters": parameters, "actor": actor.strip(),
               "reason": reason.strip(), "at": now or utcnow()}
-    new_id = conn.execute(sa.insert(T).values(**values)).inserted_primary_key[0]
+    pk = conn.execute(sa.insert(T).values(**values)).inserted_primary_key
+    assert pk is not None
+    new_id = pk[0]
     return ModelChange(id=int(new_id), **values)

@@ -30,14 +30,26 @@ from ludus.db.schema import jobs as T
 from ludus.db.schema import utcnow
 from ludus.errors import InputError, LudusError
 from ludus.stores import outbox
+from ludus.vocabulary import (
+    JOB_ACCEPTED,
+    JOB_FAILED,
+    JOB_REJECTED,
+    JOB_RUNNING,
+    JOB_STATUSES,
+    JOB_SUCCEEDED,
+    JOB_TERMINAL,
+    PHASE_FAILED,
+    PHASE_SUCCEEDED,
+)
 
-ACCEPTED = "accepted"
-RUNNING = "running"
-SUCCEEDED = "succeeded"
-FAILED = "failed"
-REJECTED = "rejected"
-STATUSES = (ACCEPTED, RUNNING, SUCCEEDED, FAILED, REJECTED)
-TERMINAL = (SUCCEEDED, FAILED, REJECTED)
+# the statuses of the jobs table (ludus.vocabulary)
+ACCEPTED = JOB_ACCEPTED
+RUNNING = JOB_RUNNING
+SUCCEEDED = JOB_SUCCEEDED
+FAILED = JOB_FAILED
+REJECTED = JOB_REJECTED
+STATUSES = JOB_STATUSES
+TERMINAL = JOB_TERMINAL
 
 
 class LeaseLostError(LudusError):
@@ -141,7 +153,7 @@ def _same_payload(record: JobRecord, digest: str, canonical: Canonical | None) -
         try:
             if payload_hash(canonical(record.payload)) == digest:
                 return
-        except Exception:  # noqa: BLE001, S110 - a stored payload today's contract refuses is simply different
+        except Exception:  # noqa: BLE001 - a stored payload today's contract refuses is simply different
             pass
     raise PayloadConflictError(record.job_id, stored, digest)
 
@@ -224,7 +236,7 @@ def _announce(conn: Connection, jid: str, status: str, result: dict[str, Any] | 
 
     error = (result or {}).get("error") or {}
     reason = str(error.get("reason") or "") if isinstance(error, dict) else ""
-    phase = "succeeded" if status == SUCCEEDED else "failed"
+    phase = PHASE_SUCCEEDED if status == SUCCEEDED else PHASE_FAILED
     event = ProgressEvent(job_id=jid, phase=phase, message=status + (f": {reason}" if reason else ""))
     add(outbox.PROGRESS, c.progress_routing_key(jid), event.to_json().encode())
     add(outbox.RESULT, c.result_routing_key(jid), json.dumps(result or {}, default=str).encode())
@@ -279,7 +291,7 @@ def list_jobs(conn: Connection, status: str | None = None, limit: int = 50) -> l
     return [_record(r) for r in conn.execute(q).mappings()]
 
 
-def _record(m) -> JobRecord:
+def _record(m: Any) -> JobRecord:
     return JobRecord(**{col.name: m[col.name] for col in T.columns})
 
 

@@ -15,11 +15,12 @@ from sqlalchemy.engine import Connection
 from ludus.db.schema import model_versions as T
 from ludus.db.schema import utcnow
 from ludus.errors import InputError
+from ludus.vocabulary import MODEL_ACTIVE, MODEL_CANDIDATE, MODEL_RETIRED, MODEL_STATUSES
 
-CANDIDATE = "candidate"
-ACTIVE = "active"
-RETIRED = "retired"
-STATUSES = (CANDIDATE, ACTIVE, RETIRED)
+CANDIDATE = MODEL_CANDIDATE
+ACTIVE = MODEL_ACTIVE
+RETIRED = MODEL_RETIRED
+STATUSES = MODEL_STATUSES
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,9 @@ def register(conn: Connection, version: ModelVersion) -> int:
               "job_id": version.job_id, "metrics": version.metrics,
               "onnx": bytes(version.onnx) if version.onnx is not None else None,
               "status": CANDIDATE, "created_at": now, "updated_at": now}
-    new_id = conn.execute(sa.insert(T).values(**values)).inserted_primary_key[0]
+    pk = conn.execute(sa.insert(T).values(**values)).inserted_primary_key
+    assert pk is not None
+    new_id = pk[0]
     if version.status != CANDIDATE:
         set_status(conn, new_id, version.status)
     return int(new_id)
@@ -133,7 +136,7 @@ def _check_status(status: str) -> None:
         raise InputError("status", status, f"must be one of {', '.join(STATUSES)}")
 
 
-def _version(m) -> ModelVersion:
+def _version(m: Any) -> ModelVersion:
     onnx = m.get("onnx")
     return ModelVersion(strategy=m["strategy"], symbol=m["symbol"], interval=m["interval"], job_id=m["job_id"],
                      metrics=m["metrics"], onnx=bytes(onnx) if onnx is not None else None, status=m["status"],

@@ -57,7 +57,9 @@ def add(conn: Connection, kind: str, routing_key: str, body: bytes, *, message_i
         headers=headers or None, attempts=0, claimed_by=claimed_by,
         claim_expires_at=claim_until if claimed_by else None, created_at=now,
     ))
-    return int(done.inserted_primary_key[0])
+    pk = done.inserted_primary_key
+    assert pk is not None
+    return int(pk[0])
 
 
 def claim(conn: Connection, owner: str, claim_s: float, *, limit: int = 50,

@@ -95,10 +95,9 @@ def _check(row: ParameterRow) -> None:
 
 
 def _upsert_native(conn: Connection, row: ParameterRow, now: datetime) -> None:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    insert: Any = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     stmt = insert(T).values(**_values(row), created_at=now, updated_at=now)
     update = {f: stmt.excluded[f] for f in VALUE_FIELDS} | {"updated_at": stmt.excluded.updated_at}
     conn.execute(stmt.on_conflict_do_update(index_elements=list(KEY), set_=update))
@@ -123,5 +122,5 @@ def _update(conn: Connection, values: dict[str, Any], now: datetime) -> bool:
     return conn.execute(sa.update(T).where(*where).values(**changes)).rowcount > 0
 
 
-def _row(m) -> ParameterRow:
+def _row(m: Any) -> ParameterRow:
     return ParameterRow(**{f: m[f] for f in (*KEY, *VALUE_FIELDS, "created_at", "updated_at")})

@@ -56,7 +56,7 @@ class Strategy(ABC):
     def tensor_positions(self, market: MarketTensors, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """int8 [P, T] positions, vectorized in torch over sets and bars (the CUDA path)."""
 
-    def prepare(self, market: MarketTensors, params: Mapping[str, torch.Tensor]) -> None:
+    def prepare(self, market: MarketTensors, params: Mapping[str, torch.Tensor]) -> None:  # noqa: B027 - optional hook
         """Called once with a whole sweep's [P] parameters before ``tensor_positions`` is called per chunk, to
         build the market-level tables every chunk shares (optional; it must not change the result)."""
 

@@ -1,7 +1,8 @@
 """Named strategies: declared in YAML under ``trials/strategies/`` (space + defaults), implemented by a rule.
 
 Definitions come from the built-ins and a local ``trials/`` (:mod:`ludus.catalog`). Each YAML file defines
-one named strategy: ``rule`` (the code family, defaults to the name), a ``description``, ``parameters`` (type, bounds, step, choices, default) and ``constraints``. Copying a file
+one named strategy: ``rule`` (the code family, defaults to the name), a ``description``, ``parameters``
+(type, bounds, step, choices, default) and ``constraints``. Copying a file
 under another name with a different space defines a new named variant of the same rule.
 """
 

@@ -30,7 +30,8 @@ class SideTables:
 
     ``prefix`` [4, 3, T+1]: prefix sums over bars u < i of x, x², min(x, 0)², log1p(x) with x = side·r[u]
     (zero for the flat side). ``cum`` [3, T]: the inclusive cumulative log return C[t] = Σ_{u<=t} log1p(x).
-    ``dst`` [3, 3·H·Tp]: (max, min, max drawdown) of C, per side and level, over the half-blocks of a disjoint sparse table.
+    ``dst`` [3, 3·H·Tp]: (max, min, max drawdown) of C, per side and level, over the half-blocks of a disjoint
+    sparse table.
     """
 
     def __init__(self, r: torch.Tensor) -> None:

@@ -35,7 +35,8 @@ class IntParam:
 
     def __post_init__(self) -> None:
         if self.step < 1 or self.high < self.low:
-            raise InputError(self.name, (self.low, self.high, self.step), "int parameter needs low <= high and step >= 1")
+            raise InputError(self.name, (self.low, self.high, self.step),
+                             "int parameter needs low <= high and step >= 1")
 
     def values(self) -> list[int]:
         return list(range(self.low, self.high + 1, self.step))
@@ -78,7 +79,8 @@ class FloatParam:
 
     def __post_init__(self) -> None:
         if self.high < self.low or (self.step is not None and self.step <= 0) or (self.log and self.low <= 0):
-            raise InputError(self.name, (self.low, self.high), "float parameter needs low <= high, step > 0, log needs low > 0")
+            raise InputError(self.name, (self.low, self.high),
+                             "float parameter needs low <= high, step > 0, log needs low > 0")
 
     def values(self) -> list[float]:
         if self.step is None:
@@ -278,7 +280,7 @@ class ParameterSpace:
             raise InputError("grid", total, f"has more than max_points={max_points} combinations; sample or narrow")
         out = []
         for combo in itertools.product(*axes):
-            values = dict(zip(self.names, combo))
+            values = dict(zip(self.names, combo, strict=True))
             if self.is_valid(values):
                 out.append(values)
         return out
@@ -507,7 +509,7 @@ def _defaults_inside(params: Iterable[Param], constraints: Sequence[Constraint],
     best, best_d = None, math.inf
     axes = [p.values() for p in params]
     for combo in itertools.islice(itertools.product(*axes), 200_000):
-        cand = dict(zip((p.name for p in params), combo))
+        cand = dict(zip((p.name for p in params), combo, strict=True))
         if not all(c.holds(cand) for c in constraints):
             continue
         dist = sum(abs(float(cand[p.name]) - float(values[p.name])) for p in params

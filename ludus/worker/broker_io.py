@@ -126,7 +126,7 @@ class BrokerIO:
         if conn is not None:
             try:
                 conn.add_callback_threadsafe(lambda: None)
-            except Exception:  # noqa: BLE001, S110 - closing: nothing to wake
+            except Exception:  # noqa: BLE001 - closing: nothing to wake
                 pass
 
     # --- any thread ---------------------------------------------------------------------------------
@@ -292,5 +292,5 @@ def _close_quietly(conn) -> None:
     try:
         if conn.is_open:
             conn.close()
-    except Exception:  # noqa: BLE001, S110 - already broken
+    except Exception:  # noqa: BLE001 - already broken
         pass

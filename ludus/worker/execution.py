@@ -34,6 +34,7 @@ from ludus.queue.policy import (
 from ludus.stores import jobs
 from ludus.stores.jobs import LeaseLostError
 from ludus.stores.unit import transaction
+from ludus.vocabulary import JOB_ACCEPTED, JOB_REJECTED, PHASE_ACCEPTED
 from ludus.worker.broker_io import BrokerIO, Delivery
 from ludus.worker.leases import LeaseKeeper, RunningJob
 from ludus.worker.lifecycle import Lifecycle
@@ -45,13 +46,13 @@ log = logging.getLogger("ludus.worker")
 Runner = Callable[..., Any]  # run_job(job, *, engine, settings, progress, executor, resume, owner) -> JobResult
 
 # the transitions a job's log lines name (the ``transition`` field of a JSON line)
-ACCEPTED = "accepted"
+ACCEPTED = JOB_ACCEPTED
 DUPLICATE = "duplicate"
 STARTED = "started"
 PHASE = "phase"
 RETRYING = "retrying"
 FINISHED = "finished"
-REJECTED = "rejected"
+REJECTED = JOB_REJECTED
 RELEASED = "released"
 TRANSITIONS = (ACCEPTED, DUPLICATE, STARTED, PHASE, RETRYING, FINISHED, REJECTED, RELEASED)
 
@@ -161,7 +162,7 @@ class JobExecution:
                        strategy=job.strategy, symbols=",".join(job.symbols))
         elif created:
             transition(ACCEPTED, job_id, strategy=job.strategy, symbols=",".join(job.symbols), mode=job.mode)
-        self.broker.publish_event(job_id, _event(job_id, "accepted", f"accepted by {self.worker_id}"))
+        self.broker.publish_event(job_id, _event(job_id, PHASE_ACCEPTED, f"accepted by {self.worker_id}"))
         self.execute(job, d.body, d.headers)
 
     def _admit_held(self, d: Delivery, job: Any) -> tuple[str, jobs.JobRecord, bool] | None:
@@ -242,7 +243,7 @@ class JobExecution:
             finally:
                 self.leases.remove(job_id)
             return
-        self.broker.publish_event(job_id, _event(job_id, "accepted", f"resumed by {self.worker_id}"))
+        self.broker.publish_event(job_id, _event(job_id, PHASE_ACCEPTED, f"resumed by {self.worker_id}"))
         self.execute(job, body, {}, resumed=True)
 
     # --- running ----------------------------------------------------------------------------------------

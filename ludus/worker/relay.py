@@ -119,7 +119,7 @@ class OutboxRelay:
             with transaction(self.engine) as conn:
                 outbox.undeliverable(conn, row.id, self.owner, f"{type(exc).__name__}: {exc}",
                                      retry_in_s=retry_in_s)
-        except Exception:  # noqa: BLE001, S110 - the claim simply expires
+        except Exception:  # noqa: BLE001 - the claim simply expires
             pass
 
     def _note_failure(self, exc: BaseException) -> None:
@@ -130,12 +130,12 @@ class OutboxRelay:
         try:
             with self.engine.connect() as conn:
                 self.metrics.outbox_pending.set(outbox.pending(conn))
-        except Exception:  # noqa: BLE001, S110 - the gauge keeps its last value
+        except Exception:  # noqa: BLE001 - the gauge keeps its last value
             pass
 
     def _prune(self) -> None:
         try:
             with transaction(self.engine) as conn:
                 outbox.prune(conn, utcnow() - KEEP_DELIVERED)
-        except Exception:  # noqa: BLE001, S110 - next time
+        except Exception:  # noqa: BLE001 - next time
             pass

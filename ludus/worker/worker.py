@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from ludus.config import Settings
 from ludus.queue.policy import Stage, decide
 from ludus.queue.topology import Topology
+from ludus.vocabulary import JOB_RUNNING
 from ludus.worker.broker_io import BrokerIO
 from ludus.worker.execution import JobExecution, Runner, error_result_of
 from ludus.worker.leases import UNFINISHED, LeaseKeeper
@@ -90,7 +91,7 @@ class Worker:
         self._next_depth = 0.0
         self._next_reap = 0.0
         self._http_port_wanted = http_port
-        self._http = None
+        self._http: Any = None  # a ludus.worker.http.HealthServer once run() serves HTTP
         self.http_port: int | None = None
 
     # --- public ------------------------------------------------------------------------------------
@@ -109,7 +110,7 @@ class Worker:
         broker = self.broker.up and time.monotonic() - self._last_tick < 5 + 4 * self.poll_interval_s
         ok = broker and self.leases.db_ok
         return ok, {"status": "ok" if ok else "unavailable", "broker": broker, "database": self.leases.db_ok,
-                    "running": len(self.running_jobs()), "backlog": self.backlog(), "worker": self.id}
+                    JOB_RUNNING: len(self.running_jobs()), "backlog": self.backlog(), "worker": self.id}
 
     def running_jobs(self) -> list[str]:
         return self.leases.running_ids()
@@ -121,7 +122,7 @@ class Worker:
         is the readiness probe's business and must never restart the container (on the head it runs the GCS)."""
         alive = not self.lifecycle.closed.is_set()
         return alive, {"status": "alive" if alive else "stopped", "worker": self.id,
-                       "running": len(self.running_jobs())}
+                       JOB_RUNNING: len(self.running_jobs())}
 
     def readiness(self) -> tuple[bool, dict]:
         """Ready to take jobs: the broker connection and the database answer (what /healthz reports)."""

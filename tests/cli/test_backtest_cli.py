@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from ludus.config import get_settings
+from tests.helpers import cli, databases
 
 LUDUS = Path(sys.executable).with_name("ludus")
 
@@ -23,34 +24,17 @@ LUDUS = Path(sys.executable).with_name("ludus")
 def spx_db(tmp_path_factory) -> str:
     """An SQLite database with SPX_1d written through the price store."""
     from ludus.data.prices import PriceStore
-    from ludus.data.sample import sample_bars
     from ludus.db.engine import make_engine
 
     url = f"sqlite:///{tmp_path_factory.mktemp('bt') / 'ludus.db'}"
-    PriceStore(make_engine(url)).write(sample_bars("SPX"))
+    PriceStore(make_engine(url)).write(databases.spx_bars())
     return url
 
 
 @pytest.fixture
 def ludus(spx_db, monkeypatch, capsys):
     """Run ``ludus ARGS...`` in-process; returns (exit code, stdout, stderr)."""
-    from ludus.cli.app import main
-
-    monkeypatch.setenv("LUDUS_DATABASE_URL", spx_db)
-    monkeypatch.delenv("LUDUS_DEBUG", raising=False)
-    get_settings.cache_clear()
-
-    def run(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["ludus", *args])
-        code = 0
-        try:
-            main()
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    yield run
+    yield cli.in_process(monkeypatch, capsys, spx_db)
     get_settings.cache_clear()
 
 

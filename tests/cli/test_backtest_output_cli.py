@@ -8,47 +8,30 @@ import io
 import json
 import math
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ludus.config import get_settings
+from tests.helpers import cli, databases
 
 
 @pytest.fixture(scope="module")
 def spx_db(tmp_path_factory) -> str:
     from ludus.data.prices import PriceStore
-    from ludus.data.sample import sample_bars
     from ludus.db.engine import make_engine
 
     url = f"sqlite:///{tmp_path_factory.mktemp('out') / 'ludus.db'}"
     engine = make_engine(url)
-    PriceStore(engine).write(sample_bars("SPX"))
+    PriceStore(engine).write(databases.spx_bars())
     engine.dispose()
     return url
 
 
 @pytest.fixture
 def ludus(spx_db, monkeypatch, capsys, one_torch_thread):
-    from ludus.cli.app import main
-
-    monkeypatch.setenv("LUDUS_DATABASE_URL", spx_db)
-    monkeypatch.delenv("LUDUS_DEBUG", raising=False)
-    get_settings.cache_clear()
-
-    def run(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["ludus", *args])
-        code = 0
-        try:
-            main()
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    yield run
+    yield cli.in_process(monkeypatch, capsys, spx_db)
     get_settings.cache_clear()
 
 
@@ -57,7 +40,6 @@ BT = ("backtest", "--strategy", "sma_cross", "--symbol", "SPX", "--start", "2010
 
 
 def test_backtest_json_csv_and_table_agree_and_buy_and_hold_is_held_long(ludus) -> None:
-    from ludus.data.sample import sample_bars
 
     code, out, err = ludus(*BT, "--json")
     assert code == 0, err
@@ -74,7 +56,7 @@ def test_backtest_json_csv_and_table_agree_and_buy_and_hold_is_held_long(ludus) 
         assert float(match.group(1)) == pytest.approx(data["metrics"][key], abs=5e-5)
         assert float(match.group(2)) == pytest.approx(data["buy_and_hold"][key], abs=5e-5)
     # buy-and-hold from the prices alone: long from the first close, the entry cost paid once
-    bars = sample_bars("SPX")
+    bars = databases.spx_bars()
     close = bars.close[bars.timestamps >= np.datetime64("2010-01-01")]
     assert data["bars"] == len(close) and data["first"].startswith("2010-01-04")
     net = np.r_[-2e-4, close[1:] / close[:-1] - 1]

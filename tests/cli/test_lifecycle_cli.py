@@ -5,26 +5,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
-import sys
 import uuid
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import cli, databases
+
 REPO = Path(__file__).resolve().parents[2]
 JOB_IDS = ("3b5c0c2e-6a4f-4d3e-9f1a-1c2b3d4e5f60", "3b5c0c2e-6a4f-4d3e-9f1a-1c2b3d4e5f61")
 
 
-def ludus(url: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "LUDUS_DATABASE_URL": url, "LUDUS_DEVICE": "cpu", "COLUMNS": "200",
-           "OMP_NUM_THREADS": "1"}
-    env.pop("LUDUS_DEBUG", None)
-    return subprocess.run([sys.executable, "-m", "ludus.cli.app", *args], cwd=REPO, env=env, input=stdin,
-                          capture_output=True, text=True, timeout=300, check=False)
+ludus = cli.subprocess_run
 
 
 def ok(done: subprocess.CompletedProcess) -> str:
@@ -35,17 +30,9 @@ def ok(done: subprocess.CompletedProcess) -> str:
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Sample data and two finished CPO jobs of sma_cross on SPX (two model versions), built once."""
-    from ludus.data.prices import PriceStore
-    from ludus.data.sample import load_sample
-    from ludus.db.engine import make_engine
-    from ludus.db.migrate import upgrade
 
     path = tmp_path_factory.mktemp("lifecycle") / "life.db"
-    url = f"sqlite:///{path}"
-    upgrade(url)
-    engine = make_engine(url)
-    load_sample(PriceStore(engine))
-    engine.dispose()
+    url = databases.migrate_and_load_sample(f"sqlite:///{path}")
     for seed, job_id in enumerate(JOB_IDS, start=1):
         body = {"job_id": job_id, "strategy": "sma_cross", "symbols": ["SPX"], "lookback": {"bars": 900},
                 "candidates": 16, "search": {"trials": 2, "seed": seed}, "conditions_from": ["VIX"],

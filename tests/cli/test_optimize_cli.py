@@ -4,21 +4,16 @@ SQLite database with the sample data, small jobs on the in-process executor (--n
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from ludus.data.prices import PriceStore
-from ludus.data.sample import load_sample
 from ludus.db.engine import make_engine
-from ludus.db.migrate import upgrade
 from ludus.db.schema import jobs, model_versions, optimized_parameters
 from ludus.stores.parameters import read_active
+from tests.helpers import cli, databases
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -26,20 +21,10 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def url(tmp_path: Path) -> str:
     """A migrated SQLite database with the sample data (what `ludus db upgrade` + `data load-sample` do)."""
-    url = f"sqlite:///{tmp_path / 'cli.db'}"
-    upgrade(url)
-    engine = make_engine(url)
-    load_sample(PriceStore(engine))
-    engine.dispose()
-    return url
+    return databases.migrate_and_load_sample(f"sqlite:///{tmp_path / 'cli.db'}")
 
 
-def ludus(url: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "LUDUS_DATABASE_URL": url, "LUDUS_DEVICE": "cpu", "COLUMNS": "200",
-           "OMP_NUM_THREADS": "1"}
-    env.pop("LUDUS_DEBUG", None)
-    return subprocess.run([sys.executable, "-m", "ludus.cli.app", *args], cwd=REPO, env=env, input=stdin,
-                          capture_output=True, text=True, timeout=300, check=False)
+ludus = cli.subprocess_run
 
 
 def small_job(**extra) -> dict:

@@ -25,6 +25,7 @@ import pytest
 from ludus import constants as c
 from ludus.cluster.autoscale import Backlog, QueueDepthAutoscaler
 from ludus.config import Settings
+from tests.helpers.wait import wait_for
 
 pytestmark = pytest.mark.ray
 
@@ -153,14 +154,13 @@ def _worker_types() -> Counter:
 
 
 def _wait_for(pred, timeout_s: float, what: str) -> Counter:
-    deadline = time.monotonic() + timeout_s
-    seen = Counter()
-    while time.monotonic() < deadline:
-        seen = _worker_types()
-        if pred(seen):
-            return seen
-        time.sleep(1.0)
-    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}; nodes by arch: {dict(seen)}")
+    seen: list[Counter] = [Counter()]
+
+    def met() -> Counter | None:
+        seen[0] = _worker_types()
+        return seen[0] if pred(seen[0]) else None
+
+    return wait_for(met, timeout_s, what, interval=1.0, describe=lambda: f"nodes by arch: {dict(seen[0])}")
 
 
 def test_backlog_launches_nodes_of_the_right_type_up_to_the_bound_and_idle_ones_leave(fake_cluster):

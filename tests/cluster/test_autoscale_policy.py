@@ -72,7 +72,7 @@ def test_split_by_arch_largest_remainder():
     assert split_by_arch(0, {"x86_64": 1, "arm64": 1}) == {"x86_64": 0, "arm64": 0}
     with pytest.raises(InputError, match="arch_split"):
         split_by_arch(1, {"x86_64": 0})
-    with pytest.raises(InputError, match="arch_split.arm64"):
+    with pytest.raises(InputError, match=r"arch_split\.arm64"):
         split_by_arch(1, {"arm64": -1})
 
 

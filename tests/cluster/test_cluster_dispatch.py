@@ -17,6 +17,7 @@ from ludus.cluster.dispatch import RayExecutor, TooManyFailedTrials
 from ludus.config import Settings
 from ludus.search.samplers import make_pruner, make_sampler
 from tests.cluster.conftest import arch_node_args
+from tests.helpers.wait import wait_for
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -218,6 +219,7 @@ def test_head_helpers_and_metrics_on_the_cluster(ray_cluster):
     assert rows[None]["marked_by"] == "-"  # the head: unmarked, gets no trials
     metrics.set_bar_evals_per_second("job", 1.5e6)
     metrics.trial_finished("job", "arm64", "COMPLETE", 0.2)
-    feeder = GaugeFeeder(lambda: 1, lambda: 3, interval_s=0.05).start()
-    time.sleep(0.2)
+    fed: list[int] = []
+    feeder = GaugeFeeder(lambda: 1, lambda: fed.append(3) or 3, interval_s=0.05).start()
+    wait_for(lambda: len(fed) >= 2, 30, "the gauge feeder to set the gauges twice")
     feeder.stop()

@@ -23,6 +23,7 @@ from ludus.config import Settings
 from ludus.errors import InputError
 from ludus.search.samplers import make_sampler
 from tests.cluster.conftest import SYSTEM_CONFIG, arch_node_args
+from tests.helpers.wait import wait_for
 
 pytestmark = pytest.mark.ray
 
@@ -78,13 +79,7 @@ class HeldObjective:
         return -(ctx.params["x"] - 1.0) ** 2
 
 
-def _wait(predicate, timeout_s: float, what: str):
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+_wait = wait_for
 
 
 def test_a_local_ray_that_cannot_grow_rejects_the_job_at_once(head_only_cluster):

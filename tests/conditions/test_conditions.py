@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -73,7 +71,7 @@ def test_cross_asset_features_with_the_vix_and_nasdaq(sample_bars, vix_bars, ixi
     assert vix_start + 63 <= cond.first_valid <= vix_start + 71
     assert cond.lagged == ("IXIC", "VIX") and cond.limited_by == "VIX"
     level = cond.column("vix_level")[cond.first_valid:]
-    assert 8 < level.min() and level.max() < 60
+    assert level.min() > 8 and level.max() < 60
     assert np.median(cond.column("ixic_corr_63")[cond.first_valid:]) > 0.7  # SPX and NASDAQ move together
     # context order does not change the columns
     again = compute_conditions(sample_bars, {"IXIC": ixic_bars, "VIX": vix_bars})
@@ -208,10 +206,4 @@ def test_indicators_match_reference_loops(sample_bars):
     mfi = 100 * flow[sl][up].sum() / (flow[sl][up].sum() + flow[sl][down].sum())
     assert cond.column("mfi_14")[t] == pytest.approx(mfi, rel=1e-5)
     adx = cond.column("adx_14")
-    assert np.isnan(adx[26]) and np.isfinite(adx[27]) and 0 <= np.nanmin(adx) and np.nanmax(adx) <= 100
-
-
-def test_fast_enough(sample_bars, vix_bars, ixic_bars):
-    start = time.perf_counter()
-    compute_conditions(sample_bars, {"VIX": vix_bars, "IXIC": ixic_bars})
-    assert time.perf_counter() - start < 2.0
+    assert np.isnan(adx[26]) and np.isfinite(adx[27]) and np.nanmin(adx) >= 0 and np.nanmax(adx) <= 100

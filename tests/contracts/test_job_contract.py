@@ -143,7 +143,7 @@ def test_same_field_under_two_spellings_is_rejected():
         ({"priority": 10}, "priority"),
         ({"deadline": "tomorrow"}, "deadline"),
         ({"conditions_from": ["VIX", "vi x"]}, "conditions_from.1"),
-        ({"placement": {"require": "sparc"}}, "placement.require"),
+        ({"placement": {"require": "sparc"}}, "placement.require.0"),  # one name is a list of one
         ({"placement": {"require": "arm64", "exclude": ["arm64"]}}, "placement.require"),
         ({"placement": {"exclude": ["x86_64", "aarch64"]}}, "placement"),
         ({"overrides": {"Fast": {"low": 1, "high": 2}}}, "overrides.Fast.[key]"),

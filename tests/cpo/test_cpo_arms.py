@@ -132,7 +132,7 @@ def test_rolling_arm_reoptimizes_on_the_trailing_window_only(market_labels) -> N
     arm.fit(np.arange(WARMUP, 600))
     idx = np.arange(600, 760)
     ch = arm.choices(idx)
-    for t, k in zip(idx, ch):
+    for t, k in zip(idx, ch, strict=True):
         refit = WARMUP + ((t - WARMUP) // 50) * 50
         values = fixed_objective(labels.positions, labels.close_returns, np.arange(refit - 100, refit), COST_BPS,
                                  "sharpe", 252.0)

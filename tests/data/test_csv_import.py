@@ -151,7 +151,7 @@ def test_bad_row_in_a_later_chunk_writes_nothing(store: PriceStore, tmp_path: Pa
 def test_streamed_merge_replaces_the_whole_span(store: PriceStore, tmp_path: Path) -> None:
     """Stored rows between two chunks of the file (inside its span) go, rows outside the span stay."""
     import_csv(_write(tmp_path, _minutes(30)), "MIN", "1m", store)
-    sparse = [line for i, line in enumerate(_minutes(30).splitlines()) if i == 0 or 5 <= i <= 20 and i % 5 == 0]
+    sparse = [line for i, line in enumerate(_minutes(30).splitlines()) if i == 0 or (5 <= i <= 20 and i % 5 == 0)]
     assert import_csv(_write(tmp_path, "\n".join(sparse) + "\n", "sparse.csv"), "MIN", "1m", store,
                       chunk_rows=1) == 4
     stamps = [str(t)[11:16] for t in store.read("MIN", "1m").timestamps]

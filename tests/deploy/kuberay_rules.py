@@ -138,7 +138,7 @@ def raycluster_errors(rc: dict) -> list[str]:
             lo, hi = group.get("minReplicas"), group.get("maxReplicas")
             if not autoscaling_enabled(rc) and (lo is None or hi is None):
                 errors.append(f"worker group {group_name} must set both minReplicas and maxReplicas")
-            if lo is not None and lo < 0 or hi is not None and hi < 0:
+            if (lo is not None and lo < 0) or (hi is not None and hi < 0):
                 errors.append(f"worker group {group_name} has negative replicas")
             if lo is not None and hi is not None and lo > hi:
                 errors.append(f"worker group {group_name} has minReplicas {lo} greater than maxReplicas {hi}")
@@ -237,7 +237,8 @@ def ray_start_command(params: dict[str, str], *, head: bool) -> str:
 
 
 def head_service_account_name(rc: dict) -> str:
-    return check_name(rc["spec"]["headGroupSpec"]["template"]["spec"].get("serviceAccountName") or rc["metadata"]["name"])
+    pod = rc["spec"]["headGroupSpec"]["template"]["spec"]
+    return check_name(pod.get("serviceAccountName") or rc["metadata"]["name"])
 
 
 def _auth_env(rc: dict) -> list[dict]:
@@ -307,9 +308,11 @@ def _pod(rc: dict, group: dict, *, head: bool) -> dict:
     if auth_enabled(rc):
         _add_env(ray, _auth_env(rc))
     if not head:
-        init = {"name": "wait-gcs-ready", "image": ray["image"], "securityContext": copy.deepcopy(ray.get("securityContext")),
+        small = {"cpu": "200m", "memory": "256Mi"}
+        init = {"name": "wait-gcs-ready", "image": ray["image"],
+                "securityContext": copy.deepcopy(ray.get("securityContext")),
                 "env": copy.deepcopy(ray.get("env", [])), "volumeMounts": copy.deepcopy(ray.get("volumeMounts", [])),
-                "resources": {"limits": {"cpu": "200m", "memory": "256Mi"}, "requests": {"cpu": "200m", "memory": "256Mi"}}}
+                "resources": {"limits": dict(small), "requests": dict(small)}}
         if auth_enabled(rc):
             _add_env(init, _auth_env(rc))
         spec.setdefault("initContainers", []).append(init)
@@ -319,7 +322,8 @@ def _pod(rc: dict, group: dict, *, head: bool) -> dict:
         _add_empty_dir(spec, spec["containers"][-1], "ray-logs", "/tmp/ray")
     command = ray_start_command(params, head=head)
     _add_env(ray, [{"name": "KUBERAY_GEN_RAY_START_CMD", "value": command}])
-    if annotations.get("ray.io/overwrite-container-cmd") != "true" and "ray start" not in " ".join(ray.get("command", [])):
+    overwrite = annotations.get("ray.io/overwrite-container-cmd") == "true"
+    if not overwrite and "ray start" not in " ".join(ray.get("command", [])):
         ray["args"] = [" ".join(ray.get("command", [])) + " && " + command if ray.get("command") else command]
         ray["command"] = ["/bin/bash", "-lc", "--"]
     for probe in ("livenessProbe", "readinessProbe"):
@@ -416,7 +420,8 @@ def token_paths(pod: dict, service_account: dict) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for container in spec.get("initContainers", []) + spec["containers"]:
         mounts = container.get("volumeMounts", [])
-        paths = [f"{m['mountPath'].rstrip('/')}/{token_volumes[m['name']]}" for m in mounts if m["name"] in token_volumes]
+        paths = [f"{m['mountPath'].rstrip('/')}/{token_volumes[m['name']]}"
+                 for m in mounts if m["name"] in token_volumes]
         if automount and not any(m["mountPath"].rstrip("/") == SA_TOKEN_DIR for m in mounts):
             paths.append(f"{SA_TOKEN_DIR}/token")
         out[container["name"]] = paths
@@ -554,7 +559,7 @@ def metrics_api_value(trigger: MetricsApiTrigger, status: int, body: bytes) -> f
     value = gjson_get(json.loads(body), trigger.value_location)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         # KEDA reports this as a scaler error, like the other ValueErrors here
-        raise ValueError(  # noqa: TRY004
+        raise ValueError(
             f"valueLocation {trigger.value_location!r} must point to a numeric value, got {value!r}")
     return float(value)
 
@@ -564,8 +569,8 @@ def keda_replicas(scaled_object: dict, values: list[float], current: int) -> int
     spec = scaled_object["spec"]
     lo, hi = spec.get("minReplicaCount", 0), spec.get("maxReplicaCount", 100)
     triggers = [metrics_api_trigger(t) for t in spec["triggers"]]
-    active = any(v > t.activation for v, t in zip(values, triggers))
+    active = any(v > t.activation for v, t in zip(values, triggers, strict=True))
     if not active:
         return lo if current > lo or lo > 0 else current
-    want = max(math.ceil(v / t.target) for v, t in zip(values, triggers))
+    want = max(math.ceil(v / t.target) for v, t in zip(values, triggers, strict=True))
     return max(1, lo, min(hi, want))

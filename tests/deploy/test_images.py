@@ -362,7 +362,8 @@ case "$1" in
   *) exit 0 ;;
 esac
 """)
-    _stub(bindir, "ludus", f"""echo "ludus $* LUDUS_RAY_ADDRESS=$LUDUS_RAY_ADDRESS" >> {tmp_path}/ludus.log; exit 3\n""")
+    _stub(bindir, "ludus",
+          f"""echo "ludus $* LUDUS_RAY_ADDRESS=$LUDUS_RAY_ADDRESS" >> {tmp_path}/ludus.log; exit 3\n""")
     env = {"PATH": f"{bindir}:{os.environ['PATH']}", "HOME": str(tmp_path)}
     return env, log, tmp_path
 
@@ -374,7 +375,8 @@ def _calls(log: Path) -> list[list[str]]:
 def test_worker_entrypoint_advertises_architecture_and_gpus(stubs):
     env, log, _ = stubs
     env.update(RAY_HEAD_ADDRESS="ludus-head:6379", LUDUS_NODE_ARCH="aarch64", LUDUS_NUM_GPUS="1")
-    _stub(Path(env["PATH"].split(":")[0]), "ray", f"""python3 -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$@" >> {log}\n""")
+    _stub(Path(env["PATH"].split(":")[0]), "ray",
+          f"""python3 -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$@" >> {log}\n""")
     subprocess.run(["bash", str(DOCKER / "ray-worker.sh")], env=env, check=True, timeout=30)
     (argv,) = _calls(log)
     assert argv[:3] == ["start", "--block", "--address=ludus-head:6379"]
@@ -389,7 +391,8 @@ def test_worker_entrypoint_runs_kuberays_generated_command_verbatim(stubs):
     # what KubeRay generates from rayStartParams resources: '"{\"arch:x86_64\": 1000}"'
     env["KUBERAY_GEN_RAY_START_CMD"] = ('ray start  --address=ludus-head-svc.ludus.svc.cluster.local:6379 '
                                         '--resources="{\\"arch:x86_64\\": 1000}"  --block  --num-gpus=1 ')
-    _stub(Path(env["PATH"].split(":")[0]), "ray", f"""python3 -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$@" >> {log}\n""")
+    _stub(Path(env["PATH"].split(":")[0]), "ray",
+          f"""python3 -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$@" >> {log}\n""")
     subprocess.run(["bash", str(DOCKER / "ray-worker.sh")], env=env, check=True, timeout=30)
     (argv,) = _calls(log)
     (res,) = [a for a in argv if a.startswith("--resources=")]

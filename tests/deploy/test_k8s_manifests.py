@@ -344,7 +344,8 @@ def test_every_image_comes_from_the_one_image_setting(overlay_docs):
     assert entry.get("digest") or re.fullmatch(r"\d+\.\d+\.\d+", entry["newTag"])  # a release, not a moving tag
     for rc in of_kind(docs, "RayCluster"):  # the autoscaler sidecar runs the head's image
         assert "image" not in rc["spec"]["autoscalerOptions"]
-    kustomization = yaml.safe_load((IMAGE_COMPONENT.parents[2] / "overlays" / overlay / "kustomization.yaml").read_text())
+    overlay_file = IMAGE_COMPONENT.parents[2] / "overlays" / overlay / "kustomization.yaml"
+    kustomization = yaml.safe_load(overlay_file.read_text())
     assert "images" not in kustomization and "../../components/image" in kustomization["components"]
 
 

@@ -26,6 +26,7 @@ from ludus import constants as c
 from ludus.config import Settings
 from ludus.queue.topology import Topology, declare, delete
 from tests.deploy import kuberay_rules as kr
+from tests.helpers.wait import wait_for
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres]
 
@@ -99,13 +100,7 @@ def _get(w, path: str) -> tuple[int, dict]:
 
 
 def _wait(predicate, timeout_s: float, what: str):
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+    return wait_for(predicate, timeout_s, what, interval=0.1)
 
 
 # --- probes ----------------------------------------------------------------------------------------------

@@ -42,7 +42,8 @@ def test_the_wheel_carries_every_built_in_definition(wheel: Path) -> None:
     assert shipped and shipped <= names, sorted(shipped - names)
     for name in BUILTINS:
         assert f"ludus/trials/strategies/{name}.yaml" in names
-    assert {"ludus/trials/models/cpo.yaml", "ludus/trials/schedule.yaml", "ludus/trials/jobs/cpo_spx_demo.json"} <= names
+    assert {"ludus/trials/models/cpo.yaml", "ludus/trials/schedule.yaml",
+            "ludus/trials/jobs/cpo_spx_demo.json"} <= names
 
 
 def test_an_installed_wheel_lists_its_strategies_from_any_directory(wheel: Path, tmp_path: Path) -> None:

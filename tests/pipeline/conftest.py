@@ -6,7 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pipeline_helpers import copy_sqlite, migrate_and_load_sample
+from pipeline_helpers import copy_sqlite
+
+from tests.helpers.databases import migrate_and_load_sample
 
 
 @pytest.fixture(autouse=True)

@@ -40,19 +40,6 @@ def settings_for(url: str) -> Settings:
     return Settings(database_url=url, device="cpu")
 
 
-def migrate_and_load_sample(url: str) -> None:
-    """A database as `ludus db upgrade` + `ludus data load-sample` leave it."""
-    from ludus.data.prices import PriceStore
-    from ludus.data.sample import load_sample
-    from ludus.db.engine import make_engine
-    from ludus.db.migrate import upgrade
-
-    upgrade(url)
-    engine = make_engine(url)
-    try:
-        load_sample(PriceStore(engine))
-    finally:
-        engine.dispose()
 
 
 def copy_sqlite(template: Path, dest: Path) -> str:

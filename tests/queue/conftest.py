@@ -37,14 +37,10 @@ def topology(amqp_url: str, unique_name: str) -> Iterator[Topology]:
 
 @pytest.fixture(scope="session")
 def spx_bars():
-    import numpy as np
-    from arch.data import sp500
+    """The last 900 bars of the sample's SPX."""
+    from tests.helpers.databases import spx_bars as sample_spx
 
-    from ludus.data.bars import Bars
-
-    df = sp500.load().iloc[-900:]
-    return Bars("SPX", "1d", df.index.values.astype("datetime64[ns]"),
-                *(df[k].to_numpy(np.float64) for k in ("Open", "High", "Low", "Close", "Volume")))
+    return sample_spx(last=900)
 
 
 @pytest.fixture

@@ -22,6 +22,9 @@ import pika
 from ludus.config import Settings
 from ludus.queue.topology import Topology
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root (bench/chaos.py imports us)
+from tests.helpers.wait import wait_for as wait_for
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -260,10 +263,3 @@ def study_trials(url: str, job_id: str) -> list:
     return trials
 
 
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.2) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

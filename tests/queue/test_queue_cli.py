@@ -58,10 +58,12 @@ def test_watch_follows_a_job_to_its_result(settings, broker, tmp_path):
     path = tmp_path / "job.json"
     path.write_text(json.dumps(body))
     with worker_thread(settings):
+        # submitted first: `watch` of an id nobody knows yet gives up after a grace period, and racing a
+        # `submit` subprocess against that period fails on a loaded machine
+        assert ludus(settings, "submit", str(path)).returncode == 0
         watcher = subprocess.Popen([sys.executable, "-m", "ludus.cli.app", "watch", body["job_id"],
                                     "--timeout", "120"], cwd=REPO, env=settings_env(settings),
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        assert ludus(settings, "submit", str(path)).returncode == 0
         out, err = watcher.communicate(timeout=150)
     assert watcher.returncode == 0, err
     assert "succeeded" in out and "SPX" in out

@@ -72,8 +72,8 @@ def test_hostile_messages_are_each_dead_lettered_once_with_a_reason_and_never_br
         assert letter.headers[H_KIND] == CAUSE_INVALID and letter.headers[H_REASON]
         assert any(words in (r["error"]["reason"] or "") or words in (r["error"]["field"] or "")
                    for r in rejected), name
-    huge = next(ltr for ltr in letters if "x-huge" in ltr.headers or H_DROPPED in ltr.headers
-                and "x-huge" in ltr.headers[H_DROPPED])
+    huge = next(ltr for ltr in letters if "x-huge" in ltr.headers or (H_DROPPED in ltr.headers
+                and "x-huge" in ltr.headers[H_DROPPED]))
     assert len(str(huge.headers.get("x-huge", ""))) <= 4000  # kept short, or dropped and named
 
 

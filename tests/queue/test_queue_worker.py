@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 
 import pika
 import pytest
-from queue_helpers import job, job_record, optimized_rows, start_worker_process, worker_thread
+from queue_helpers import job, job_record, optimized_rows, start_worker_process, wait_for, worker_thread
 
 from ludus.queue.deadletter import H_FIELD, H_JOB_ID, H_REASON
 from ludus.queue.topology import declare
@@ -27,9 +26,8 @@ def test_topology_is_idempotent_and_dead_letters_past_the_delivery_limit(amqp_ur
         if method is None:
             break
         broker.ch.basic_nack(method.delivery_tag, requeue=True)
-    deadline = time.monotonic() + 10
-    while broker.depth(topology.dead_letter_queue) == 0 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for(lambda: broker.depth(topology.dead_letter_queue) > 0, 10, "the poison message's dead letter",
+             interval=0.1)
     letters = broker.dead_letters()
     assert len(letters) == 1 and letters[0].body == b"poison"
     assert "delivery_limit" in letters[0].reason

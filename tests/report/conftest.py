@@ -20,9 +20,9 @@ def _few_threads(one_torch_thread):
 def jobs_db(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A migrated SQLite database with the sample data, a finished static job and, after it, a finished CPO job."""
     import torch
-    from pipeline_helpers import migrate_and_load_sample
 
     from ludus.search.storage import dispose_storage
+    from tests.helpers.databases import migrate_and_load_sample
 
     torch.set_num_threads(1)
     path: Path = tmp_path_factory.mktemp("report") / "ludus.db"

@@ -167,7 +167,7 @@ def test_equity_and_buy_and_hold_on_the_decisions_bars(cpo) -> None:
     assert [c.name for c in panel.curves] == [arm_label(a.name, a.role) for a in ev.arms] + [CURVE_BUY_AND_HOLD]
     assert len(panel.timestamps) == sym["oos_bars"] == len(ev.timestamps)
     by_name = {a["name"]: a for a in sym["arms"]}
-    for a, curve in zip(ev.arms, panel.curves):
+    for a, curve in zip(ev.arms, panel.curves[:-1], strict=True):  # the last curve: buy and hold
         # the equity of each stored path ends where its stored total return says
         assert curve.equity[-1] - 1 == pytest.approx(by_name[a.name]["total_return"], abs=2e-5)
         assert min(curve.drawdown) == pytest.approx(-by_name[a.name]["max_drawdown"], abs=2e-5)
@@ -221,7 +221,7 @@ def test_what_cpo_chose_and_what_it_cost(cpo) -> None:
     assert f"({switches} θ switches over {len(thetas)} bars)" in chart.title
     params = list(ev.candidates[0])
     assert [r.title for r in chart.rows] == [*params, "position"]
-    for row, p in zip(chart.rows, params):
+    for row, p in zip(chart.rows[:-1], params, strict=True):  # the last row: the position
         assert row.series[0].values == [t[p] for t in thetas]
     assert chart.rows[-1].series[0].values == pytest.approx(cpo_arm.positions)
 
@@ -304,7 +304,7 @@ def test_seed_spread_is_the_stored_seeds(cpo) -> None:
     arm = next(a for a in sym["arms"] if a["name"] == ARM_CPO)
     seeds = [cpo["body"]["search"]["seed"] + i for i in range(cpo["body"]["search"]["seeds"])]
     assert {n.key: n.value for n in spread.rows if n.key.startswith("seeds.") and n.key.endswith(".sharpe")} == {
-        f"seeds.{seed}.sharpe": v for seed, v in zip(seeds, arm["seed_sharpes"])}
+        f"seeds.{seed}.sharpe": v for seed, v in zip(seeds, arm["seed_sharpes"], strict=True)}
     (width,) = [n.value for n in spread.rows if n.key == "seeds.spread"]
     assert width == max(arm["seed_sharpes"]) - min(arm["seed_sharpes"]) > 0
 

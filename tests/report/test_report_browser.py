@@ -4,7 +4,6 @@ an error, every plot is drawn, and every number it prints is the job's stored nu
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,28 +20,13 @@ from ludus.report.document import (
     PLOT_LINES,
 )
 from ludus.report.render import format_number
+from tests.helpers import cli
 
 
 @pytest.fixture
 def ludus_cli(jobs_db, monkeypatch, capsys):
     """Run ``ludus ARGS...`` in-process against the jobs database; returns (exit code, stdout, stderr)."""
-    from ludus.cli.app import main
-
-    monkeypatch.setenv("LUDUS_DATABASE_URL", jobs_db["url"])
-    monkeypatch.delenv("LUDUS_DEBUG", raising=False)
-    get_settings.cache_clear()
-
-    def run(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["ludus", *args])
-        code = 0
-        try:
-            main()
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    yield run
+    yield cli.in_process(monkeypatch, capsys, jobs_db["url"])
     get_settings.cache_clear()
 
 

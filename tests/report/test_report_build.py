@@ -155,7 +155,7 @@ def test_report_json_round_trips_and_renders_the_same(jobs_db) -> None:
 def test_unknown_job_and_symbol_are_input_errors(jobs_db) -> None:
     with pytest.raises(UnknownJobError, match="job_id=00000000-0000-0000-0000-000000000000: no such job"):
         _report(jobs_db["url"], "00000000-0000-0000-0000-000000000000")
-    with pytest.raises(InputError, match="symbol=GOOG: job .* ran SPX"):
+    with pytest.raises(InputError, match=r"symbol=GOOG: job .* ran SPX"):
         _report(jobs_db["url"], jobs_db["cpo"]["result"]["job_id"], symbol="GOOG")
     with pytest.raises(InputError, match="job_id=nope: must be a UUID"):
         _report(jobs_db["url"], "nope")

@@ -103,7 +103,7 @@ def positions(rule: str, bars, p: dict) -> list[int]:
         return _cross(ema(close, p["fast"]), ema(close, p["slow"]), p["slow"] - 1, short)
     if rule == "macd":
         ef, es = ema(close, p["fast"]), ema(close, p["slow"])
-        line = [a - b for a, b in zip(ef, es)]
+        line = [a - b for a, b in zip(ef, es, strict=True)]
         return _cross(line, ema(line, p["signal"]), p["slow"] + p["signal"] - 2, short)
     if rule == "donchian_breakout":
         high, low = [float(v) for v in bars.high], [float(v) for v in bars.low]

@@ -23,9 +23,9 @@ def _few_threads(one_torch_thread):
 @pytest.fixture(scope="module")
 def web_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     import torch
-    from pipeline_helpers import migrate_and_load_sample
 
     from ludus.search.storage import dispose_storage
+    from tests.helpers.databases import migrate_and_load_sample
 
     torch.set_num_threads(1)
     url = f"sqlite:///{tmp_path_factory.mktemp('web') / 'ludus.db'}"

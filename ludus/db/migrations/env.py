@@ -30,7 +30,9 @@ def run_online() -> None:
     if connection is None:
         from ludus.db.engine import make_engine
 
-        with make_engine(config.get_main_option("sqlalchemy.url")).begin() as conn:
+        url = config.get_main_option("sqlalchemy.url")
+        assert url is not None, "alembic: no sqlalchemy.url"
+        with make_engine(url).begin() as conn:
             _configure(connection=conn, render_as_batch=conn.dialect.name == "sqlite")
             with context.begin_transaction():
                 context.run_migrations()
