@@ -548,8 +548,9 @@ class RayExecutor(BaseExecutor):
         self._channels.append(queue)
         return _QueueSend(queue), _QueueDrain(queue)
 
-    def imap_unordered(self, fn: Callable[[T], R], items: Iterable[T], *,
-                       on_tick: Callable[[], None] | None = None) -> Iterable[tuple[int, R | None, BaseException | None]]:
+    def imap_unordered(
+        self, fn: Callable[[T], R], items: Iterable[T], *, on_tick: Callable[[], None] | None = None,
+    ) -> Iterable[tuple[int, R | None, BaseException | None]]:
         """``fn(item)`` for every item on the pool's actors, as many at once as there are actors; yields
         ``(index, result, None)`` or ``(index, None, error)`` as each one finishes (not in order). An error
         raised by ``fn`` ends only that item; an item whose actor died is re-run elsewhere (``max_attempts``).
@@ -614,7 +615,7 @@ class RayExecutor(BaseExecutor):
         for queue in self._channels:
             try:
                 queue.shutdown()
-            except Exception:  # noqa: BLE001, S110 - the queue actor may already be gone
+            except Exception:  # noqa: BLE001 - the queue actor may already be gone
                 pass
         self._channels.clear()
         self._starting.clear()

@@ -10,7 +10,7 @@ state dict and baked into the ONNX graph: the artifact takes raw inputs and retu
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -136,7 +136,7 @@ class CPOModel(nn.Module):
         [B, K, 2], equal to :meth:`forward_normalized` on the concatenated rows without ever building the
         [B*K, F+D+2] input: the first layer is applied in parts (the condition part once per bar, the θ part
         once per candidate, the position part per row) and broadcast-added."""
-        first = self.net[0]
+        first = cast(nn.Linear, self.net[0])
         w, f, d = first.weight, self.n_conditions, self.n_theta
         c = torch.addmm(first.bias, (cond - self.cond_mean) / self.cond_std, w[:, :f].T)  # [B, H]
         t = ((theta - self.theta_mean) / self.theta_std) @ w[:, f:f + d].T  # [K, H]

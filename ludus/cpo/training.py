@@ -105,7 +105,7 @@ def fit(config: ModelConfig, conditions: np.ndarray | torch.Tensor, labels: Labe
         val_local = np.searchsorted(used, val) if val is not None else None
         opt = _optimizer(model, config)
         per_step = config.candidates_per_step or CANDIDATES_PER_STEP
-        sub = per_step if K > per_step else None  # candidates sampled per step when K is large
+        sub = per_step if per_step < K else None  # candidates sampled per step when K is large
         bars_per_step = max(1, config.batch_size // (sub or K))
         params = [p for p in model.parameters() if p.requires_grad]
 

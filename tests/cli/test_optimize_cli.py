@@ -4,6 +4,9 @@ SQLite database with the sample data, small jobs on the in-process executor (--n
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
