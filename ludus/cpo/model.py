@@ -28,11 +28,16 @@ class ModelConfig(BaseModel):
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     lr: float = Field(1e-3, gt=0.0, le=1.0)
     weight_decay: float = Field(1e-4, ge=0.0, le=1.0)
-    epochs: int = Field(20, ge=1, le=1000)
+    epochs: int = Field(100, ge=1, le=1000, description="the most epochs; with a validation tail, training "
+                        "stops after `patience` epochs without improvement on it")
     batch_size: int = Field(1024, ge=8, le=1_000_000, description="training rows (bar, candidate) per step")
     loss: Literal["mse", "rank"] = Field("mse", description="mse, or mse + listwise ranking loss across θ")
     rank_weight: float = Field(1.0, ge=0.0, description="weight of the listwise term when loss='rank'")
     patience: int = Field(5, ge=1, description="epochs without validation improvement before stopping")
+    validation_fraction: float = Field(
+        0.2, ge=0.0, lt=1.0,
+        description="share of the training bars, the most recent, held out to stop training when the loss on "
+                    "them stops improving (0: train all `epochs` on every bar)")
 
     @classmethod
     def search_space(cls) -> dict[str, dict[str, Any]]:
