@@ -141,7 +141,7 @@ class Outcome:
 
     @property
     def oracle_z(self) -> float:
-        return self.oracle_delta / self.oracle_se if self.oracle_se > 0 else 0.0
+        return self.oracle_delta / self.oracle_se if self.oracle_se > 1e-6 else 0.0  # nulls: the oracle IS the champion
 
 
 def run_market(task: Task) -> Outcome:
@@ -178,8 +178,10 @@ def run_market(task: Task) -> Outcome:
         market = momentum_regime_market(T_BARS, task.seed, p_stress=P_STRESS, phi_calm=DESIGNS["risk_off"]["phi_calm"],
                                         phi_stress=0.0, stay=STAY, vol_stress=task.param)
         candidates, stress = CANDIDATES_WITH_FLAT, "flat"
-    training = TRAINING[task.training]
     samples = 1000
+    if task.kind == "oracle":
+        return _oracle_only(task, market, candidates, stress, samples, start)
+    training = TRAINING[task.training]
     run = run_decision(market, champion_k=MOMENTUM_1, windows=6, min_train=default_min_train_bars(252.0),
                        samples=samples, seed=task.seed, model=training["model"], pg_epochs=training["pg"],
                        candidates=candidates)
@@ -225,6 +227,41 @@ def calibrate(job: tuple[str, float]) -> tuple[float, float]:
                           stay=STAY, vol_stress=p, stress="flat")
 
 
+def _oracle_only(task: Task, market, candidates, stress: str, samples: int, start: float) -> Outcome:
+    """The regime oracle against the champion under the rule's bootstrap, without fitting any learner: the
+    upper bound of a design's power, cheap enough for many markets."""
+    import numpy as np
+    from cpo_synth import COST_BPS, MOMENTUM_1, WARMUP, SignMomentum, oracle_positions
+
+    from ludus.cpo.bootstrap import sharpe_difference
+    from ludus.cpo.deflation import z_threshold
+    from ludus.cpo.labels import build_labels
+    from ludus.cpo.origins import default_min_train_bars, rolling_origins
+    from ludus.cpo.sharpe import annualized_sharpe, sharpe_difference_se
+
+    labels = build_labels(SignMomentum(), market.bars, list(candidates), cost_bps=COST_BPS, chunk_size=5)
+    origins = rolling_origins(len(market.bars), WARMUP, windows=6, embargo=5, holdout_bars=None,
+                              min_train_bars=default_min_train_bars(252.0))
+    idx = origins.oos_idx
+    r = labels.close_returns.double().numpy()
+    momentum = labels.positions[MOMENTUM_1].double().numpy()
+
+    def net(pos: np.ndarray) -> np.ndarray:
+        prev = np.concatenate([[0.0], pos[:-1]])
+        return pos * r[idx + 1] - COST_BPS * 1e-4 * np.abs(pos - prev)
+
+    champion, oracle = net(momentum[idx]), net(oracle_positions(momentum, market.regime, stress)[idx])
+    diff = sharpe_difference(oracle[None, :], champion, bars_per_year=252.0, samples=samples, seed=task.seed)
+    n_conf = len(candidates) + 1 + N_CHALLENGERS
+    delta = float(annualized_sharpe(oracle, 252.0) - annualized_sharpe(champion, 252.0))
+    return Outcome(task=task, changed=False, chosen="", best="", best_z=0.0, best_delta=0.0, best_se=0.0,
+                   z_threshold=z_threshold(n_conf, 0.05), n_configurations=n_conf, passing_z={},
+                   oracle_delta=delta, oracle_se=float(diff.se[0]),
+                   oracle_jk_se=sharpe_difference_se(oracle, champion, 252.0), cpo_delta=0.0, cpo_se=0.0,
+                   pg_delta=0.0, pg_se=0.0, cpo_switches=0.0, cpo_turnover=0.0,
+                   seconds=time.perf_counter() - start)
+
+
 def _mean(group: list[Outcome], name: str) -> float:
     return sum(getattr(o, name) for o in group) / len(group) if group else float("nan")
 
@@ -266,6 +303,8 @@ def main() -> None:
     parser.add_argument("--capture", type=int, default=0,
                         help=f"markets of each design at +{HEADLINE_EDGE} ALSO run with the other training (the same "
                              f"seeds: the capture ratio before and after on the same markets)")
+    parser.add_argument("--oracle", type=int, default=0,
+                        help=f"markets of each design at +{HEADLINE_EDGE} where only the oracle is judged (no learner)")
     parser.add_argument("--csv", type=Path, help="write every market's outcome here as it finishes")
     parser.add_argument("--summarize", type=Path, help="only print the tables of a --csv file (complete or not)")
     args = parser.parse_args()
@@ -314,6 +353,10 @@ def main() -> None:
         seed = DESIGNS[design]["seed"] + int(HEADLINE_EDGE * 1000) * 10
         tasks += [Task(design, "regime", HEADLINE_EDGE, params[(design, HEADLINE_EDGE)], seed + i, other)
                   for i in range(args.capture)]
+    for design in designs:
+        seed = DESIGNS[design]["seed"] + 5_000 + int(HEADLINE_EDGE * 1000) * 10
+        tasks += [Task(design, "oracle", HEADLINE_EDGE, params[(design, HEADLINE_EDGE)], seed + i, args.training)
+                  for i in range(args.oracle)]
     tasks = _interleaved(tasks)
     print(f"\n{len(tasks)} markets of {T_BARS} bars ...", flush=True)
     out = args.csv.open("w") if args.csv is not None else None
@@ -387,8 +430,9 @@ def summarize(all_outcomes: list[Outcome], designs: list[str], started: float) -
     """The tables and the key=value lines of the outcomes of the main training (the capture pairs apart)."""
     trainings = Counter(o.task.training for o in all_outcomes if o.task.design == "null")
     main_training = trainings.most_common(1)[0][0] if trainings else "early"
-    outcomes = [o for o in all_outcomes if o.task.training == main_training]
-    paired = [o for o in all_outcomes if o.task.training != main_training]
+    oracles = [o for o in all_outcomes if o.task.kind == "oracle"]
+    outcomes = [o for o in all_outcomes if o.task.training == main_training and o.task.kind != "oracle"]
+    paired = [o for o in all_outcomes if o.task.training != main_training and o.task.kind != "oracle"]
     if not outcomes:
         print("no outcomes")
         return
@@ -461,6 +505,18 @@ def summarize(all_outcomes: list[Outcome], designs: list[str], started: float) -
     power, power_se = rate([o.changed for o in headline]) if headline else (float("nan"), float("nan"))
     mde = crossing(curves[HEADLINE][0], TARGET_POWER) if HEADLINE in curves else float("nan")
     reversal = [o for o in outcomes if o.task.design == "reversal" and o.task.edge == HEADLINE_EDGE]
+    if oracles:
+        print(f"\nthe oracle alone at +{HEADLINE_EDGE} under the rule (other markets of the same designs, no learner "
+              f"fitted): mean Δ, bootstrap SE, Jobson-Korkie/Memmel SE, mean z, share clearing z*, share clearing "
+              f"the challengers' z*")
+        for design in designs:
+            group = [o for o in oracles if o.task.design == design]
+            if group:
+                pw, pw_se = rate([o.oracle_z >= o.z_threshold for o in group])
+                print(f"  {design:<10} n={len(group):3d} Δ {_mean(group, 'oracle_delta'):+.2f}  SE "
+                      f"{_mean(group, 'oracle_se'):.3f}  JK {_mean(group, 'oracle_jk_se'):.3f}  z "
+                      f"{_mean(group, 'oracle_z'):.2f}  power {pw:.2f} ± {pw_se:.2f} at z* {group[0].z_threshold:.2f}, "
+                      f"{rate([o.oracle_z >= z_loose for o in group])[0]:.2f} at {z_loose:.2f}")
     if paired:
         print(f"\ncapture before and after, on the same markets at +{HEADLINE_EDGE} (mean Δ over the champion; "
               f"capture: over the oracle's mean Δ):")
