@@ -28,7 +28,7 @@ another):
   oracle holds it: champion and challenger agree on 3/4 of the bars). Stress: no autocorrelation and a
   volatility ``vol_stress`` times the calm one, so every trading θ only pays its costs and takes the noise;
   the flat θ stands aside. The oracle is momentum-1 in calm, flat in stress; ``vol_stress`` is calibrated
-  to the edge (about 2.6x at +1.0: a 12% calm volatility becomes ~30% in stress). 11 candidates, 18
+  to the edge (2.7x at +1.0: a 12% calm volatility becomes ~33% in stress). 11 candidates, 18
   configurations. Edges 0.5, 0.75, 1.0, 1.5 (the oracle's edge cannot exceed its own Sharpe, ~1.9, however
   loud the stress).
 * ``reversal`` - the design of the first calibration, kept and printed: calm autocorrelation +0.08, stress
