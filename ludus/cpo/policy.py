@@ -102,7 +102,11 @@ def cost_aware_pick(scores: np.ndarray, position_inputs: np.ndarray, held: float
 
 def switching_choices(scores: np.ndarray | torch.Tensor, labels: Labels, idx: Any, cost_bps: float, *,
                       start_position: float = 0.0) -> torch.Tensor:
-    """The cost-aware argmax, bar by bar (the held position depends on the previous choice; ties: lowest k)."""
+    """The cost-aware argmax, bar by bar (the held position depends on the previous choice; ties: lowest k).
+
+    The choice is a position: when the θ held takes the position the argmax chose, it is kept (the two θ earn
+    the same next bar; their scores differ only by the model's noise), so θ switches count real changes of
+    course, not free hops between θ that hold the same position."""
     arr = _idx(idx, labels.n_bars)
     s = np.asarray(scores.detach().cpu().numpy() if isinstance(scores, torch.Tensor) else scores, np.float64)
     if s.shape != (arr.size, labels.n_candidates):
@@ -110,12 +114,17 @@ def switching_choices(scores: np.ndarray | torch.Tensor, labels: Labels, idx: An
     inputs = labels.position_inputs(arr).numpy()  # [N, K, 2]
     out = np.empty(arr.size, dtype=np.int64)
     held = float(start_position)
+    held_k = -1
     for i in range(arr.size):
         if i > 0 and arr[i] != arr[i - 1] + 1:
-            held = 0.0
+            held, held_k = 0.0, -1
         k, _ = cost_aware_pick(s[i], inputs[i], held, cost_bps)
+        if held_k >= 0 and inputs[i, held_k, 0] == inputs[i, k, 0]:
+            # the held θ takes the chosen position too: same position, same next-bar outcome, so the scores
+            # of the two differ only by the model's noise; hopping between them would be a θ switch for nothing
+            k = held_k
         out[i] = k
-        held = float(inputs[i, k, 0])
+        held, held_k = float(inputs[i, k, 0]), k
     return torch.from_numpy(out)
 
 

@@ -40,6 +40,24 @@ def annualized_sharpe(returns: np.ndarray, bars_per_year: float) -> np.ndarray:
     return out * math.sqrt(bars_per_year)
 
 
+def sharpe_difference_se(a: Any, b: Any, bars_per_year: float) -> float:
+    """Analytic standard error of the annualized Sharpe(a) - Sharpe(b) of two paired return series, for
+    i.i.d. normal returns: Jobson & Korkie (1981) as corrected by Memmel (2003),
+    ``Var = [2 (1 - rho) + (SR_a^2 + SR_b^2 - 2 SR_a SR_b rho^2) / 2] / n`` on per-bar Sharpe ratios. A check
+    on the bootstrap (:mod:`ludus.cpo.bootstrap`), which also carries fat tails and dependence."""
+    x, y = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
+    if x.shape != y.shape:
+        raise ValueError(f"series of {x.size} and {y.size} bars")
+    n = x.size
+    sx, sy = x.std(), y.std()
+    if n < 3 or sx <= 0 or sy <= 0:
+        return float("nan")
+    sr_a, sr_b = x.mean() / sx, y.mean() / sy
+    rho = float(np.corrcoef(x, y)[0, 1])
+    var = (2.0 * (1.0 - rho) + 0.5 * (sr_a ** 2 + sr_b ** 2 - 2.0 * sr_a * sr_b * rho ** 2)) / n
+    return float(math.sqrt(max(var, 0.0) * bars_per_year))
+
+
 def per_bar_sharpe(returns: Any) -> float:
     """Mean / standard deviation of per-bar returns (0 for a flat series)."""
     return _moments(_np(returns))[0]

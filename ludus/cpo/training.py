@@ -26,6 +26,8 @@ GRAD_CLIP = 5.0
 # (bar, candidate) rows per forward pass when evaluating: bounds memory whatever K is.
 EVAL_ROWS = 65536
 StopHook = Callable[[int, dict[str, float]], bool]
+# Fewest bars a validation tail may have (and the fewest left to train on) for early stopping to apply.
+MIN_VALIDATION_BARS = 20
 
 
 class TrainingDiverged(LudusError):
@@ -41,6 +43,16 @@ def usable_rows(conditions: np.ndarray | torch.Tensor, labels: Labels, rows: np.
     ok = np.isfinite(cond[rows]).all(axis=1)
     ok &= np.isfinite(labels.label_returns[:, torch.from_numpy(rows)].numpy()).all(axis=0)
     return rows[ok]
+
+
+def holdout_tail(rows: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """(head, tail): the last ``fraction`` of ``rows`` (the most recent bars) held out for early stopping;
+    (rows, None) when ``fraction`` is 0 or either part would have fewer than MIN_VALIDATION_BARS bars."""
+    rows = np.asarray(rows, dtype=np.int64)
+    n_tail = round(rows.size * float(fraction))
+    if fraction <= 0 or n_tail < MIN_VALIDATION_BARS or rows.size - n_tail < MIN_VALIDATION_BARS:
+        return rows, None
+    return rows[:-n_tail], rows[-n_tail:]
 
 
 def _block(model: CPOModel, cond: torch.Tensor, theta: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -73,10 +85,14 @@ def fit(config: ModelConfig, conditions: np.ndarray | torch.Tensor, labels: Labe
 
     ``should_stop(epoch, {"train_loss", "val_loss"?})`` is called after every epoch; returning True stops
     (an Optuna pruning hook may also raise). With ``val_rows`` the weights of the best validation epoch are
-    kept and training stops after ``config.patience`` epochs without improvement.
+    kept and training stops after ``config.patience`` epochs without improvement. Without ``val_rows``, the
+    most recent ``config.validation_fraction`` of ``rows`` is that validation set (:func:`holdout_tail`) when
+    it is > 0 (``config.epochs`` is then a ceiling); at 0, the default, every row trains for ``config.epochs``.
     Raises TrainingDiverged when the loss becomes NaN/inf, InsufficientDataError when no row is usable.
     """
     dev = _device_of(device)
+    if val_rows is None:
+        rows, val_rows = holdout_tail(rows, config.validation_fraction)
     cond_np = conditions.detach().cpu().numpy() if isinstance(conditions, torch.Tensor) else np.asarray(conditions)
     cond_np = cond_np.astype(np.float32, copy=False)
     train = usable_rows(cond_np, labels, rows)

@@ -827,9 +827,18 @@ class _JobRun:
     # --- static mode ------------------------------------------------------------------------------------
 
     def static_symbol(self, w: SymbolWork) -> None:
+        from ludus.stores import ledger
+
+        job = self.job
         with self.timed("model_search"):
-            params, value, _ = self._theta_search(w, "static", self.job.search.sampler, None,
-                                                  self.job.search.trials)
+            params, value, tried = self._theta_search(w, "static", job.search.sampler, None, job.search.trials)
+        # every θ a static search tried is one more configuration on the key: a later decision deflates for it
+        w.ledger = ledger.LedgerEntry(strategy=job.strategy, symbol=w.symbol, interval=job.interval,
+                                      job_id=str(job.job_id), candidates=0, model_trials=0, baseline_trials=tried,
+                                      challengers=0)
+        with self.engine.connect() as conn:
+            before = ledger.totals(conn, job.strategy, w.symbol, job.interval, excluding_job=str(job.job_id))
+        w.configurations = ledger.plus(before, w.ledger)
         w.parameters = params
         w.baseline = params
         w.baseline_value = value

@@ -18,6 +18,9 @@ WINDOWS = (1, 2, 3, 5, 10)
 DIRECTIONS = (1, -1)
 CANDIDATES = [{"window": w, "direction": d} for w in WINDOWS for d in DIRECTIONS]
 DEFAULTS_K = CANDIDATES.index({"window": 10, "direction": 1})
+#: the θ that stands aside (direction 0: always flat); with it the candidates can also go risk-off
+FLAT = {"window": 1, "direction": 0}
+CANDIDATES_WITH_FLAT = [*CANDIDATES, FLAT]
 COST_BPS = 2.0
 WARMUP = 20
 
@@ -36,7 +39,7 @@ class MomentumSpace:
 
 
 class SignMomentum:
-    """pos[t] = direction * sign(close[t] - close[t-window]): momentum (+1) or contrarian (-1)."""
+    """pos[t] = direction * sign(close[t] - close[t-window]): momentum (+1), contrarian (-1) or flat (0)."""
 
     name = "sign_momentum"
     space = MomentumSpace()
@@ -103,13 +106,16 @@ def regime_market(T: int = 2600, seed: int = 7, *, observable: bool = True, phi:
 
 
 def momentum_regime_market(T: int, seed: int, *, p_stress: float, phi_calm: float, phi_stress: float,
-                           stay: float = 0.98, sigma: float = 0.01) -> Market:
+                           stay: float = 0.98, sigma: float = 0.01, vol_stress: float = 1.0) -> Market:
     """A calm regime (share 1 - p_stress) where r[t+1] = +phi_calm r[t] + e and a stress regime where
-    r[t+1] = -phi_stress r[t] + e; a VIX-like condition (15 calm, 30 stress, noise 3) reveals the regime.
+    r[t+1] = -phi_stress r[t] + vol_stress e; a VIX-like condition (15 calm, 30 stress, noise 3) reveals the
+    regime.
 
     Short-window momentum is the unconditional best θ when calm dominates; switching to the contrarian in
-    stress is the conditional edge. ``phi_stress = phi_calm`` with ``p_stress = 0`` is a market with one
-    autocorrelation (no conditional edge); ``phi_calm = phi_stress = 0``: i.i.d. returns (no edge at all).
+    stress is the conditional edge ("reversal"). ``phi_stress = 0`` with ``vol_stress > 1``: stress is pure
+    noise, louder, where every trading θ only pays its costs and standing aside is the edge ("risk-off").
+    ``phi_stress = phi_calm`` with ``p_stress = 0`` is a market with one autocorrelation (no conditional
+    edge); ``phi_calm = phi_stress = 0``: i.i.d. returns (no edge at all).
     """
     rng = np.random.default_rng(seed)
     leave_stress = 1.0 - stay
@@ -123,21 +129,31 @@ def momentum_regime_market(T: int, seed: int, *, p_stress: float, phi_calm: floa
     eps = rng.normal(0.0, sigma, T)
     r = np.zeros(T)
     for t in range(1, T):
-        r[t] = (-phi_stress if s[t - 1] else phi_calm) * r[t - 1] + eps[t]
+        r[t] = (-phi_stress * r[t - 1] + vol_stress * eps[t]) if s[t - 1] else phi_calm * r[t - 1] + eps[t]
     vix = np.where(s == 1, 30.0, 15.0) + rng.normal(0.0, 3.0, T)
     return Market(make_bars(r), conditions_from(r, vix), s)
 
 
+def oracle_positions(champion: np.ndarray, regime: np.ndarray, stress: str = "contrarian") -> np.ndarray:
+    """The regime oracle's positions: the champion's (momentum-1) in calm; in stress its opposite
+    (``stress="contrarian"``, the reversal design) or flat (``"flat"``, the risk-off design)."""
+    if stress not in ("contrarian", "flat"):
+        raise ValueError(f"stress={stress!r}: contrarian or flat")
+    return np.where(regime == 1, -champion if stress == "contrarian" else 0.0 * champion, champion)
+
+
 def oracle_edge(*, p_stress: float, phi_calm: float, phi_stress: float, T: int = 400_000, seed: int = 1,
-                stay: float = 0.98) -> float:
-    """True annualized Sharpe of the regime oracle (momentum-1 calm, contrarian-1 stress) minus momentum-1's,
-    measured on one very long market of the same process (net of COST_BPS)."""
+                stay: float = 0.98, vol_stress: float = 1.0, stress: str = "contrarian") -> float:
+    """True annualized Sharpe of the regime oracle (momentum-1 calm; contrarian-1 or flat in stress, see
+    :func:`oracle_positions`) minus momentum-1's, measured on one very long market of the same process (net of
+    COST_BPS)."""
     from ludus.cpo.sharpe import annualized_sharpe
 
-    m = momentum_regime_market(T, seed, p_stress=p_stress, phi_calm=phi_calm, phi_stress=phi_stress, stay=stay)
+    m = momentum_regime_market(T, seed, p_stress=p_stress, phi_calm=phi_calm, phi_stress=phi_stress, stay=stay,
+                               vol_stress=vol_stress)
     r = m.bars.close / np.concatenate([[m.bars.close[0]], m.bars.close[:-1]]) - 1.0
     champ = np.sign(r)
-    oracle = np.where(m.regime == 1, -champ, champ)
+    oracle = oracle_positions(champ, m.regime, stress)
 
     def net(pos: np.ndarray) -> np.ndarray:
         prev = np.concatenate([[0.0], pos[:-1]])
@@ -158,9 +174,27 @@ def phi_for_edge(edge: float, *, p_stress: float, phi_calm: float, T: int = 400_
     return (lo + hi) / 2
 
 
-SMALL = {"hidden": 32, "layers": 2, "dropout": 0.0, "epochs": 15, "batch_size": 512, "lr": 3e-3}
+def vol_for_edge(edge: float, *, p_stress: float, phi_calm: float, T: int = 400_000, stay: float = 0.98) -> float:
+    """The stress volatility multiple (stress pure noise) whose risk-off oracle (momentum-1 calm, flat in
+    stress) beats momentum-1 by ``edge`` annualized Sharpe."""
+    lo, hi = 1.0, 12.0
+    for _ in range(12):
+        mid = (lo + hi) / 2
+        if oracle_edge(p_stress=p_stress, phi_calm=phi_calm, phi_stress=0.0, T=T, stay=stay, vol_stress=mid,
+                       stress="flat") < edge:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+#: fixed epochs on every training bar (no validation tail): fast, and what these tests were sized with; the
+#: production default (train until a held-out tail stops improving) has tests of its own (test_cpo_power)
+SMALL = {"hidden": 32, "layers": 2, "dropout": 0.0, "epochs": 15, "batch_size": 512, "lr": 3e-3,
+         "validation_fraction": 0.0}
 #: a tiny conditional model: what a fast test can refit at every origin
-TINY = {"hidden": 16, "layers": 1, "dropout": 0.0, "epochs": 4, "batch_size": 512, "lr": 5e-3}
+TINY = {"hidden": 16, "layers": 1, "dropout": 0.0, "epochs": 4, "batch_size": 512, "lr": 5e-3,
+        "validation_fraction": 0.0}
 MOMENTUM_1 = CANDIDATES.index({"window": 1, "direction": 1})
 
 
@@ -173,8 +207,8 @@ class DecisionRun:
 
 
 def decision_arms(market: Market, labels: Any, *, champion_k: int, seeds: Sequence[int] = (0, 1, 2),
-                  model: Mapping[str, Any] = TINY, pg_epochs: int = 10,
-                  challengers: Sequence[str] | None = None) -> list[Any]:
+                  model: Mapping[str, Any] = TINY, pg_epochs: int | Mapping[str, Any] = 10,
+                  challengers: Sequence[str] | None = None, cost_bps: float = COST_BPS) -> list[Any]:
     """The champion (candidate ``champion_k`` held fixed) and the challengers, built as the pipeline does."""
     from ludus.constants import (
         ARM_BEST_FIXED,
@@ -198,17 +232,19 @@ def decision_arms(market: Market, labels: Any, *, champion_k: int, seeds: Sequen
     from ludus.cpo.model import ModelConfig
     from ludus.cpo.reinforce import PolicyGradientConfig
 
-    data = ArmData(labels=labels, conditions=market.conditions, cost_bps=COST_BPS, bars_per_year=252.0,
+    pg = {"epochs": pg_epochs, "validation_fraction": 0.0} if isinstance(pg_epochs, int) else dict(pg_epochs)
+    candidates = labels.candidates
+    data = ArmData(labels=labels, conditions=market.conditions, cost_bps=cost_bps, bars_per_year=252.0,
                    objective="sharpe", default_k=DEFAULTS_K)
     champion = ARM_DEFAULTS if champion_k == DEFAULTS_K else ARM_PUBLISHED
-    arms = [FixedArm(champion, data, CANDIDATES[champion_k], k=champion_k)]
+    arms = [FixedArm(champion, data, candidates[champion_k], k=champion_k)]
     make = {
         ARM_CPO: lambda: CPOArm(data, ModelConfig(**model), list(seeds)),
         ARM_BEST_FIXED: lambda: BestFixedArm(data),
-        ARM_DEFAULTS: lambda: FixedArm(ARM_DEFAULTS, data, CANDIDATES[DEFAULTS_K], k=DEFAULTS_K),
+        ARM_DEFAULTS: lambda: FixedArm(ARM_DEFAULTS, data, candidates[DEFAULTS_K], k=DEFAULTS_K),
         ARM_ENSEMBLE: lambda: EnsembleArm(data),
         ARM_ROLLING: lambda: RollingArm(data, window_bars=252, refit_bars=63),
-        ARM_POLICY_GRADIENT: lambda: PolicyGradientArm(data, PolicyGradientConfig(epochs=pg_epochs), seed=0),
+        ARM_POLICY_GRADIENT: lambda: PolicyGradientArm(data, PolicyGradientConfig(**pg), seed=0),
     }
     for name in challengers if challengers is not None else CHALLENGER_ARMS:
         if name != champion:
@@ -218,24 +254,26 @@ def decision_arms(market: Market, labels: Any, *, champion_k: int, seeds: Sequen
 
 def run_decision(market: Market, *, champion_k: int = DEFAULTS_K, windows: int = 3, min_train: int = 504,
                  n_configurations: int | None = None, alpha: float = 0.05, samples: int = 500, seed: int = 0,
-                 seeds: Sequence[int] = (0, 1, 2), model: Mapping[str, Any] = TINY, pg_epochs: int = 10,
-                 challengers: Sequence[str] | None = None) -> DecisionRun:
+                 seeds: Sequence[int] = (0, 1, 2), model: Mapping[str, Any] = TINY,
+                 pg_epochs: int | Mapping[str, Any] = 10, challengers: Sequence[str] | None = None,
+                 candidates: Sequence[Mapping[str, Any]] = CANDIDATES, cost_bps: float = COST_BPS) -> DecisionRun:
     """Labels, rolling origins, every arm refitted at each origin, and the rule, as the pipeline runs them.
 
     ``n_configurations`` defaults to what this run tried: the candidates, one model configuration and the
-    challengers."""
+    challengers. ``pg_epochs``: the policy-gradient tuner's epochs (a fixed count, no validation tail), or
+    its whole PolicyGradientConfig."""
     from ludus.cpo.decision import decide
     from ludus.cpo.evaluation import evaluate
     from ludus.cpo.labels import build_labels
     from ludus.cpo.origins import rolling_origins
 
-    labels = build_labels(SignMomentum(), market.bars, CANDIDATES, cost_bps=COST_BPS, chunk_size=5)
+    labels = build_labels(SignMomentum(), market.bars, list(candidates), cost_bps=cost_bps, chunk_size=5)
     origins = rolling_origins(len(market.bars), WARMUP, windows=windows, embargo=5, holdout_bars=None,
                               min_train_bars=min_train)
     arms = decision_arms(market, labels, champion_k=champion_k, seeds=seeds, model=model, pg_epochs=pg_epochs,
-                         challengers=challengers)
-    evaluation = evaluate(arms, origins, labels.close_returns, COST_BPS)
-    n = n_configurations if n_configurations is not None else len(CANDIDATES) + 1 + len(arms) - 1
+                         challengers=challengers, cost_bps=cost_bps)
+    evaluation = evaluate(arms, origins, labels.close_returns, cost_bps)
+    n = n_configurations if n_configurations is not None else len(candidates) + 1 + len(arms) - 1
     report = decide(evaluation, arms[0].name, n_configurations=n, alpha=alpha, min_improvement=0.0,
                     bars_per_year=252.0, samples=samples, seed=seed)
     return DecisionRun(labels, origins, evaluation, report)

@@ -85,16 +85,22 @@ def test_policy_picks_the_argmax_of_the_model_net_of_the_move_from_the_held_posi
     idx = np.arange(420, 598)
     free = choose(model, market.conditions, labels, idx, cost_bps=0.0)
     for i in (0, 50, 177):
-        assert int(free[i]) == int(np.argmax(_scores_at(model, market, labels, idx[i])))
-    # with costs: a reference loop over the bars, holding what the previous choice holds
+        # the argmax's position (its θ, or the θ held when that one takes the same position)
+        best = int(np.argmax(_scores_at(model, market, labels, idx[i])))
+        assert labels.positions[int(free[i]), idx[i]] == labels.positions[best, idx[i]]
+    assert int(free[0]) == int(np.argmax(_scores_at(model, market, labels, idx[0])))
+    # with costs: a reference loop over the bars, holding what the previous choice holds (and keeping the θ
+    # held when it takes the chosen position: the same position earns the same next bar)
     c = COST_BPS * 1e-4
     pos = labels.positions.numpy()
-    held, want = 0.0, []
+    held, held_k, want = 0.0, -1, []
     for t in idx:
         now, prev = pos[:, t], pos[:, t - 1]
         k = int(np.argmax(_scores_at(model, market, labels, t) + c * np.abs(now - prev) - c * np.abs(now - held)))
+        if held_k >= 0 and now[held_k] == now[k]:
+            k = held_k
         want.append(k)
-        held = now[k]
+        held, held_k = now[k], k
     choices = choose(model, market.conditions, labels, idx)
     assert choices.tolist() == want
     path = policy_path(model, market.conditions, labels, idx, cost_bps=COST_BPS)

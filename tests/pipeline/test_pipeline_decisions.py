@@ -108,3 +108,26 @@ def test_a_holiday_is_never_valid_for_and_stale_data_is_flagged_or_refused(sampl
     assert not any(s.published for s in refused.symbols)
     assert all(s.reason.startswith("static search:") and "stale data refused" in s.reason for s in refused.symbols)
     assert counts(sample_sqlite)["parameters"] == before["parameters"]
+
+
+def test_a_static_search_counts_its_trials_in_the_ledger(sample_sqlite: str) -> None:
+    """Plain hyperopt tries θ on the key like any search: its trials deflate every later decision there."""
+    static = {"job_id": str(uuid.uuid4()), "strategy": "sma_cross", "symbols": ["SPX"], "mode": "static",
+              "lookback": {"bars": 600}, "search": {"trials": 5, "seed": 1}}
+    (sym,) = _run(sample_sqlite, static).symbols
+    assert sym.configurations is not None and sym.configurations.baseline_trials == 5
+    assert sym.configurations.jobs == 1 and sym.configurations.total == 5
+    engine = make_engine(sample_sqlite)
+    with engine.connect() as conn:
+        assert ledger.totals(conn, "sma_cross", "SPX", "1d").baseline_trials == 5
+    (again,) = _run(sample_sqlite, static).symbols  # a rerun of the same job counts once
+    assert again.configurations == sym.configurations
+
+    cpo = _fast(250)
+    (decided,) = _run(sample_sqlite, cpo).symbols
+    with engine.connect() as conn:
+        totals = ledger.totals(conn, "sma_cross", "SPX", "1d")
+        mine = ledger.totals(conn, "sma_cross", "SPX", "1d", excluding_job=static["job_id"])
+    engine.dispose()
+    assert decided.configurations == totals and totals.jobs == 2
+    assert totals.baseline_trials == mine.baseline_trials + 5 and totals.total == mine.total + 5
