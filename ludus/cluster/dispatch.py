@@ -113,7 +113,6 @@ class _Flight:
     params: dict[str, Any]
     attempt: int = 1
     reasons: list[str] = field(default_factory=list)
-    actor: _Actor | None = None
 
 
 class _QueueSend:
@@ -380,14 +379,13 @@ class RayExecutor(BaseExecutor):
         task_error, lost = _ray_errors()
         fn_box = [self._ray.put(trial_fn)]
         broker = self._make_broker(study)
-        flights: dict[Any, _Flight] = {}
+        flights: dict[Any, tuple[_Flight, _Actor]] = {}  # ref -> the trial and the actor it runs on
         retry: deque[_Flight] = deque()
 
         def dispatch(flight: _Flight) -> None:
             actor = self._idle.popleft()
-            flight.actor = actor
             ref = actor.handle.run_trial.remote(fn_box, flight.trial.number, flight.params, broker)
-            flights[ref] = flight
+            flights[ref] = flight, actor
 
         with budget:
             try:
@@ -405,8 +403,7 @@ class RayExecutor(BaseExecutor):
                         if ref in self._starting:
                             self._on_started(ref)
                             continue
-                        flight = flights.pop(ref)
-                        actor = flight.actor
+                        flight, actor = flights.pop(ref)
                         try:
                             outcome, info = self._ray.get(ref)
                         except task_error as exc:  # our actor code itself raised: a failure of this trial
@@ -417,7 +414,6 @@ class RayExecutor(BaseExecutor):
                                      f"node {str(actor.info.get('node_id', '?'))[:8]})"
                             self._lose(actor, reason)
                             flight.reasons.append(reason)
-                            flight.actor = None
                             self.retries += 1
                             metrics.trial_retried(self.job_id, actor.info.get("arch"))
                             if flight.attempt < self.max_attempts:
@@ -431,13 +427,13 @@ class RayExecutor(BaseExecutor):
                         budget.told(self._tell(study, flight, outcome, info, broker))
             finally:
                 # the budget tells the trials still in flight FAIL on the way out; here their actors are freed
-                for ref, flight in flights.items():
+                for ref, (_, actor) in flights.items():
                     finished, _ = self._ray.wait([ref], timeout=0)
                     if finished:
-                        self._idle.append(flight.actor)
+                        self._idle.append(actor)
                     else:
                         # its trial is still running there; a fresh actor is cheaper than waiting for it
-                        self._lose(flight.actor, "abandoned with a running trial")
+                        self._lose(actor, "abandoned with a running trial")
                 if broker is not None:
                     try:
                         self._ray.kill(broker, no_restart=True)
