@@ -264,7 +264,7 @@ def models_rollback(
     with transaction(engine) as conn:
         if activation.active_version_id(conn, key["strategy"], key["symbol"], key["interval"]) != before:
             raise InputError("model_version", before, "the active version changed meanwhile; run the command again")
-        if choice is None:
+        if target is None or choice is None:  # no version to go back to: the baseline
             change = activation.restore_baseline(conn, key["strategy"], key["symbol"], key["interval"],
                                                  actor=by or _actor(), reason=reason)
         else:
@@ -423,9 +423,10 @@ def live_choice(engine: Any, version: Any) -> Any:
     from ludus.pipeline.calendar import next_session
     from ludus.stores.activation import LiveChoice
 
-    if version.onnx is None:
+    scored = rescore(engine, get_settings(), version.strategy, version.symbol, version.interval,
+                     version=version) if version.onnx is not None else None
+    if scored is None:  # rescore has nothing to score without an ONNX model
         raise InputError("model_version", version.id, "carries no ONNX model to recommend with")
-    scored = rescore(engine, get_settings(), version.strategy, version.symbol, version.interval, version=version)
     params, expected = scored["ranking"][0]
     valid_for = next_session(np.datetime64(scored["as_of"]), version.interval)
     return LiveChoice(valid_for=valid_for, parameters=dict(params), expected_metric=float(expected))
