@@ -22,6 +22,7 @@ from itertools import pairwise
 from typing import Any
 
 import numpy as np
+import torch
 
 from ludus.constants import (
     ARM_BEST_FIXED,
@@ -221,8 +222,9 @@ def _equity(ev: DecisionEvidence, stamps: np.ndarray, windows: list[Window], net
     note = "every arm's decisions over the same out-of-sample bars, windows chained, net of costs"
     if market is not None and idx is not None:
         bh = _buy_and_hold(market, idx, ev.cost_bps)
-        m = path_metrics(bh, np.ones_like(bh), bars_per_year)  # the engine's definitions, as the arms'
-        m["sharpe"] = sharpe(bh, bars_per_year)
+        held = torch.as_tensor(bh)
+        m: dict[str, float | None] = {**path_metrics(held, torch.ones_like(held), bars_per_year),  # the engine's
+                                      "sharpe": sharpe(bh, bars_per_year)}  # definitions, as the arms'
         metrics = [Number(key=f"oos.buy_and_hold.{k}", label=k, value=_finite(m[k]))
                    for k in ("sharpe", "total_return", "max_drawdown", "turnover")]
         curves.append(_curve(CURVE_BUY_AND_HOLD, bh, metrics))
@@ -461,7 +463,8 @@ def _naive(value: datetime) -> datetime:
 
 
 def _ts(value: np.datetime64) -> str:
-    text = str(np.datetime_as_string(np.datetime64(value, "s")))
+    # numpy's stubs lack the (datetime64, unit) form of the constructor, which converts the unit
+    text = str(np.datetime_as_string(np.datetime64(value, "s")))  # type: ignore[call-overload]
     return text[:10] if text.endswith("T00:00:00") else text
 
 
