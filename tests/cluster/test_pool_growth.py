@@ -22,7 +22,7 @@ from ludus.cluster.dispatch import RayExecutor
 from ludus.config import Settings
 from ludus.errors import InputError
 from ludus.search.samplers import make_sampler
-from tests.cluster.conftest import SYSTEM_CONFIG, arch_node_args
+from tests.cluster.conftest import arch_node_args, local_ray_cluster
 from tests.helpers.wait import wait_for
 
 pytestmark = pytest.mark.ray
@@ -41,21 +41,8 @@ def _pickle_objectives_by_value():
 
 @pytest.fixture(scope="module")
 def head_only_cluster():
-    import ray
-    from ray.cluster_utils import Cluster
-
-    if ray.is_initialized():
-        ray.shutdown()
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 0, "num_gpus": 0, "include_dashboard": False, "_system_config": SYSTEM_CONFIG})
-    ray.init(address=cluster.address, namespace="ludus-tests", log_to_driver=False)
-    os.environ["LUDUS_TEST_RAY_CLUSTER"] = ray.get_runtime_context().gcs_address
-    try:
+    with local_ray_cluster(0) as cluster:
         yield cluster
-    finally:
-        ray.shutdown()
-        os.environ.pop("LUDUS_TEST_RAY_CLUSTER", None)
-        cluster.shutdown()
 
 
 class HeldObjective:
