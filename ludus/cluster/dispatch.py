@@ -487,11 +487,7 @@ class RayExecutor(BaseExecutor):
         attempts: Counter[int] = Counter()
         try:
             while todo or flights:
-                while self._idle and todo:
-                    i = todo.popleft()
-                    actor = self._idle.popleft()
-                    flights[actor.handle.map_item.remote(fn_box, items[i])] = (i, actor)
-                self._check_stalled(len(flights))
+                self._start_items(fn_box, items, todo, flights)
                 for ref in self._wait(list(flights) + list(self._starting), 1.0):
                     if ref in self._starting:
                         self._on_started(ref)
@@ -519,6 +515,16 @@ class RayExecutor(BaseExecutor):
                     self._idle.append(actor)
             fn_box.clear()  # drop the object-store reference now, not when the closures go
         return results
+
+    def _start_items(self, fn_box: list[Any], items: list[Any], todo: deque[int],
+                     flights: dict[Any, tuple[int, _Actor]]) -> None:
+        """Hand the next items of ``todo`` to the idle actors (into ``flights``: ref -> (index, actor)), then
+        check that the pool is not stalled (map and imap_unordered)."""
+        while self._idle and todo:
+            i = todo.popleft()
+            actor = self._idle.popleft()
+            flights[actor.handle.map_item.remote(fn_box, items[i])] = (i, actor)
+        self._check_stalled(len(flights))
 
     # --- independent work items (a universe job's symbols) ---------------------------------------------------
 
@@ -563,11 +569,7 @@ class RayExecutor(BaseExecutor):
         attempts: Counter[int] = Counter()
         try:
             while todo or flights:
-                while self._idle and todo:
-                    i = todo.popleft()
-                    actor = self._idle.popleft()
-                    flights[actor.handle.map_item.remote(fn_box, items[i])] = (i, actor)
-                self._check_stalled(len(flights))
+                self._start_items(fn_box, items, todo, flights)
                 ready = self._wait(list(flights) + list(self._starting), 1.0)
                 if on_tick is not None:
                     on_tick()
