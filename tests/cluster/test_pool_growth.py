@@ -23,6 +23,7 @@ from ludus.config import Settings
 from ludus.errors import InputError
 from ludus.search.samplers import make_sampler
 from tests.cluster.conftest import arch_node_args, local_ray_cluster
+from tests.helpers.pickling import pickled_by_value
 from tests.helpers.wait import wait_for
 
 pytestmark = pytest.mark.ray
@@ -32,11 +33,8 @@ SETTINGS = Settings(gpus_per_trial=0.5, cpus_per_actor=0.5, max_actors=8, device
 
 @pytest.fixture(autouse=True, scope="module")
 def _pickle_objectives_by_value():
-    import ray.cloudpickle
-
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    yield
-    ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    with pickled_by_value(sys.modules[__name__]):
+        yield
 
 
 @pytest.fixture(scope="module")
