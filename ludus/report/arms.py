@@ -54,6 +54,7 @@ from ludus.report.document import (
     Window,
 )
 from ludus.report.periods import sharpe, sharpe_by_volatility, sharpe_by_year, trailing_volatility
+from ludus.report.periods import timestamp_text as _ts
 
 # ``data-block`` names of the section's blocks, in page order (the browser tests look them up).
 BLOCK_VERDICT = "arms.verdict"
@@ -460,12 +461,6 @@ def _finite(value: Any) -> Any:
 
 def _naive(value: datetime) -> datetime:
     return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo is not None else value
-
-
-def _ts(value: np.datetime64) -> str:
-    # numpy's stubs lack the (datetime64, unit) form of the constructor, which converts the unit
-    text = str(np.datetime_as_string(np.datetime64(value, "s")))  # type: ignore[call-overload]
-    return text[:10] if text.endswith("T00:00:00") else text
 
 
 __all__ = ["ArmsSection", "arm_label", "arms_section", "theta_per_bar"]

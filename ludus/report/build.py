@@ -52,6 +52,7 @@ from ludus.report.document import (
     Window,
 )
 from ludus.report.periods import sharpe_by_volatility, sharpe_by_year, trailing_volatility
+from ludus.report.periods import timestamp_text as _ts
 from ludus.report.records import JobRecords, StudyRecord, SymbolRecords
 from ludus.search.storage import INTERRUPTED_ATTR
 from ludus.strategies.engine import METRICS, run_backtest
@@ -486,12 +487,6 @@ def _kept(series: torch.Tensor | None) -> torch.Tensor:
     if series is None:
         raise RuntimeError("the backtest did not keep a series it was asked to keep")
     return series
-
-
-def _ts(value: np.datetime64) -> str:
-    # numpy's stubs lack the (datetime64, unit) form of the constructor, which converts the unit
-    text = str(np.datetime_as_string(np.datetime64(value, "s")))  # type: ignore[call-overload]
-    return text[:10] if text.endswith("T00:00:00") else text
 
 
 def _iso(value: datetime | None) -> str | None:
