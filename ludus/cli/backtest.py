@@ -164,7 +164,7 @@ def sweep_command(
         assert plot is not None
         path = _write_heatmap(plot, strat.name, bars, sets, rows, *axes, cost_bps)
         err_console.print(f"wrote {path}", highlight=False, soft_wrap=True)
-    best = [{"rank": rank, "parameters": sets[i], **{m: rows[i][m] for m in METRICS}}
+    best: list[dict[str, Any]] = [{"rank": rank, "parameters": sets[i], **{m: rows[i][m] for m in METRICS}}
             for rank, i in enumerate(order[:top], start=1)]
     if as_json:
         typer.echo(json.dumps({"strategy": strat.name, "symbol": bars.symbol, "interval": bars.interval,

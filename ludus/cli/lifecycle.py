@@ -7,7 +7,7 @@ import json
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Column, Table
@@ -15,6 +15,9 @@ from rich.table import Column, Table
 from ludus.cli.common import console, fail, open_database, print_table
 from ludus.errors import InputError
 from ludus.vocabulary import JOB_STATUSES, JOB_SUCCEEDED
+
+if TYPE_CHECKING:
+    from ludus.stores.models import ModelVersion
 
 StrategyOpt = Annotated[str | None, typer.Option("--strategy", "-s", help="only this strategy")]
 SymbolOpt = Annotated[str | None, typer.Option("--symbol", help="only this symbol")]
@@ -173,14 +176,12 @@ def models_show(
 ) -> None:
     import hashlib
 
-    from ludus.stores import activation, models
+    from ludus.stores import activation
     from ludus.stores.published import referenced_model_versions
 
     engine = open_database()
     with engine.connect() as conn:
-        v = models.get(conn, version)
-        if v is None:
-            raise InputError("model_version", version, "no such model version (see `ludus models list`)")
+        v = _stored_version(conn, version)
         card = _card(v, referenced_model_versions(conn))
         changes = activation.changes(conn, version=version)
     card["onnx_bytes"] = len(v.onnx) if v.onnx is not None else 0
@@ -218,14 +219,12 @@ def models_activate(
     reason: ReasonOpt,
     by: ByOpt = None,
 ) -> None:
-    from ludus.stores import activation, models
+    from ludus.stores import activation
     from ludus.stores.unit import transaction
 
     engine = open_database()
     with engine.connect() as conn:
-        v = models.get(conn, version)
-        if v is None:
-            raise InputError("model_version", version, "no such model version (see `ludus models list`)")
+        v = _stored_version(conn, version)
         before = activation.active_version_id(conn, v.strategy, v.symbol, v.interval)
     if before == version:
         raise InputError("model_version", version, "is the active version already")
@@ -264,7 +263,7 @@ def models_rollback(
     with transaction(engine) as conn:
         if activation.active_version_id(conn, key["strategy"], key["symbol"], key["interval"]) != before:
             raise InputError("model_version", before, "the active version changed meanwhile; run the command again")
-        if choice is None:
+        if target is None or choice is None:  # no version to go back to: the baseline
             change = activation.restore_baseline(conn, key["strategy"], key["symbol"], key["interval"],
                                                  actor=by or _actor(), reason=reason)
         else:
@@ -322,13 +321,10 @@ def models_export(
 ) -> None:
     import hashlib
 
-    from ludus.stores import models
 
     engine = open_database()
     with engine.connect() as conn:
-        v = models.get(conn, version)
-    if v is None:
-        raise InputError("model_version", version, "no such model version (see `ludus models list`)")
+        v = _stored_version(conn, version)
     if not v.onnx:
         raise InputError("model_version", version, "carries no ONNX model")
     path = out or Path(f"model-{version}.onnx")
@@ -423,12 +419,23 @@ def live_choice(engine: Any, version: Any) -> Any:
     from ludus.pipeline.calendar import next_session
     from ludus.stores.activation import LiveChoice
 
-    if version.onnx is None:
+    scored = rescore(engine, get_settings(), version.strategy, version.symbol, version.interval,
+                     version=version) if version.onnx is not None else None
+    if scored is None:  # rescore has nothing to score without an ONNX model
         raise InputError("model_version", version.id, "carries no ONNX model to recommend with")
-    scored = rescore(engine, get_settings(), version.strategy, version.symbol, version.interval, version=version)
     params, expected = scored["ranking"][0]
     valid_for = next_session(np.datetime64(scored["as_of"]), version.interval)
     return LiveChoice(valid_for=valid_for, parameters=dict(params), expected_metric=float(expected))
+
+
+def _stored_version(conn: Any, version: int) -> ModelVersion:
+    """Model version ``version`` (InputError when there is none)."""
+    from ludus.stores import models
+
+    v = models.get(conn, version)
+    if v is None:
+        raise InputError("model_version", version, "no such model version (see `ludus models list`)")
+    return v
 
 
 def _unchanged(conn: Any, v: Any, before: int | None) -> None:

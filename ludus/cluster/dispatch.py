@@ -113,7 +113,6 @@ class _Flight:
     params: dict[str, Any]
     attempt: int = 1
     reasons: list[str] = field(default_factory=list)
-    actor: _Actor | None = None
 
 
 class _QueueSend:
@@ -380,14 +379,13 @@ class RayExecutor(BaseExecutor):
         task_error, lost = _ray_errors()
         fn_box = [self._ray.put(trial_fn)]
         broker = self._make_broker(study)
-        flights: dict[Any, _Flight] = {}
+        flights: dict[Any, tuple[_Flight, _Actor]] = {}  # ref -> the trial and the actor it runs on
         retry: deque[_Flight] = deque()
 
         def dispatch(flight: _Flight) -> None:
             actor = self._idle.popleft()
-            flight.actor = actor
             ref = actor.handle.run_trial.remote(fn_box, flight.trial.number, flight.params, broker)
-            flights[ref] = flight
+            flights[ref] = flight, actor
 
         with budget:
             try:
@@ -405,8 +403,7 @@ class RayExecutor(BaseExecutor):
                         if ref in self._starting:
                             self._on_started(ref)
                             continue
-                        flight = flights.pop(ref)
-                        actor = flight.actor
+                        flight, actor = flights.pop(ref)
                         try:
                             outcome, info = self._ray.get(ref)
                         except task_error as exc:  # our actor code itself raised: a failure of this trial
@@ -417,7 +414,6 @@ class RayExecutor(BaseExecutor):
                                      f"node {str(actor.info.get('node_id', '?'))[:8]})"
                             self._lose(actor, reason)
                             flight.reasons.append(reason)
-                            flight.actor = None
                             self.retries += 1
                             metrics.trial_retried(self.job_id, actor.info.get("arch"))
                             if flight.attempt < self.max_attempts:
@@ -431,13 +427,13 @@ class RayExecutor(BaseExecutor):
                         budget.told(self._tell(study, flight, outcome, info, broker))
             finally:
                 # the budget tells the trials still in flight FAIL on the way out; here their actors are freed
-                for ref, flight in flights.items():
+                for ref, (_, actor) in flights.items():
                     finished, _ = self._ray.wait([ref], timeout=0)
                     if finished:
-                        self._idle.append(flight.actor)
+                        self._idle.append(actor)
                     else:
                         # its trial is still running there; a fresh actor is cheaper than waiting for it
-                        self._lose(flight.actor, "abandoned with a running trial")
+                        self._lose(actor, "abandoned with a running trial")
                 if broker is not None:
                     try:
                         self._ray.kill(broker, no_restart=True)
@@ -491,11 +487,7 @@ class RayExecutor(BaseExecutor):
         attempts: Counter[int] = Counter()
         try:
             while todo or flights:
-                while self._idle and todo:
-                    i = todo.popleft()
-                    actor = self._idle.popleft()
-                    flights[actor.handle.map_item.remote(fn_box, items[i])] = (i, actor)
-                self._check_stalled(len(flights))
+                self._start_items(fn_box, items, todo, flights)
                 for ref in self._wait(list(flights) + list(self._starting), 1.0):
                     if ref in self._starting:
                         self._on_started(ref)
@@ -523,6 +515,16 @@ class RayExecutor(BaseExecutor):
                     self._idle.append(actor)
             fn_box.clear()  # drop the object-store reference now, not when the closures go
         return results
+
+    def _start_items(self, fn_box: list[Any], items: list[Any], todo: deque[int],
+                     flights: dict[Any, tuple[int, _Actor]]) -> None:
+        """Hand the next items of ``todo`` to the idle actors (into ``flights``: ref -> (index, actor)), then
+        check that the pool is not stalled (map and imap_unordered)."""
+        while self._idle and todo:
+            i = todo.popleft()
+            actor = self._idle.popleft()
+            flights[actor.handle.map_item.remote(fn_box, items[i])] = (i, actor)
+        self._check_stalled(len(flights))
 
     # --- independent work items (a universe job's symbols) ---------------------------------------------------
 
@@ -567,11 +569,7 @@ class RayExecutor(BaseExecutor):
         attempts: Counter[int] = Counter()
         try:
             while todo or flights:
-                while self._idle and todo:
-                    i = todo.popleft()
-                    actor = self._idle.popleft()
-                    flights[actor.handle.map_item.remote(fn_box, items[i])] = (i, actor)
-                self._check_stalled(len(flights))
+                self._start_items(fn_box, items, todo, flights)
                 ready = self._wait(list(flights) + list(self._starting), 1.0)
                 if on_tick is not None:
                     on_tick()

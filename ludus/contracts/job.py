@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime, timezone
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import (
@@ -265,12 +265,16 @@ def _override_dict(value: ParamOverride) -> dict[str, Any]:
     return value.model_dump(exclude_none=True)
 
 
-# Validated as ParamOverride, kept as a plain dict (only the keys given) for ParameterSpace.narrow.
-Override = Annotated[
-    ParamOverride,
-    AfterValidator(_override_dict),
-    PlainSerializer(lambda v: v, return_type=dict[str, Any]),
-]
+# Validated as ParamOverride, kept as a plain dict (only the keys given) for ParameterSpace.narrow: the type
+# checker sees the dict the field holds, pydantic the model it validates against.
+if TYPE_CHECKING:
+    Override = dict[str, Any]
+else:
+    Override = Annotated[
+        ParamOverride,
+        AfterValidator(_override_dict),
+        PlainSerializer(lambda v: v, return_type=dict[str, Any]),
+    ]
 
 
 class OptimizationJob(WireModel):

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy.dialects.mssql.base import MSDialect
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Our own name: on a shared SQL Server the default ``alembic_version`` may belong to another application.
@@ -93,8 +94,9 @@ def modernize_mssql_dialect(dialect: sa.Dialect, version: tuple[int, ...] = (16,
 
     Other dialects are returned unchanged. A connected dialect learns all this from the server itself.
     """
-    if dialect.name == "mssql":
-        dialect.server_version_info = version
+    if isinstance(dialect, MSDialect):
+        # MSDialect's class default `()` reads as tuple[()]; Dialect declares Optional[tuple[Any, ...]]
+        dialect.server_version_info = version  # type: ignore[assignment]
         dialect.deprecate_large_types = True
         dialect._supports_nvarchar_max = True
         dialect._setup_version_attributes()

@@ -43,6 +43,8 @@ def prune(url: str, *, models_older_than: timedelta | None, studies_older_than: 
         with transaction(engine) as conn:
             protected = referenced_model_versions(conn)
             for version in model_store.inactive_before(conn, now - models_older_than):
+                if version.id is None:  # a row read back always has its id
+                    continue
                 if version.id in protected:
                     report.kept_versions[int(version.id)] = "a published row names it"
                 else:
@@ -62,7 +64,7 @@ def _prune_studies(url: str, engine: Engine, cutoff: datetime, report: PruneRepo
         live = live_job_ids(conn)
         records = {s.job_id: job_store.get(conn, s.job_id) for s in studies if s.job_id}
     for study in studies:
-        record = records.get(study.job_id)
+        record = records.get(study.job_id) if study.job_id else None
         if record is not None and not record.finished:
             report.kept_studies[study.name] = f"its job is {record.status}"
             continue

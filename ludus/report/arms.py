@@ -22,6 +22,7 @@ from itertools import pairwise
 from typing import Any
 
 import numpy as np
+import torch
 
 from ludus.constants import (
     ARM_BEST_FIXED,
@@ -53,6 +54,7 @@ from ludus.report.document import (
     Window,
 )
 from ludus.report.periods import sharpe, sharpe_by_volatility, sharpe_by_year, trailing_volatility
+from ludus.report.periods import timestamp_text as _ts
 
 # ``data-block`` names of the section's blocks, in page order (the browser tests look them up).
 BLOCK_VERDICT = "arms.verdict"
@@ -221,8 +223,9 @@ def _equity(ev: DecisionEvidence, stamps: np.ndarray, windows: list[Window], net
     note = "every arm's decisions over the same out-of-sample bars, windows chained, net of costs"
     if market is not None and idx is not None:
         bh = _buy_and_hold(market, idx, ev.cost_bps)
-        m = path_metrics(bh, np.ones_like(bh), bars_per_year)  # the engine's definitions, as the arms'
-        m["sharpe"] = sharpe(bh, bars_per_year)
+        held = torch.as_tensor(bh)
+        m: dict[str, float | None] = {**path_metrics(held, torch.ones_like(held), bars_per_year),  # the engine's
+                                      "sharpe": sharpe(bh, bars_per_year)}  # definitions, as the arms'
         metrics = [Number(key=f"oos.buy_and_hold.{k}", label=k, value=_finite(m[k]))
                    for k in ("sharpe", "total_return", "max_drawdown", "turnover")]
         curves.append(_curve(CURVE_BUY_AND_HOLD, bh, metrics))
@@ -458,11 +461,6 @@ def _finite(value: Any) -> Any:
 
 def _naive(value: datetime) -> datetime:
     return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo is not None else value
-
-
-def _ts(value: np.datetime64) -> str:
-    text = str(np.datetime_as_string(np.datetime64(value, "s")))
-    return text[:10] if text.endswith("T00:00:00") else text
 
 
 __all__ = ["ArmsSection", "arm_label", "arms_section", "theta_per_bar"]

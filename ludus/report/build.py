@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import optuna
 import torch
+from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from ludus.constants import ARM_CPO, DEFAULT_DASHBOARD_PORT, DEFAULT_EXCHANGE
@@ -51,6 +52,7 @@ from ludus.report.document import (
     Window,
 )
 from ludus.report.periods import sharpe_by_volatility, sharpe_by_year, trailing_volatility
+from ludus.report.periods import timestamp_text as _ts
 from ludus.report.records import JobRecords, StudyRecord, SymbolRecords
 from ludus.search.storage import INTERRUPTED_ATTR
 from ludus.strategies.engine import METRICS, run_backtest
@@ -303,8 +305,8 @@ def _published_equity(strategy: Any, sym: SymbolRecords, payload: dict[str, Any]
                        keep_positions=True)
     bh = buy_and_hold(market, cost_bps=cost, bars_per_year=bpy)
     names = (CURVE_PUBLISHED, CURVE_BUY_AND_HOLD)
-    nets = {names[0]: run.returns[0].double().numpy(), names[1]: bh.returns[0].double().numpy()}
-    positions = {names[0]: run.positions[0].numpy(), names[1]: bh.positions[0].numpy()}
+    nets = {names[0]: _kept(run.returns)[0].double().numpy(), names[1]: _kept(bh.returns)[0].double().numpy()}
+    positions = {names[0]: _kept(run.positions)[0].numpy(), names[1]: _kept(bh.positions)[0].numpy()}
     full = {names[0]: run.rows()[0], names[1]: bh.rows()[0]}
 
     windows: list[Window] = []
@@ -414,9 +416,10 @@ def _own_card(sym: SymbolRecords) -> dict[str, Any] | None:
 def study_section(study: StudyRecord, dashboard_url: str | None = None) -> StudySection:
     """Trials, best value and PED-ANOVA parameter importances (deterministic, no scikit-learn needed)."""
     trials = study.trials
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    scored = [(t.value, t) for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    complete = [t for _, t in scored]
     maximize = study.direction == "maximize"
-    best = (max if maximize else min)(complete, key=lambda t: t.value) if complete else None
+    best = (max if maximize else min)(scored, key=lambda vt: vt[0])[1] if scored else None
     importances, note = _importances(study, complete)
     return StudySection(
         name=study.name, purpose=str(study.user_attrs.get("phase") or study.purpose), direction=study.direction,
@@ -435,7 +438,7 @@ def _importances(study: StudyRecord, complete: list[optuna.trial.FrozenTrial]) -
                if len({repr(t.params.get(name)) for t in complete}) > 1}
     if len(complete) < 2 or not varying:
         return None, "importances need at least 2 completed trials whose parameters differ"
-    copy = optuna.create_study(direction=study.direction)  # in memory: nothing is written
+    copy = optuna.create_study(direction=StudyDirection[study.direction.upper()])  # in memory: nothing is written
     copy.add_trials([t for t in complete if set(t.params) >= varying])
     try:
         with warnings.catch_warnings():
@@ -479,9 +482,11 @@ def _rounded(values: Iterable[float]) -> list[float]:
     return [round(float(v), 6) for v in values]
 
 
-def _ts(value: np.datetime64) -> str:
-    text = str(np.datetime_as_string(np.datetime64(value, "s")))
-    return text[:10] if text.endswith("T00:00:00") else text
+def _kept(series: torch.Tensor | None) -> torch.Tensor:
+    """A series the backtest was asked to keep (keep_returns / keep_positions)."""
+    if series is None:
+        raise RuntimeError("the backtest did not keep a series it was asked to keep")
+    return series
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -19,6 +19,13 @@ VOL_WINDOW = 21
 VOL_REGIMES = ("low volatility", "middle volatility", "high volatility")
 
 
+def timestamp_text(value: np.datetime64) -> str:
+    """A bar's timestamp in ISO form, to the second; the date alone at midnight."""
+    # numpy's stubs lack the (datetime64, unit) form of the constructor, which converts the unit
+    text = str(np.datetime_as_string(np.datetime64(value, "s")))  # type: ignore[call-overload]
+    return text[:10] if text.endswith("T00:00:00") else text
+
+
 def sharpe(net: np.ndarray, bars_per_year: float) -> float | None:
     """Annualized Sharpe (ddof 0, the engine's), None with fewer than ``MIN_PERIOD_BARS`` bars or no variance."""
     if len(net) < MIN_PERIOD_BARS:

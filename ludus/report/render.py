@@ -543,11 +543,10 @@ def _breakdown_figure(page: _Page, b: Breakdown) -> Any:
 def _history_figure(study: StudySection) -> Any:
     go = _go()
     done = [t for t in study.trials if t.value is not None]
-    best, running = [], None
-    for t in done:
-        better = running is None or (t.value > running if study.direction == "maximize" else t.value < running)
-        running = t.value if better else running
-        best.append(running)
+    best: list[float] = []  # the best value so far, trial by trial
+    for value in [t.value for t in done if t.value is not None]:  # every trial of done (said for the type checker)
+        better = not best or (value > best[-1] if study.direction == "maximize" else value < best[-1])
+        best.append(value if better else best[-1])
     fig = go.Figure([
         go.Scatter(x=[t.number for t in done], y=[t.value for t in done], mode="markers", name="trial value",
                    marker={"color": COLORS[0]}, text=[_params_plain(t.params) for t in done],

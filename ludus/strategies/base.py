@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
+from ludus.errors import InputError
 from ludus.strategies.fused import Scan, numpy_params, run_scan
 from ludus.strategies.market import MarketTensors
-from ludus.strategies.space import ParameterSpace
+from ludus.strategies.space import CategoricalParam, ParameterSpace
 from ludus.strategies.tables import MarketTables
 
 LONG_SHORT = "long_short"
@@ -60,7 +62,7 @@ class Strategy(ABC):
         """Called once with a whole sweep's [P] parameters before ``tensor_positions`` is called per chunk, to
         build the market-level tables every chunk shares (optional; it must not change the result)."""
 
-    def warmup(self, values: Mapping[str, object]) -> int:
+    def warmup(self, values: Mapping[str, Any]) -> int:
         """Bars before the first bar at which this parameter set may hold a position."""
         return 0
 
@@ -68,17 +70,23 @@ class Strategy(ABC):
         """[P] bool: which sets may go short (a ``mode`` categorical with a ``long_short`` choice)."""
         mode = params.get("mode")
         # a variant may declare a mode without long_short (a long-only copy of a rule): nobody goes short
-        if mode is None or LONG_SHORT not in self.space.param("mode").choices:
+        if mode is None or LONG_SHORT not in self._mode().choices:
             first = next(iter(params.values()))
             return torch.zeros(first.shape[0], dtype=torch.bool, device=first.device)
-        return mode == self.space.param("mode").index(LONG_SHORT)
+        return torch.eq(mode, self._mode().index(LONG_SHORT))
 
     def short_mask(self, params: Mapping[str, np.ndarray]) -> np.ndarray:
         """``short_ok`` for numpy parameters: [P] bool."""
         mode = params.get("mode")
-        if mode is None or LONG_SHORT not in self.space.param("mode").choices:
+        if mode is None or LONG_SHORT not in self._mode().choices:
             return np.zeros(next(iter(params.values())).shape[0], dtype=np.bool_)
-        return np.asarray(mode == self.space.param("mode").index(LONG_SHORT), dtype=np.bool_)
+        return np.asarray(mode == self._mode().index(LONG_SHORT), dtype=np.bool_)
+
+    def _mode(self) -> CategoricalParam:
+        mode = self.space.param("mode")
+        if not isinstance(mode, CategoricalParam):
+            raise InputError(f"{self.name}.mode", type(mode).__name__, "must be a categorical parameter")
+        return mode
 
     def __repr__(self) -> str:
         return f"Strategy({self.name!r}, rule={self.rule!r}, params={self.space.names})"

@@ -268,5 +268,5 @@ def _run_fused(strategy: Strategy, market: MarketTensors, tensors: Mapping[str, 
     metrics = _metrics_of_sums({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sums.items()}, t,
                                t / bars_per_year, bars_per_year, market.dtype)
     pos = torch.from_numpy(positions) if positions is not None else None
-    return BacktestResult(metrics, _net(pos, market.returns, cost) if keep_returns else None,
-                          pos if keep_positions else None)
+    net = _net(pos, market.returns, cost) if keep_returns and pos is not None else None  # keep_returns keeps pos
+    return BacktestResult(metrics, net, pos if keep_positions else None)

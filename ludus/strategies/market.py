@@ -14,12 +14,15 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import torch
 
 from ludus.data.bars import Bars
 from ludus.strategies.tables import MarketTables
+
+_T = TypeVar("_T")
 
 MARKETS_KEPT = 4  # markets ``market_for`` keeps per process
 
@@ -78,7 +81,7 @@ class MarketTensors:
             return MarketTables(self.close64.cpu().numpy(), self.high64.cpu().numpy(), self.low64.cpu().numpy())
         return self.cached("fused_tables", compute)
 
-    def cached(self, key: Hashable, compute: Callable[[], object]) -> object:
+    def cached(self, key: Hashable, compute: Callable[[], _T]) -> _T:
         if key not in self._cache:
             self._cache[key] = compute()
         return self._cache[key]
@@ -157,5 +160,6 @@ def bars_fingerprint(bars: Bars) -> tuple:
     """A key of the bars' content: symbol, interval, length and a digest of the prices and timestamps."""
     digest = hashlib.blake2b(digest_size=16)
     for column in (bars.timestamps, bars.open, bars.high, bars.low, bars.close, bars.volume):
-        digest.update(np.ascontiguousarray(column).view(np.uint8))
+        # an ndarray is a buffer; numpy's stubs declare __buffer__ only for Python >= 3.12 (mypy checks 3.10)
+        digest.update(np.ascontiguousarray(column).view(np.uint8))  # type: ignore[arg-type]
     return bars.symbol, bars.interval, len(bars), digest.hexdigest()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,7 +42,7 @@ class RsiReversion(Strategy):
                                     tables.agg, cost, out, oo)
         return Scan((src,), run, tables.n)
 
-    def warmup(self, values: Mapping[str, object]) -> int:
+    def warmup(self, values: Mapping[str, Any]) -> int:
         return int(values["period"])
 
 
@@ -74,5 +75,5 @@ class BollingerReversion(Strategy):
                                ist, tables.mt, tables.agg, cost, out, oo)
         return Scan((mid, sd), run, tables.n)
 
-    def warmup(self, values: Mapping[str, object]) -> int:
+    def warmup(self, values: Mapping[str, Any]) -> int:
         return int(values["window"]) - 1

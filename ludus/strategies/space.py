@@ -465,30 +465,38 @@ def _narrow_param(p: Param, spec: Mapping[str, Any], where: str) -> Param:
     if "value" in spec:
         if len(spec) > 1:
             raise InputError(where, dict(spec), "`value` fixes the parameter; give no other keys with it")
-        v = p.check(spec["value"])
         if isinstance(p, CategoricalParam):
-            return CategoricalParam(p.name, (v,), p.declared)
+            return CategoricalParam(p.name, (p.check(spec["value"]),), p.declared)
         if isinstance(p, IntParam):
-            return IntParam(p.name, v, v, 1)
-        return FloatParam(p.name, v, v, None, p.log)
+            i = p.check(spec["value"])
+            return IntParam(p.name, i, i, 1)
+        f = p.check(spec["value"])
+        return FloatParam(p.name, f, f, None, p.log)
     if isinstance(p, CategoricalParam):
         choices = spec.get("choices")
         if not isinstance(choices, (list, tuple)) or not choices:
             raise InputError(f"{where}.choices", choices, "must be a non-empty list")
         return CategoricalParam(p.name, tuple(dict.fromkeys(p.check(c) for c in choices)), p.declared)
+    if isinstance(p, IntParam):
+        low_i = p.check(spec["low"]) if "low" in spec else p.low
+        high_i = p.check(spec["high"]) if "high" in spec else p.high
+        int_step = spec.get("step", p.step)
+        if isinstance(int_step, bool) or not isinstance(int_step, int) or int_step < 1 or int_step % p.step:
+            raise InputError(f"{where}.step", int_step, f"must be a positive multiple of the declared step {p.step}")
+        _check_order(where, low_i, high_i)
+        return replace(p, low=low_i, high=high_i, step=int_step)
     low = p.check(spec["low"]) if "low" in spec else p.low
     high = p.check(spec["high"]) if "high" in spec else p.high
-    if isinstance(p, IntParam):
-        step = spec.get("step", p.step)
-        if isinstance(step, bool) or not isinstance(step, int) or step < 1 or step % p.step:
-            raise InputError(f"{where}.step", step, f"must be a positive multiple of the declared step {p.step}")
-    else:
-        step = spec.get("step", p.step)
-        if step is not None and (not isinstance(step, (int, float)) or step <= 0):
-            raise InputError(f"{where}.step", step, "must be a positive number")
+    step = spec.get("step", p.step)
+    if step is not None and (not isinstance(step, (int, float)) or step <= 0):
+        raise InputError(f"{where}.step", step, "must be a positive number")
+    _check_order(where, low, high)
+    return replace(p, low=low, high=high, step=step)
+
+
+def _check_order(where: str, low: float, high: float) -> None:
     if high < low:
         raise InputError(f"{where}.high", high, f"must be >= low ({low})")
-    return replace(p, low=low, high=high, step=step)
 
 
 def _defaults_inside(params: Iterable[Param], constraints: Sequence[Constraint], old: Mapping[str, Any]) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -76,7 +77,7 @@ class SmaCross(Strategy):
     def prepare(self, market: MarketTensors, params: Mapping[str, torch.Tensor]) -> None:
         market.ranks("sma64", torch.cat([params["fast"], params["slow"]]), _table(ind.sma, market.close64))
 
-    def warmup(self, values: Mapping[str, object]) -> int:
+    def warmup(self, values: Mapping[str, Any]) -> int:
         return int(values["slow"]) - 1
 
 
@@ -96,7 +97,7 @@ class EmaCross(Strategy):
     def prepare(self, market: MarketTensors, params: Mapping[str, torch.Tensor]) -> None:
         market.ranks("ema64", torch.cat([params["fast"], params["slow"]]), _table(ind.ema, market.close64))
 
-    def warmup(self, values: Mapping[str, object]) -> int:
+    def warmup(self, values: Mapping[str, Any]) -> int:
         return int(values["slow"]) - 1
 
 
@@ -142,7 +143,7 @@ class Macd(Strategy):
                                cost, out, oo)
         return Scan((src,), run, tables.n)
 
-    def warmup(self, values: Mapping[str, object]) -> int:
+    def warmup(self, values: Mapping[str, Any]) -> int:
         return int(values["slow"]) + int(values["signal"]) - 2
 
 
@@ -179,5 +180,5 @@ class DonchianBreakout(Strategy):
                                    tables.mt, tables.agg, cost, out, oo)
         return Scan((high, low), run, tables.n)
 
-    def warmup(self, values: Mapping[str, object]) -> int:
+    def warmup(self, values: Mapping[str, Any]) -> int:
         return int(values["entry"])

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ludus import constants as c
 from ludus.errors import TransientError
@@ -34,6 +34,9 @@ from ludus.queue.publisher import HeadersError, Publisher, UnroutableError
 from ludus.queue.topology import Topology, declare, queue_depth
 from ludus.stores import outbox
 from ludus.worker.metrics import WorkerMetrics
+
+if TYPE_CHECKING:
+    from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
 log = logging.getLogger("ludus.worker")
 
@@ -61,8 +64,8 @@ class BrokerIO:
         self.worker_id = worker_id
         self.metrics = metrics
         self._lock = threading.Lock()
-        self._conn = None
-        self._ch = None
+        self._conn: BlockingConnection | None = None
+        self._ch: BlockingChannel | None = None
         self._pub: Publisher | None = None
         self.generation = 0
         self._broken = False
@@ -104,13 +107,16 @@ class BrokerIO:
 
     def poll(self, seconds: float) -> None:
         """Let pika do its I/O (and run queued calls) for up to ``seconds``."""
-        self._conn.process_data_events(time_limit=seconds)
+        conn = self._conn
+        if conn is None:
+            raise TransientError("broker connection is down")
+        conn.process_data_events(time_limit=seconds)
         if self._broken:
             raise TransientError("a channel broke; reopening the connection")
 
     def fetch(self) -> Delivery | None:
         """One message of the jobs queue, unacked, or None when it is empty."""
-        method, props, body = self._ch.basic_get(self.topology.jobs_queue, auto_ack=False)
+        method, props, body = self._channel().basic_get(self.topology.jobs_queue, auto_ack=False)
         if method is None:
             return None
         headers = props.headers if isinstance(props.headers, dict) else {}
@@ -118,7 +124,7 @@ class BrokerIO:
                         bool(method.redelivered))
 
     def depth(self) -> int:
-        return queue_depth(self._ch, self.topology.jobs_queue)
+        return queue_depth(self._channel(), self.topology.jobs_queue)
 
     def wake(self) -> None:
         """Make the I/O thread look at its slots now (not at the end of its poll interval)."""
@@ -194,7 +200,7 @@ class BrokerIO:
             else:
                 settled_by_us = True
             if settled_by_us:  # otherwise a nack already settled it (broker-side dead letter or requeue)
-                self._ch.basic_ack(delivery.tag)
+                self._channel().basic_ack(delivery.tag)
             return True
 
         try:
@@ -208,7 +214,7 @@ class BrokerIO:
         """Best effort: a progress event that cannot go out now is dropped, the job goes on."""
         key = c.progress_routing_key(job_id)
         try:
-            self.call(lambda: self._pub.publish(self.topology.events_exchange, key, event, mandatory=False),
+            self.call(lambda: self._publisher().publish(self.topology.events_exchange, key, event, mandatory=False),
                       timeout=5.0)
         except Exception as exc:  # noqa: BLE001 - progress is informational
             log.debug("progress event for %s dropped: %s", job_id, exc)
@@ -223,12 +229,13 @@ class BrokerIO:
         content = "application/octet-stream" if message.kind == outbox.DEAD_LETTER else "application/json"
 
         def on_io() -> None:
+            pub = self._publisher()
             try:
-                self._pub.publish(exchange, key, message.body, headers=message.headers, mandatory=mandatory,
-                                  message_id=message.message_id, content_type=content)
+                pub.publish(exchange, key, message.body, headers=message.headers, mandatory=mandatory,
+                            message_id=message.message_id, content_type=content)
             except HeadersError:
-                self._pub.publish(exchange, key, message.body, headers=_reason_only(message.headers),
-                                  mandatory=mandatory, message_id=message.message_id, content_type=content)
+                pub.publish(exchange, key, message.body, headers=_reason_only(message.headers),
+                            mandatory=mandatory, message_id=message.message_id, content_type=content)
 
         self.call(on_io)
 
@@ -240,7 +247,7 @@ class BrokerIO:
         job_id = str(raw) if raw else None
         key = c.result_routing_key(job_id or c.UNKNOWN_JOB_KEY)
         try:
-            self._pub.publish(self.topology.events_exchange, key, result, mandatory=True)
+            self._publisher().publish(self.topology.events_exchange, key, result, mandatory=True)
         except UnroutableError:
             log.warning("result of %s reached no queue (is %s bound to %s?)", job_id or "a message",
                         self.topology.results_queue, self.topology.events_exchange)
@@ -251,31 +258,47 @@ class BrokerIO:
 
     def _dead_letter_now(self, delivery: Delivery, decision: Decision, job_id: str | None) -> bool:
         """True when a copy with the reason was confirmed; False when it was left to the broker (nack)."""
-        budget = min(HEADERS_BUDGET, self._pub.frame_max // 4)
+        pub = self._publisher()
+        budget = min(HEADERS_BUDGET, pub.frame_max // 4)
         headers = dead_letter_headers(delivery.headers, decision.error, job_id=job_id, worker=self.worker_id,
                                       cause=decision.cause, budget=budget)
         for attempt in (headers, _reason_only(headers)):
             try:
-                publish_dead_letter(self._pub, self.topology, delivery.body, attempt)
+                publish_dead_letter(pub, self.topology, delivery.body, attempt)
                 self.metrics.dead_lettered.inc()
                 return True
             except (HeadersError, UnroutableError) as exc:
                 log.warning("dead letter refused (%s); trying with less", exc)
-        self._ch.basic_nack(delivery.tag, requeue=False)
+        self._channel().basic_nack(delivery.tag, requeue=False)
         self.metrics.dead_lettered.inc()
         return False
 
     def _requeue_now(self, delivery: Delivery) -> bool:
         t = self.topology
+        pub = self._publisher()
         try:
-            self._pub.publish(t.jobs_exchange, t.jobs_routing_key, delivery.body,
-                              headers=requeue_headers(delivery.headers, min(HEADERS_BUDGET, self._pub.frame_max // 4)),
-                              message_id=delivery.message_id)
+            pub.publish(t.jobs_exchange, t.jobs_routing_key, delivery.body,
+                        headers=requeue_headers(delivery.headers, min(HEADERS_BUDGET, pub.frame_max // 4)),
+                        message_id=delivery.message_id)
             return True
         except (HeadersError, UnroutableError) as exc:
             log.warning("republishing a message failed (%s); requeueing it instead", exc)
-            self._ch.basic_nack(delivery.tag, requeue=True)
+            self._channel().basic_nack(delivery.tag, requeue=True)
             return False
+
+    # --- the open connection's parts (TransientError once it is gone) -----------------------------------
+
+    def _channel(self) -> BlockingChannel:
+        ch = self._ch
+        if ch is None:
+            raise TransientError("broker connection is down")
+        return ch
+
+    def _publisher(self) -> Publisher:
+        pub = self._pub
+        if pub is None:
+            raise TransientError("broker connection is down")
+        return pub
 
 
 def _reason_only(headers: dict | None) -> dict:

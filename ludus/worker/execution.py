@@ -197,7 +197,10 @@ class JobExecution:
             if record.finished:
                 if replays > record.replays and jobs.reopen(conn, job_id, self.worker_id,
                                                             self.leases.lease_s, replays):
-                    return _REOPENED, jobs.get(conn, job_id), created
+                    reopened = jobs.get(conn, job_id)
+                    if reopened is None:  # reopen updated the row in this very transaction
+                        raise RuntimeError(f"job_id={job_id}: reopened job is not in the jobs table")
+                    return _REOPENED, reopened, created
                 return _FINISHED, record, created
             if jobs.claim(conn, job_id, self.worker_id, self.leases.lease_s):
                 return _CLAIMED, record, created
@@ -319,7 +322,9 @@ class JobExecution:
         preflight(job, settings=self.settings, engine=self.engine)
         runner = self._runner
         if runner is None:
-            from ludus.pipeline import run_job as runner
+            from ludus.pipeline import run_job
+
+            runner = run_job
         # owner: the pipeline finishes the job record (and queues its announcements in the outbox) in its
         # publishing transaction, only while we hold the lease
         return runner(job, engine=self.engine, settings=self.settings, progress=progress, executor=executor,

@@ -7,6 +7,9 @@ by the ``arch:*`` resource and the ``ludus.io/arch`` label the way real workers 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
@@ -22,24 +25,31 @@ def arch_node_args(arch: str, *, num_cpus: float = 2, num_gpus: float = 1) -> di
             "labels": {ARCH_LABEL: arch}}
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
+@contextmanager
+def local_ray_cluster(head_cpus: float, archs: Sequence[str] = ()) -> Iterator[Any]:
+    """A Ray cluster on this machine, the driver connected and ``LUDUS_TEST_RAY_CLUSTER`` naming it: a head with
+    ``head_cpus`` CPUs and no GPU, and one node per arch of ``archs`` (``cluster.arch_nodes``)."""
     import ray
     from ray.cluster_utils import Cluster
 
     if ray.is_initialized():
         ray.shutdown()
     cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 1, "num_gpus": 0, "include_dashboard": False, "_system_config": SYSTEM_CONFIG})
-    nodes = {"x86_64": cluster.add_node(**arch_node_args("x86_64")),
-             "arm64": cluster.add_node(**arch_node_args("arm64"))}
-    cluster.wait_for_nodes()
+        "num_cpus": head_cpus, "num_gpus": 0, "include_dashboard": False, "_system_config": SYSTEM_CONFIG})
+    cluster.arch_nodes = {arch: cluster.add_node(**arch_node_args(arch)) for arch in archs}
+    if archs:
+        cluster.wait_for_nodes()
     ray.init(address=cluster.address, namespace="ludus-tests", log_to_driver=False)
     os.environ["LUDUS_TEST_RAY_CLUSTER"] = ray.get_runtime_context().gcs_address
-    cluster.arch_nodes = nodes
     try:
         yield cluster
     finally:
         ray.shutdown()
         os.environ.pop("LUDUS_TEST_RAY_CLUSTER", None)
         cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    with local_ray_cluster(1, ("x86_64", "arm64")) as cluster:
+        yield cluster

@@ -17,6 +17,7 @@ from ludus.cluster.dispatch import RayExecutor, TooManyFailedTrials
 from ludus.config import Settings
 from ludus.search.samplers import make_pruner, make_sampler
 from tests.cluster.conftest import arch_node_args
+from tests.helpers.pickling import pickled_by_value
 from tests.helpers.wait import wait_for
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
@@ -24,12 +25,8 @@ pytestmark = pytest.mark.usefixtures("ray_cluster")
 
 @pytest.fixture(autouse=True, scope="module")
 def _pickle_objectives_by_value():
-    # the workers cannot import this test module; ship its objectives by value
-    import ray.cloudpickle
-
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    yield
-    ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    with pickled_by_value(sys.modules[__name__]):
+        yield
 
 
 SETTINGS = Settings(gpus_per_trial=0.5, cpus_per_actor=0.5, max_actors=8, device="auto")

@@ -22,7 +22,8 @@ from ludus.cluster.dispatch import RayExecutor
 from ludus.config import Settings
 from ludus.errors import InputError
 from ludus.search.samplers import make_sampler
-from tests.cluster.conftest import SYSTEM_CONFIG, arch_node_args
+from tests.cluster.conftest import arch_node_args, local_ray_cluster
+from tests.helpers.pickling import pickled_by_value
 from tests.helpers.wait import wait_for
 
 pytestmark = pytest.mark.ray
@@ -32,30 +33,14 @@ SETTINGS = Settings(gpus_per_trial=0.5, cpus_per_actor=0.5, max_actors=8, device
 
 @pytest.fixture(autouse=True, scope="module")
 def _pickle_objectives_by_value():
-    import ray.cloudpickle
-
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    yield
-    ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    with pickled_by_value(sys.modules[__name__]):
+        yield
 
 
 @pytest.fixture(scope="module")
 def head_only_cluster():
-    import ray
-    from ray.cluster_utils import Cluster
-
-    if ray.is_initialized():
-        ray.shutdown()
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 0, "num_gpus": 0, "include_dashboard": False, "_system_config": SYSTEM_CONFIG})
-    ray.init(address=cluster.address, namespace="ludus-tests", log_to_driver=False)
-    os.environ["LUDUS_TEST_RAY_CLUSTER"] = ray.get_runtime_context().gcs_address
-    try:
+    with local_ray_cluster(0) as cluster:
         yield cluster
-    finally:
-        ray.shutdown()
-        os.environ.pop("LUDUS_TEST_RAY_CLUSTER", None)
-        cluster.shutdown()
 
 
 class HeldObjective:

@@ -24,8 +24,9 @@ import pytest
 
 from ludus import constants as c
 from ludus.config import Settings
-from ludus.queue.topology import Topology, declare, delete
+from ludus.queue.topology import Topology
 from tests.deploy import kuberay_rules as kr
+from tests.helpers.broker import declared_topology
 from tests.helpers.wait import wait_for
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres]
@@ -39,16 +40,8 @@ def _closed_port() -> int:
 
 @pytest.fixture
 def topology(amqp_url: str, unique_name: str) -> Iterator[Topology]:
-    topo = Topology(jobs_exchange=f"t.{unique_name}.jobs", jobs_queue=f"t.{unique_name}.jobs",
-                    dead_letter_exchange=f"t.{unique_name}.dlx", dead_letter_queue=f"t.{unique_name}.dead",
-                    events_exchange=f"t.{unique_name}.events", delivery_limit=5)
-    conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
-    declare(conn.channel(), topo)
-    conn.close()
-    yield topo
-    conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
-    delete(conn.channel(), topo)
-    conn.close()
+    with declared_topology(amqp_url, unique_name) as topo:
+        yield topo
 
 
 @pytest.fixture

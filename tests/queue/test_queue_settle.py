@@ -45,6 +45,19 @@ HOSTILE = [
 ]
 
 
+def _run_until_result(settings, broker, runner, timeout: float, what: str, *, idle: bool = False) -> str:
+    """Publish a two-trial job and run a worker with ``runner`` until the job's result is out (``idle``: and
+    check that the worker holds no job then); returns the job id."""
+    body = job(trials=2)
+    jid = body["job_id"]
+    broker.publish(body)
+    with worker_thread(settings, runner=runner) as w:
+        broker.wait(lambda: broker.results_of(jid), timeout, what)
+        if idle:
+            assert w.running_jobs() == []
+    return jid
+
+
 def test_hostile_messages_are_each_dead_lettered_once_with_a_reason_and_never_break_the_connection(
         settings, broker):
     import pika
@@ -102,12 +115,7 @@ def test_a_failure_carrying_unencodable_text_fails_the_job_with_an_escaped_reaso
     def broken(job_, **_kw):
         raise ValueError("choice \ud800 broke " + "x" * 200_000)
 
-    body = job(trials=2)
-    jid = body["job_id"]
-    broker.publish(body)
-    with worker_thread(settings, runner=broken) as w:
-        broker.wait(lambda: broker.results_of(jid), 60, "the failed result")
-        assert w.running_jobs() == []
+    jid = _run_until_result(settings, broker, broken, 60, "the failed result", idle=True)
     [result] = broker.results_of(jid)
     assert result["status"] == "failed" and "\\ud800" in result["error"]["reason"]
     assert len(result["error"]["reason"]) <= 2000
@@ -123,12 +131,7 @@ def test_an_outcome_that_cannot_be_recorded_is_recorded_as_failed_not_left_runni
     def unrecordable(job_, **_kw):
         return {"job_id": str(job_.job_id), "status": "succeeded", "timings": {"x": object()}}
 
-    body = job(trials=2)
-    jid = body["job_id"]
-    broker.publish(body)
-    with worker_thread(settings, runner=unrecordable) as w:
-        broker.wait(lambda: broker.results_of(jid), 60, "a result")
-        assert w.running_jobs() == []
+    jid = _run_until_result(settings, broker, unrecordable, 60, "a result", idle=True)
     [result] = broker.results_of(jid)
     assert result["status"] == "failed" and "recording the outcome" in result["error"]["reason"]
     assert job_record(settings.database_url, jid).status == "failed"
@@ -145,11 +148,7 @@ def test_lease_lost_inside_a_run_releases_the_job_instead_of_failing_it(settings
             raise LeaseLostError("persist found another owner")  # what stores.jobs.finish raises
         return run_job(job_, **kwargs)
 
-    body = job(trials=2)
-    jid = body["job_id"]
-    broker.publish(body)
-    with worker_thread(settings, runner=loses_its_lease_once):
-        broker.wait(lambda: broker.results_of(jid), 90, "the result of the second attempt")
+    jid = _run_until_result(settings, broker, loses_its_lease_once, 90, "the result of the second attempt")
     assert [r["status"] for r in broker.results_of(jid)] == ["succeeded"]
     assert broker.dead_letters() == []  # released, never dead-lettered
     record = job_record(settings.database_url, jid)
@@ -170,11 +169,7 @@ def test_a_job_that_finishes_between_two_heartbeats_still_publishes_its_result(s
 
         return run_job(job_, progress=gate, **kwargs)
 
-    body = job(trials=2)
-    jid = body["job_id"]
-    broker.publish(body)
-    with worker_thread(settings, runner=slow_after_persist):
-        broker.wait(lambda: broker.results_of(jid), 90, "the result")
+    jid = _run_until_result(settings, broker, slow_after_persist, 90, "the result")
     assert [r["status"] for r in broker.results_of(jid)] == ["succeeded"]
     assert job_record(settings.database_url, jid).status == "succeeded"
     assert len(optimized_rows(settings.database_url, jid)) == 1

@@ -31,6 +31,7 @@ from ludus.search.trial import (
     TooManyFailedTrials,
     TrialFailed,
 )
+from tests.helpers.pickling import pickled_by_value
 
 EXECUTORS = ["in_process", "batched", "ray"]
 #: executors whose trials run in worker processes that can die under them
@@ -104,15 +105,11 @@ def fails_on_three(item: int) -> int:
 @pytest.fixture(scope="module")
 def ray_pool():
     """The module's Ray executor, started on first use (on the local Ray that ``ray_local`` provides)."""
-    import ray.cloudpickle
-
-    # the actors cannot import this test module; ship its objectives and functions by value
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    pool: dict[str, BaseExecutor] = {}
-    yield pool
-    for executor in pool.values():
-        executor.close()
-    ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    with pickled_by_value(sys.modules[__name__]):
+        pool: dict[str, BaseExecutor] = {}
+        yield pool
+        for executor in pool.values():
+            executor.close()
 
 
 def _new_ray_executor(**kwargs):
