@@ -51,8 +51,9 @@ upper bound for any learned arm; ``capture`` - the learned arms' mean Δ over th
 bootstrap's; ``chall. only`` - the same runs judged at the z* of the 6 challengers alone (the deflation's
 share).
 
-Training (``--training``): ``early`` (the bench's default - the headline figures were measured with it; ludus.cpo's production
-default is fixed epochs, because this bench measured early stopping lowering the capture): the CPO model
+Training (``--training``): ``early`` (the bench's default - the headline figures were measured with it;
+ludus.cpo's production default is fixed epochs, because this bench measured early stopping lowering the
+capture): the CPO model
 (an MLP of 2 x 32 units, 3 seeds) and the policy-gradient tuner stop when their loss (the tuner: its expected
 reward) on the most recent 20% of each origin's training bars has not improved for 5 epochs, at most 100 (CPO)
 or 200 (tuner) epochs, keeping the best epoch's weights. ``fixed``: the first calibration's 8 and 20 epochs on
@@ -530,7 +531,8 @@ def summarize(all_outcomes: list[Outcome], designs: list[str], started: float) -
             for label, group in ((other[seeds[0]].task.training, [other[s] for s in seeds]),
                                  (main_training, [mine[s] for s in seeds])):
                 od = _mean(group, "oracle_delta")
-                print(f"  {design:<10} {label:<6} n={len(group):3d} oracle {od:+.2f}  cpo {_mean(group, 'cpo_delta'):+.2f} "
+                print(f"  {design:<10} {label:<6} n={len(group):3d} oracle {od:+.2f}  "
+                      f"cpo {_mean(group, 'cpo_delta'):+.2f} "
                       f"(capture {_ratio(_mean(group, 'cpo_delta'), od):.2f}, SE {_mean(group, 'cpo_se'):.2f}, "
                       f"switches/yr {_mean(group, 'cpo_switches'):.0f})  pg {_mean(group, 'pg_delta'):+.2f} "
                       f"(capture {_ratio(_mean(group, 'pg_delta'), od):.2f})  replaced "

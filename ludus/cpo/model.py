@@ -90,6 +90,14 @@ CANDIDATES_PER_STEP = 256
 class CPOModel(nn.Module):
     """f(cond [N, F], theta [N, D], positions [N, 2]) -> expected next-bar net return [N] (raw units)."""
 
+    # registered buffers (normalization statistics, saved with the weights and exported to ONNX)
+    cond_mean: torch.Tensor
+    cond_std: torch.Tensor
+    theta_mean: torch.Tensor
+    theta_std: torch.Tensor
+    label_mean: torch.Tensor
+    label_std: torch.Tensor
+
     def __init__(self, n_conditions: int, n_theta: int, config: ModelConfig | None = None) -> None:
         super().__init__()
         self.config = config or ModelConfig()
@@ -135,7 +143,8 @@ class CPOModel(nn.Module):
         """Prediction in label-standardized units (what the training loss sees)."""
         x = torch.cat([(cond - self.cond_mean) / self.cond_std, (theta - self.theta_mean) / self.theta_std,
                        positions], dim=-1)
-        return self.net(x).squeeze(-1)
+        out: torch.Tensor = self.net(x)
+        return out.squeeze(-1)
 
     def forward_block(self, cond: torch.Tensor, theta: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Normalized predictions [B, K] of B bars' conditions [B, F] against K θ [K, D] with their positions
@@ -148,7 +157,8 @@ class CPOModel(nn.Module):
         t = ((theta - self.theta_mean) / self.theta_std) @ w[:, f:f + d].T  # [K, H]
         h = torch.matmul(positions, w[:, f + d:].T)  # [B, K, H]
         h = h + c.unsqueeze(1) + t.unsqueeze(0)
-        return self.net[1:](h).squeeze(-1)
+        out: torch.Tensor = self.net[1:](h)
+        return out.squeeze(-1)
 
     def forward(self, cond: torch.Tensor, theta: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         return self.forward_normalized(cond, theta, positions) * self.label_std + self.label_mean

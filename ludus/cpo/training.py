@@ -40,9 +40,10 @@ def usable_rows(conditions: np.ndarray | torch.Tensor, labels: Labels, rows: np.
     if rows.size == 0:
         return rows
     cond = conditions.detach().cpu().numpy() if isinstance(conditions, torch.Tensor) else np.asarray(conditions)
-    ok = np.isfinite(cond[rows]).all(axis=1)
+    ok: np.ndarray = np.isfinite(cond[rows]).all(axis=1)
     ok &= np.isfinite(labels.label_returns[:, torch.from_numpy(rows)].numpy()).all(axis=0)
-    return rows[ok]
+    kept: np.ndarray = rows[ok]
+    return kept
 
 
 def holdout_tail(rows: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray | None]:
@@ -142,7 +143,7 @@ def fit(config: ModelConfig, conditions: np.ndarray | torch.Tensor, labels: Labe
                     target = y_norm[bars][:, cols]
                 loss = _loss(pred, target, config)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward untyped
                 torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP, foreach=True)
                 opt.step()
                 total += loss.detach() * bars.numel()

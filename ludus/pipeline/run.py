@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -247,8 +248,9 @@ class _JobRun:
             universe = job.mode == "cpo" and len(job.symbols) > 1
             if executor is None and universe:
                 executor = default_executor(self.settings, job)
-            if universe and hasattr(executor, "prestart"):
-                executor.prestart()  # one actor pool for the whole batch, started while data and conditions load
+            prestart = getattr(executor, "prestart", None) if universe else None
+            if prestart is not None:
+                prestart()  # one actor pool for the whole batch, started while data and conditions load
             works = self.load_data()
             if job.mode == "cpo":
                 self.prepare_conditions(works)
@@ -265,7 +267,7 @@ class _JobRun:
                 self.run_symbols(works, executor)
             else:
                 for w in works:
-                    self.settle(w, lambda w=w: self.static_symbol(w))
+                    self.settle(w, partial(self.static_symbol, w))
             result = self.finish(works, started)
         except LudusError as exc:
             self.emit(PHASE_FAILED, str(exc))
@@ -385,7 +387,7 @@ class _JobRun:
         imap = getattr(executor, "imap_unordered", None)
         if imap is None or len(works) < 2:
             for i, w in enumerate(works):
-                self.settle(w, lambda i=i, w=w: self.cpo_symbol(w, executor, share=1.0 / max(1, len(works) - i)))
+                self.settle(w, partial(self.cpo_symbol, w, executor, share=1.0 / max(1, len(works) - i)))
             return
         self.run_universe(works, executor)
 
@@ -569,7 +571,7 @@ class _JobRun:
             if best is None:
                 raise SearchFailedError(f"{w.symbol}: every model-search trial failed: {failure_summary(study)}")
             w.model_params = dict(best.params)
-            w.model_value = float(best.value)
+            w.model_value = _value(best)
             w.model_trials = finished_trials(study)
 
     def baseline_search(self, w: SymbolWork) -> None:
@@ -612,7 +614,7 @@ class _JobRun:
         if best is None:
             raise SearchFailedError(f"{w.symbol}: every {label} trial failed: {failure_summary(study)}")
         params = best.user_attrs.get("params") or best.params
-        return self.space.validate(params), float(best.value), finished_trials(study)
+        return self.space.validate(params), _value(best), finished_trials(study)
 
     def _origin_search(self, w: SymbolWork) -> Callable[[int], list[tuple[dict[str, Any], np.ndarray]]]:
         """The unconditional arm's θ search at an origin: the same TPE search on the bars before it (in
@@ -622,6 +624,7 @@ class _JobRun:
         job = self.job
         target = job.search.baseline_trials
         assert w.origins is not None
+        origins = w.origins
 
         def search(stop: int) -> list[tuple[dict[str, Any], np.ndarray]]:
             if stop >= len(w.bars):
@@ -632,7 +635,7 @@ class _JobRun:
                                                              n_startup_trials=min(10, max(3, target // 3))))
             objective = StrategyObjective(self.strategy, w.bars, space=self.space, objective=job.objective,
                                           cost_bps=job.cost_bps, bars_per_year=self.bars_per_year, stop=stop,
-                                          device=str(self.device), start=w.origins.first)
+                                          device=str(self.device), start=origins.first)
             run_batched(study, objective, target, batch_size=BASELINE_BATCH, enqueue=[self.defaults])
             best = best_trial(study)
             if best is None:
@@ -820,8 +823,8 @@ class _JobRun:
             trained_until=w.bars.timestamps[-1].astype("datetime64[D]").astype(date),
             decision=d.outcome, arm=d.chosen, reason=d.reason, cpo_sharpe=None if mine is None else mine.sharpe,
             champion_sharpe=champ.sharpe, baseline_sharpe=None if base is None else base.sharpe,
-            improvement=mine.delta_sharpe if judged else None,
-            dsr=deflated_confidence(mine.z, d.n_configurations) if judged else None,
+            improvement=mine.delta_sharpe if mine is not None and judged else None,
+            dsr=deflated_confidence(mine.z, d.n_configurations) if mine is not None and judged else None,
             recommendation=rec, valid_for=w.valid_for)
 
     # --- static mode ------------------------------------------------------------------------------------
@@ -887,7 +890,7 @@ class _JobRun:
 
         job = self.job
         failed = [w for w in works if w.error is not None]
-        if failed and len(failed) == len(works):
+        if failed and len(failed) == len(works) and failed[0].failure is not None:
             raise failed[0].failure
         # phase timings are summed over the symbols (which may have run at once); total is the wall time
         timings = {k: round(v, 4) for k, v in self.timings.items()}
@@ -953,6 +956,13 @@ def _torch_threads() -> int:
     return torch.get_num_threads()
 
 
+def _value(trial: optuna.trial.FrozenTrial) -> float:
+    """A finished trial's objective value (a complete trial always has one)."""
+    if trial.value is None:
+        raise SearchFailedError(f"trial {trial.number} finished without a value")
+    return float(trial.value)
+
+
 def _best_value(study: optuna.Study) -> float | None:
     best = best_trial(study)
-    return None if best is None else float(best.value)
+    return None if best is None else _value(best)

@@ -48,7 +48,7 @@ class SignMomentum:
         close = market.close64
         T = close.shape[0]
         rows = []
-        for w, d in zip(params["window"].tolist(), params["direction"].tolist()):
+        for w, d in zip(params["window"].tolist(), params["direction"].tolist(), strict=True):
             mom = torch.zeros(T, dtype=close.dtype, device=close.device)
             mom[w:] = close[w:] - close[:-w]
             rows.append(torch.sign(mom) * d)

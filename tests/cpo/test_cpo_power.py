@@ -116,12 +116,24 @@ def test_cpo_training_stops_on_the_held_out_tail_and_keeps_its_best_epoch() -> N
     labels = build_labels(SignMomentum(), market.bars, CANDIDATES, cost_bps=COST_BPS, chunk_size=5)
     rows = np.arange(WARMUP, 1400)
     seen: list[dict[str, float]] = []
-    config = ModelConfig(hidden=16, layers=1, dropout=0.0, epochs=200, batch_size=512, lr=3e-2, patience=3)
+    config = ModelConfig(hidden=16, layers=1, dropout=0.0, epochs=200, batch_size=512, lr=3e-2, patience=3,
+                         validation_fraction=0.2)
     fit(config, market.conditions, labels, rows, seed=0, should_stop=lambda e, m: seen.append(m) is not None)
-    assert all("val_loss" in m for m in seen)  # the tail was held out without being asked for
+    assert all("val_loss" in m for m in seen)  # the tail was held out without a separate validation set
     assert len(seen) < 200  # stopped on evidence, not at the ceiling
     best = int(np.argmin([m["val_loss"] for m in seen]))
     assert len(seen) - 1 - best == 3
+
+
+def test_cpo_training_by_default_runs_every_epoch_on_every_bar() -> None:
+    # early stopping lowered what CPO captured of a known edge (bench/gate_calibration.py): it is opt-in
+    market = regime_market(T=1500, seed=3)
+    labels = build_labels(SignMomentum(), market.bars, CANDIDATES, cost_bps=COST_BPS, chunk_size=5)
+    seen: list[dict[str, float]] = []
+    config = ModelConfig(hidden=16, layers=1, epochs=7, batch_size=512, lr=3e-2)
+    fit(config, market.conditions, labels, np.arange(WARMUP, 1400), seed=0,
+        should_stop=lambda e, m: seen.append(m) is not None)
+    assert len(seen) == 7 and not any("val_loss" in m for m in seen)
 
 
 def test_policy_gradient_stops_on_the_held_out_tail_and_keeps_its_best_epoch() -> None:
@@ -131,7 +143,8 @@ def test_policy_gradient_stops_on_the_held_out_tail_and_keeps_its_best_epoch() -
     head, tail = holdout_tail(rows, 0.2)
     cond = torch.from_numpy(np.asarray(market.conditions, dtype=np.float32)[tail])
     reward = labels.label_returns[:, torch.from_numpy(tail)].T.float()
-    stopped = fit_softmax_policy(PolicyGradientConfig(epochs=300, patience=3), market.conditions, labels, rows, seed=0)
+    stopped = fit_softmax_policy(PolicyGradientConfig(epochs=300, patience=3, validation_fraction=0.2),
+                                 market.conditions, labels, rows, seed=0)
     # the kept weights are the best epoch's on the tail: at least as good as any fixed-epoch run's
     for epochs in (1, 5, 20):
         fixed = fit_softmax_policy(PolicyGradientConfig(epochs=epochs, validation_fraction=0.0), market.conditions,
