@@ -41,6 +41,7 @@ test-fast: install
 # ruff is pinned in the dev extra; the rule selection is in pyproject.toml ([tool.ruff.lint]).
 lint: install
 	$(VENV)/bin/ruff check ludus tests bench
+	$(VENV)/bin/ruff format --check ludus tests bench
 
 # mypy is pinned in the dev extra; strict on contracts, stores, queue and cpo ([tool.mypy] in pyproject.toml).
 typecheck: install

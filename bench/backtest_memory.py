@@ -55,9 +55,16 @@ def child(rule: str, n_bars: int) -> dict:
     market = MarketTensors.from_bars(bars)
     result = run_backtest(strategy, market, sets, cost_bps=1.0, bars_per_year=98_280)
     secs = time.perf_counter() - began
-    return {"rule": rule, "bars": n_bars, "sets": len(sets), "seconds": secs, "peak_mib": _rss_mib(),
-            "base_mib": after_imports, "tables_mib": market.tables().nbytes / 2**20,
-            "best_sharpe": float(result.metrics["sharpe"].max())}
+    return {
+        "rule": rule,
+        "bars": n_bars,
+        "sets": len(sets),
+        "seconds": secs,
+        "peak_mib": _rss_mib(),
+        "base_mib": after_imports,
+        "tables_mib": market.tables().nbytes / 2**20,
+        "best_sharpe": float(result.metrics["sharpe"].max()),
+    }
 
 
 def _walk(np, bars_cls, n: int, seed: int):
@@ -70,8 +77,9 @@ def _walk(np, bars_cls, n: int, seed: int):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bars", default="10000,30000,100000,300000,491400,1000000",
-                        help="comma-separated numbers of bars")
+    parser.add_argument(
+        "--bars", default="10000,30000,100000,300000,491400,1000000", help="comma-separated numbers of bars"
+    )
     parser.add_argument("--rules", default="sma_cross", help="comma-separated rules (first one is the headline)")
     parser.add_argument("--child", nargs=2, metavar=("RULE", "BARS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -81,18 +89,25 @@ def main() -> None:
     sizes = [int(float(x)) for x in args.bars.split(",")]
     rules = args.rules.split(",")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    print(f"P = {SETS} sets per rule; synthetic 1-minute bars; one fresh process per row, torch at 1 thread; "
-          f"load {os.getloadavg()}")
-    print(f"{'rule':<20}{'bars':>10}{'peak RSS MiB':>14}{'after imports':>15}{'tables MiB':>12}{'seconds':>9}"
-          f"{'bar-evals/s':>16}")
+    print(
+        f"P = {SETS} sets per rule; synthetic 1-minute bars; one fresh process per row, torch at 1 thread; "
+        f"load {os.getloadavg()}"
+    )
+    print(
+        f"{'rule':<20}{'bars':>10}{'peak RSS MiB':>14}{'after imports':>15}{'tables MiB':>12}{'seconds':>9}"
+        f"{'bar-evals/s':>16}"
+    )
     headline = None
     for rule in rules:
         for n in sizes:
-            out = subprocess.run([sys.executable, __file__, "--child", rule, str(n)], env=env, check=True,
-                                 capture_output=True, text=True).stdout
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", rule, str(n)], env=env, check=True, capture_output=True, text=True
+            ).stdout
             row = json.loads(out.strip().splitlines()[-1])
-            print(f"{rule:<20}{n:>10,}{row['peak_mib']:14.1f}{row['base_mib']:15.1f}{row['tables_mib']:12.1f}"
-                  f"{row['seconds']:9.2f}{row['sets'] * n / row['seconds']:16,.0f}")
+            print(
+                f"{rule:<20}{n:>10,}{row['peak_mib']:14.1f}{row['base_mib']:15.1f}{row['tables_mib']:12.1f}"
+                f"{row['seconds']:9.2f}{row['sets'] * n / row['seconds']:16,.0f}"
+            )
             if rule == rules[0] and n == max(sizes):
                 headline = row["peak_mib"]
     print(f"peak_mib={headline:.1f}")

@@ -53,8 +53,7 @@ RULES = ("sma_cross", "ema_cross", "macd", "donchian_breakout", "rsi_reversion",
 
 def sma_grid(strategy) -> list[dict]:
     """The issue's (fast, slow) grid, validated against the strategy's declared space."""
-    sets = [strategy.space.validate({"fast": f, "slow": s, "mode": "long_flat"}) for s in SLOW for f in FAST
-            if f < s]
+    sets = [strategy.space.validate({"fast": f, "slow": s, "mode": "long_flat"}) for s in SLOW for f in FAST if f < s]
     if len(sets) != GRID_SETS:
         raise SystemExit(f"grid has {len(sets)} sets, expected {GRID_SETS}")
     return sets
@@ -93,10 +92,17 @@ def naive_sma_cross(close64: torch.Tensor, fast: torch.Tensor, slow: torch.Tenso
     mean, std = net.mean(1), net.std(1, unbiased=False)
     max_dd = -torch.expm1((log_eq - peak).amin(1))
     cagr = torch.expm1(log_eq[:, -1] / years)
-    return {"total_return": torch.expm1(log_eq[:, -1]), "cagr": cagr, "sharpe": mean / std * math.sqrt(bpy),
-            "sortino": mean / net.clamp(max=0).square().mean(1).sqrt() * math.sqrt(bpy), "max_drawdown": max_dd,
-            "calmar": cagr / max_dd, "trades": (pos != prev).sum(1), "turnover": (pos - prev).abs().sum(1) / years,
-            "exposure": pos.mean(1)}
+    return {
+        "total_return": torch.expm1(log_eq[:, -1]),
+        "cagr": cagr,
+        "sharpe": mean / std * math.sqrt(bpy),
+        "sortino": mean / net.clamp(max=0).square().mean(1).sqrt() * math.sqrt(bpy),
+        "max_drawdown": max_dd,
+        "calmar": cagr / max_dd,
+        "trades": (pos != prev).sum(1),
+        "turnover": (pos - prev).abs().sum(1) / years,
+        "exposure": pos.mean(1),
+    }
 
 
 def _best(fn, repeats: int, device: torch.device) -> tuple[float, object]:
@@ -116,8 +122,10 @@ def _agree(new: dict, old: dict) -> float:
     for key in ("trades", "exposure"):
         if not torch.equal(new[key].double(), old[key].double().cpu()):
             return math.inf
-    return max(float(((new[k].double() - old[k].double().cpu()).abs() / old[k].double().cpu().abs().clamp(min=1e-3))
-                     .max()) for k in new)
+    return max(
+        float(((new[k].double() - old[k].double().cpu()).abs() / old[k].double().cpu().abs().clamp(min=1e-3)).max())
+        for k in new
+    )
 
 
 def vectorbt_grid(close: np.ndarray, fast: list[int], slow: list[int]):
@@ -141,9 +149,13 @@ def vectorbt_grid(close: np.ndarray, fast: list[int], slow: list[int]):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="CPU threads for torch (0: torch's default). The fused CPU engine is single-threaded; "
-                             "on a shared machine whose cores are busy, 1 avoids OpenMP threads spinning")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads for torch (0: torch's default). The fused CPU engine is single-threaded; "
+        "on a shared machine whose cores are busy, 1 avoids OpenMP threads spinning",
+    )
     parser.add_argument("--repeats", type=int, default=5, help="timed runs; the best is reported")
     parser.add_argument("--no-vectorbt", action="store_true", help="skip the vectorbt comparison")
     args = parser.parse_args()
@@ -154,13 +166,19 @@ def main() -> None:
     bpy = bars_per_year(bars.interval)
     t_bars = len(bars)
     baseline = load_baseline()
-    print(f"SPX {bars.interval}: {t_bars} bars; device {device} ({torch.get_num_threads()} torch threads); "
-          f"cost {COST_BPS} bp; best of {args.repeats} after a warm-up; load {os.getloadavg()}")
-    print(f"sma_cross grid fast {FAST.start}..{FAST.stop - 1} x slow {SLOW.start}..{SLOW.stop - 1} step "
-          f"{SLOW.step}, fast < slow: {GRID_SETS} sets; other rules: {GRID_SETS} sets sampled from their space; "
-          f"today's engine = commit {BASELINE_COMMIT_SHORT}")
-    print(f"{'rule':<22}{'today ms':>10}{'engine ms':>11}{'today bar-evals/s':>20}{'engine bar-evals/s':>20}"
-          f"{'ratio':>8}  metrics vs today")
+    print(
+        f"SPX {bars.interval}: {t_bars} bars; device {device} ({torch.get_num_threads()} torch threads); "
+        f"cost {COST_BPS} bp; best of {args.repeats} after a warm-up; load {os.getloadavg()}"
+    )
+    print(
+        f"sma_cross grid fast {FAST.start}..{FAST.stop - 1} x slow {SLOW.start}..{SLOW.stop - 1} step "
+        f"{SLOW.step}, fast < slow: {GRID_SETS} sets; other rules: {GRID_SETS} sets sampled from their space; "
+        f"today's engine = commit {BASELINE_COMMIT_SHORT}"
+    )
+    print(
+        f"{'rule':<22}{'today ms':>10}{'engine ms':>11}{'today bar-evals/s':>20}{'engine bar-evals/s':>20}"
+        f"{'ratio':>8}  metrics vs today"
+    )
 
     rates: dict[str, float] = {}
     ratios: dict[str, float] = {}
@@ -175,8 +193,9 @@ def main() -> None:
         evals = len(sets) * t_bars
 
         def engine(strategy=strategy, params=params):
-            return run_backtest(strategy, MarketTensors.from_bars(bars, device=device), params, cost_bps=COST_BPS,
-                                bars_per_year=bpy)
+            return run_backtest(
+                strategy, MarketTensors.from_bars(bars, device=device), params, cost_bps=COST_BPS, bars_per_year=bpy
+            )
 
         secs, result = _best(engine, args.repeats, device)
         rates[name] = evals / secs
@@ -189,16 +208,23 @@ def main() -> None:
         old = baseline.strategy(name)
 
         def today(old=old, params=params):
-            return baseline.engine.run_backtest(old, baseline.market.MarketTensors.from_bars(bars, device=device),
-                                                params, cost_bps=COST_BPS, bars_per_year=bpy)
+            return baseline.engine.run_backtest(
+                old,
+                baseline.market.MarketTensors.from_bars(bars, device=device),
+                params,
+                cost_bps=COST_BPS,
+                bars_per_year=bpy,
+            )
 
         old_secs, old_result = _best(today, max(1, min(args.repeats, 3)), device)
         ratios[name] = old_secs / secs
         agree = _agree(result.metrics, old_result.metrics)
-        print(f"{label:<22}{old_secs * 1e3:10.1f}{secs * 1e3:11.1f}{evals / old_secs:20,.0f}{rates[name]:20,.0f}"
-              f"{ratios[name]:7.1f}x  {'same positions, ' if math.isfinite(agree) else 'DIFFERENT positions'}"
-              f"{f'to {agree:.1e}' if math.isfinite(agree) else ''}")
-    peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda" else _maxrss() - rss0)
+        print(
+            f"{label:<22}{old_secs * 1e3:10.1f}{secs * 1e3:11.1f}{evals / old_secs:20,.0f}{rates[name]:20,.0f}"
+            f"{ratios[name]:7.1f}x  {'same positions, ' if math.isfinite(agree) else 'DIFFERENT positions'}"
+            f"{f'to {agree:.1e}' if math.isfinite(agree) else ''}"
+        )
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else _maxrss() - rss0
     how = "allocator" if device.type == "cuda" else "max RSS growth"
     print(f"peak memory of the runs: {peak / 2**20:.1f} MiB ({how})")
 
@@ -212,23 +238,40 @@ def main() -> None:
         if orders is None:
             print("vectorbt not installed (pip install -e '.[bench]'): no vectorbt ratio")
         else:
-            vbt_secs, orders = _best(lambda: vectorbt_grid(bars.close, fast, slow), max(1, min(args.repeats, 3)),
-                                     torch.device("cpu"))
+            vbt_secs, orders = _best(
+                lambda: vectorbt_grid(bars.close, fast, slow), max(1, min(args.repeats, 3)), torch.device("cpu")
+            )
             same = int((orders == grid_result.metrics["trades"].numpy().astype(np.int64)).sum())
-            print(f"vectorbt sma_cross grid {vbt_secs * 1e3:10.1f} ms  {evals / vbt_secs:16,.0f} bar-evals/s; "
-                  f"engine / vectorbt: {rates['sma_cross'] * vbt_secs / evals:.1f}x; orders = trades in "
-                  f"{same}/{len(sets)} sets")
+            print(
+                f"vectorbt sma_cross grid {vbt_secs * 1e3:10.1f} ms  {evals / vbt_secs:16,.0f} bar-evals/s; "
+                f"engine / vectorbt: {rates['sma_cross'] * vbt_secs / evals:.1f}x; orders = trades in "
+                f"{same}/{len(sets)} sets"
+            )
 
     market = MarketTensors.from_bars(bars, device=device)
-    base_secs, base = _best(lambda: naive_sma_cross(market.close64, params["fast"], params["slow"], bpy),
-                            max(1, min(args.repeats, 3)), device)
+    base_secs, base = _best(
+        lambda: naive_sma_cross(market.close64, params["fast"], params["slow"], bpy),
+        max(1, min(args.repeats, 3)),
+        device,
+    )
     base_rate = evals / base_secs
-    print(f"naive   sma_cross      {base_secs * 1e3:8.1f} ms  {base_rate:16,.0f} bar-evals/s (plain unchunked torch, "
-          f"float32 [P, T])")
-    worst = max(float(((grid_result.metrics[k].double() - base[k].double().cpu()).abs()
-                       / base[k].double().cpu().abs().clamp(min=1e-3)).max()) for k in grid_result.metrics)
-    print(f"engine / naive: {rates['sma_cross'] / base_rate:.1f}x; metrics agree to {worst:.1e} (relative, float32 "
-          f"baseline); best sharpe {grid_result.metrics['sharpe'].max().item():.3f}")
+    print(
+        f"naive   sma_cross      {base_secs * 1e3:8.1f} ms  {base_rate:16,.0f} bar-evals/s (plain unchunked torch, "
+        f"float32 [P, T])"
+    )
+    worst = max(
+        float(
+            (
+                (grid_result.metrics[k].double() - base[k].double().cpu()).abs()
+                / base[k].double().cpu().abs().clamp(min=1e-3)
+            ).max()
+        )
+        for k in grid_result.metrics
+    )
+    print(
+        f"engine / naive: {rates['sma_cross'] / base_rate:.1f}x; metrics agree to {worst:.1e} (relative, float32 "
+        f"baseline); best sharpe {grid_result.metrics['sharpe'].max().item():.3f}"
+    )
     if ratios:
         worst_rule = min(ratios, key=ratios.get)
         print(f"min_rule_ratio={ratios[worst_rule]:.2f} rule={worst_rule}")

@@ -47,8 +47,12 @@ def load_baseline() -> Baseline | None:
     sys.modules[PACKAGE] = package
     for name in MODULES:
         try:
-            source = subprocess.run(["git", "-C", str(REPO), "show", f"{BASELINE_COMMIT}:ludus/strategies/{name}.py"],
-                                    check=True, capture_output=True, text=True).stdout
+            source = subprocess.run(
+                ["git", "-C", str(REPO), "show", f"{BASELINE_COMMIT}:ludus/strategies/{name}.py"],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
         except (OSError, subprocess.CalledProcessError) as exc:
             del sys.modules[PACKAGE]
             print(f"baseline engine unavailable (git show {BASELINE_COMMIT[:7]}: {exc}); ratios skipped")
@@ -63,7 +67,16 @@ def load_baseline() -> Baseline | None:
         # our own engine's source at a pinned commit of this repository, nothing from outside
         exec(compile(source, module.__file__, "exec"), module.__dict__)
     trend, reversion = package.trend, package.reversion
-    rules = {cls.rule: cls for cls in (trend.SmaCross, trend.EmaCross, trend.Macd, trend.DonchianBreakout,
-                                       reversion.RsiReversion, reversion.BollingerReversion)}
+    rules = {
+        cls.rule: cls
+        for cls in (
+            trend.SmaCross,
+            trend.EmaCross,
+            trend.Macd,
+            trend.DonchianBreakout,
+            reversion.RsiReversion,
+            reversion.BollingerReversion,
+        )
+    }
     package.baseline = Baseline(package.engine, package.market, rules)
     return package.baseline

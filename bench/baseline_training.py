@@ -35,9 +35,17 @@ def _old_block(model: CPOModel, cond: torch.Tensor, theta: torch.Tensor, positio
     return model.forward_normalized(c, t, positions.reshape(b * k, -1)).reshape(b, k)
 
 
-def old_fit(config: ModelConfig, conditions: np.ndarray | torch.Tensor, labels: Labels, rows: np.ndarray, *,
-        device: Any = "cpu", seed: int = 0, should_stop: StopHook | None = None,
-        val_rows: np.ndarray | None = None) -> CPOModel:
+def old_fit(
+    config: ModelConfig,
+    conditions: np.ndarray | torch.Tensor,
+    labels: Labels,
+    rows: np.ndarray,
+    *,
+    device: Any = "cpu",
+    seed: int = 0,
+    should_stop: StopHook | None = None,
+    val_rows: np.ndarray | None = None,
+) -> CPOModel:
     """Train a :class:`CPOModel` on bars ``rows`` (all K candidates each).
 
     ``should_stop(epoch, {"train_loss", "val_loss"?})`` is called after every epoch; returning True stops
@@ -50,8 +58,9 @@ def old_fit(config: ModelConfig, conditions: np.ndarray | torch.Tensor, labels: 
     cond_np = cond_np.astype(np.float32, copy=False)
     train = usable_rows(cond_np, labels, rows)
     if train.size == 0:
-        raise InsufficientDataError("lookback", int(np.asarray(rows).size),
-                                    "no training bar has finite conditions and labels")
+        raise InsufficientDataError(
+            "lookback", int(np.asarray(rows).size), "no training bar has finite conditions and labels"
+        )
     val = usable_rows(cond_np, labels, val_rows) if val_rows is not None else None
     K = labels.n_candidates
 
@@ -81,12 +90,14 @@ def old_fit(config: ModelConfig, conditions: np.ndarray | torch.Tensor, labels: 
             order = train_t[torch.randperm(train_t.numel(), generator=gen).to(dev)]
             total, count = 0.0, 0
             for start in range(0, order.numel(), bars_per_step):
-                bars = order[start:start + bars_per_step]
+                bars = order[start : start + bars_per_step]
                 pred = _old_block(model, cond[bars], theta, pos[bars])
                 loss = _loss(pred, y_norm[bars], config)
                 if not torch.isfinite(loss):
-                    raise TrainingDiverged(f"training loss became {loss.item()} at epoch {epoch} step "
-                                           f"{start // bars_per_step} (lr={config.lr:g}, loss={config.loss})")
+                    raise TrainingDiverged(
+                        f"training loss became {loss.item()} at epoch {epoch} step "
+                        f"{start // bars_per_step} (lr={config.lr:g}, loss={config.loss})"
+                    )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
@@ -113,5 +124,3 @@ def old_fit(config: ModelConfig, conditions: np.ndarray | torch.Tensor, labels: 
             if not torch.isfinite(p).all():
                 raise TrainingDiverged("model weights became NaN/inf")
     return model.eval()
-
-

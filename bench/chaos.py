@@ -70,7 +70,8 @@ def hostile(rng: random.Random, big_left: list[int]) -> tuple[str, bytes, dict |
         body.pop(rng.choice(["job_id", "strategy", "symbols"]))
     elif kind == "mutated":
         body[rng.choice(["strategy", "symbols", "lookback", "mode", "candidates", "search"])] = rng.choice(
-            [-1, "", None, True, 1e300, "no_such_thing"])
+            [-1, "", None, True, 1e300, "no_such_thing"]
+        )
         body.setdefault("strategy", "sma_cross")
     elif kind == "surrogate":
         body[rng.choice(["strategy", "interval"])] = rng.choice(SURROGATES)
@@ -99,10 +100,15 @@ class Run:
         token = uuid.uuid4().hex[:8]
         self.db_name = f"ludus_chaos_{token}"
         self.url = ADMIN_URL.rsplit("/", 1)[0] + f"/{self.db_name}"
-        self.topology = Topology(jobs_exchange=f"chaos.{token}.jobs", jobs_queue=f"chaos.{token}.jobs",
-                                 dead_letter_exchange=f"chaos.{token}.dlx", dead_letter_queue=f"chaos.{token}.dead",
-                                 events_exchange=f"chaos.{token}.events", results_queue=f"chaos.{token}.results",
-                                 delivery_limit=5)
+        self.topology = Topology(
+            jobs_exchange=f"chaos.{token}.jobs",
+            jobs_queue=f"chaos.{token}.jobs",
+            dead_letter_exchange=f"chaos.{token}.dlx",
+            dead_letter_queue=f"chaos.{token}.dead",
+            events_exchange=f"chaos.{token}.events",
+            results_queue=f"chaos.{token}.results",
+            delivery_limit=5,
+        )
         self.tmp = Path(tempfile.mkdtemp(prefix="ludus-chaos-"))
         self.workers: list[subprocess.Popen] = []
         self.faults: Counter = Counter()
@@ -126,8 +132,12 @@ class Run:
         admin.dispose()
         upgrade(self.url)
         df = sp500.load().iloc[-900:]
-        bars = Bars("SPX", "1d", df.index.values.astype("datetime64[ns]"),
-                    *(df[k].to_numpy(np.float64) for k in ("Open", "High", "Low", "Close", "Volume")))
+        bars = Bars(
+            "SPX",
+            "1d",
+            df.index.values.astype("datetime64[ns]"),
+            *(df[k].to_numpy(np.float64) for k in ("Open", "High", "Low", "Close", "Volume")),
+        )
         PriceStore(make_engine(self.url)).write(bars)
         conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
         declare(conn.channel(), self.topology)
@@ -137,10 +147,20 @@ class Run:
         proxied = sa.make_url(self.url).set(port=self.proxy.port).render_as_string(hide_password=False)
         t = self.topology
         self.settings = Settings(
-            database_url=proxied, amqp_url=AMQP_URL, jobs_exchange=t.jobs_exchange, jobs_queue=t.jobs_queue,
-            dead_letter_exchange=t.dead_letter_exchange, dead_letter_queue=t.dead_letter_queue,
-            events_exchange=t.events_exchange, results_queue=t.results_queue, delivery_limit=t.delivery_limit,
-            max_concurrent_jobs=1, job_lease_s=3.0, shutdown_grace_s=10.0, progress_min_interval_s=0.5)
+            database_url=proxied,
+            amqp_url=AMQP_URL,
+            jobs_exchange=t.jobs_exchange,
+            jobs_queue=t.jobs_queue,
+            dead_letter_exchange=t.dead_letter_exchange,
+            dead_letter_queue=t.dead_letter_queue,
+            events_exchange=t.events_exchange,
+            results_queue=t.results_queue,
+            delivery_limit=t.delivery_limit,
+            max_concurrent_jobs=1,
+            job_lease_s=3.0,
+            shutdown_grace_s=10.0,
+            progress_min_interval_s=0.5,
+        )
 
     def teardown(self) -> None:
         for proc in self.workers:
@@ -167,8 +187,13 @@ class Run:
         env = settings_env(self.settings)
         env.update(PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", LUDUS_DEVICE="cpu")
         log = (self.tmp / f"worker-{len(self.workers)}.log").open("ab")
-        proc = subprocess.Popen([sys.executable, "-m", "ludus.cli.app", "worker", "--no-ray", "--http-port", "0"],
-                                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ludus.cli.app", "worker", "--no-ray", "--http-port", "0"],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         with self.lock:
             self.workers.append(proc)
 
@@ -208,22 +233,35 @@ class Run:
     def terminate_backends(self) -> None:
         admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
-            n = conn.execute(sa.text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                                     "WHERE datname = :db AND pid <> pg_backend_pid()"), {"db": self.db_name})
+            n = conn.execute(
+                sa.text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = :db AND pid <> pg_backend_pid()"
+                ),
+                {"db": self.db_name},
+            )
             self.faults["pg_backends_terminated"] += int(n.scalar_one())
         admin.dispose()
         self.faults["pg_terminate_backend"] += 1
 
     def chaos(self, stop: threading.Event) -> None:
-        plan = (["kill"] * self.args.kills + ["broker"] * self.args.broker_faults +
-                ["outage"] * self.args.db_faults + ["terminate"] * self.args.db_faults)
+        plan = (
+            ["kill"] * self.args.kills
+            + ["broker"] * self.args.broker_faults
+            + ["outage"] * self.args.db_faults
+            + ["terminate"] * self.args.db_faults
+        )
         self.rng.shuffle(plan)
         for action in plan:
             if stop.wait(self.rng.uniform(0.5, self.args.fault_every_s)):
                 return
             try:
-                {"kill": self.kill_one, "broker": self.close_broker_connection, "outage": self.database_outage,
-                 "terminate": self.terminate_backends}[action]()
+                {
+                    "kill": self.kill_one,
+                    "broker": self.close_broker_connection,
+                    "outage": self.database_outage,
+                    "terminate": self.terminate_backends,
+                }[action]()
             except Exception as exc:  # noqa: BLE001 - a fault that could not be injected is reported, not fatal
                 self.faults[f"{action}_failed"] += 1
                 print(f"fault {action} not injected: {exc}", file=sys.stderr)
@@ -248,8 +286,13 @@ class Run:
                 conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL))  # connection misses heartbeats)
                 ch = conn.channel()
                 ch.confirm_delivery()
-            ch.basic_publish(t.jobs_exchange, JOBS_ROUTING_KEY, body,
-                             pika.BasicProperties(delivery_mode=2, headers=headers), mandatory=True)
+            ch.basic_publish(
+                t.jobs_exchange,
+                JOBS_ROUTING_KEY,
+                body,
+                pika.BasicProperties(delivery_mode=2, headers=headers),
+                mandatory=True,
+            )
 
         stop = threading.Event()
         chaos = threading.Thread(target=self.chaos, args=(stop,), daemon=True)
@@ -344,8 +387,9 @@ class Run:
         with engine.connect() as db:
             records = {r.job_id: r for r in db.execute(sa.select(jobs_table)).mappings()}
             result_rows = Counter(r[0] for r in db.execute(sa.select(ob.c.job_id).where(ob.c.kind == "result")))
-            undelivered = db.execute(sa.select(sa.func.count()).select_from(ob)
-                                     .where(ob.c.delivered_at.is_(None))).scalar_one()
+            undelivered = db.execute(
+                sa.select(sa.func.count()).select_from(ob).where(ob.c.delivered_at.is_(None))
+            ).scalar_one()
         engine.dispose()
         by_job = Counter(r["job_id"] for r, _ in results if r.get("status") == "succeeded")
         message_ids = Counter(mid for r, mid in results if r.get("status") == "succeeded")
@@ -367,18 +411,27 @@ class Run:
         unfinished = [j for j, r in records.items() if r["status"] in ("accepted", "running")]
         extra_deliveries = sum(n - 1 for n in message_ids.values() if n > 1)
         return {
-            "wall_s": round(wall, 1), "jobs": len(valid), "duplicates": len(duplicates),
-            "conflicts": len(conflicts), "malformed": len(hostile_msgs),
+            "wall_s": round(wall, 1),
+            "jobs": len(valid),
+            "duplicates": len(duplicates),
+            "conflicts": len(conflicts),
+            "malformed": len(hostile_msgs),
             "malformed_classes": dict(Counter(k for k, _, _ in hostile_msgs)),
             "faults": dict(self.faults),
-            "results_in_durable_queue": len(results), "rejected_results": rejected_results,
+            "results_in_durable_queue": len(results),
+            "rejected_results": rejected_results,
             "dead_letters": len(letters),
-            "lost": len(lost_jobs) + lost_refusals, "lost_jobs": lost_jobs, "lost_refusals": lost_refusals,
-            "doubled": len(doubled), "doubled_jobs": doubled,
+            "lost": len(lost_jobs) + lost_refusals,
+            "lost_jobs": lost_jobs,
+            "lost_refusals": lost_refusals,
+            "doubled": len(doubled),
+            "doubled_jobs": doubled,
             "unsettled": left_in_jobs_queue + len(unfinished) + int(undelivered),
-            "left_in_jobs_queue": left_in_jobs_queue, "unfinished_jobs": unfinished,
+            "left_in_jobs_queue": left_in_jobs_queue,
+            "unfinished_jobs": unfinished,
             "undelivered_outbox_rows": int(undelivered),
-            "redelivered_result_copies": extra_deliveries, "redelivered_dead_letters": extra_letters,
+            "redelivered_result_copies": extra_deliveries,
+            "redelivered_dead_letters": extra_letters,
             "attempts": dict(Counter(int(records[j]["attempts"]) for j in valid_ids if j in records)),
         }
 
@@ -411,21 +464,35 @@ def main() -> None:
         out = run.run()
     finally:
         run.teardown()
-    print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}; 1 torch thread per worker, "
-          f"{args.workers} workers; logs in {run.tmp}")
+    print(
+        f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}; 1 torch thread per worker, "
+        f"{args.workers} workers; logs in {run.tmp}"
+    )
     print("\nfaults injected")
     for key, value in sorted(out["faults"].items()):
         print(f"  {key:<28}{value:>6}")
     print("\nmessages")
-    for key in ("jobs", "duplicates", "conflicts", "malformed", "results_in_durable_queue", "rejected_results",
-                "dead_letters", "redelivered_result_copies", "redelivered_dead_letters"):
+    for key in (
+        "jobs",
+        "duplicates",
+        "conflicts",
+        "malformed",
+        "results_in_durable_queue",
+        "rejected_results",
+        "dead_letters",
+        "redelivered_result_copies",
+        "redelivered_dead_letters",
+    ):
         print(f"  {key:<28}{out[key]:>6}")
     print(f"  malformed classes: {out['malformed_classes']}")
     print(f"  attempts per job: {out['attempts']}")
     print("\noutcome")
     for key in ("lost", "doubled", "unsettled"):
-        detail = {"lost": (out["lost_jobs"], out["lost_refusals"]), "doubled": out["doubled_jobs"],
-                  "unsettled": (out["left_in_jobs_queue"], out["unfinished_jobs"], out["undelivered_outbox_rows"])}
+        detail = {
+            "lost": (out["lost_jobs"], out["lost_refusals"]),
+            "doubled": out["doubled_jobs"],
+            "unsettled": (out["left_in_jobs_queue"], out["unfinished_jobs"], out["undelivered_outbox_rows"]),
+        }
         print(f"  {key:<28}{out[key]:>6}   {detail[key]}")
     print()
     print(f"wall_s={out['wall_s']}")

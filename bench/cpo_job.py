@@ -89,9 +89,17 @@ def trial_costs(job_path: Path, url: str, n_configs: int) -> dict[str, list[tupl
     run.prepare_conditions(works)
     w = works[0]
     run.labels(w, InProcessExecutor())
-    objective = CPOModelObjective(w.conditions.values, w.labels, w.folds, objective=job.objective,
-                                  cost_bps=job.cost_bps, bars_per_year=run.bars_per_year, device="cpu",
-                                  seed=run.seed, space=run.model_space)
+    objective = CPOModelObjective(
+        w.conditions.values,
+        w.labels,
+        w.folds,
+        objective=job.objective,
+        cost_bps=job.cost_bps,
+        bars_per_year=run.bars_per_year,
+        device="cpu",
+        seed=run.seed,
+        space=run.model_space,
+    )
     # the configurations: drawn from the space as it was (dropout searched in [0, 0.2])
     space = dict(run.model_space, dropout={"type": "float", "low": 0.0, "high": 0.2})
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=11))
@@ -109,8 +117,12 @@ def trial_costs(job_path: Path, url: str, n_configs: int) -> dict[str, list[tupl
     finally:
         training.fit = new_fit
     engine.dispose()
-    print("trial configurations:", "; ".join(", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                                                          for k, v in c.items()) for c in configs))
+    print(
+        "trial configurations:",
+        "; ".join(
+            ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in c.items()) for c in configs
+        ),
+    )
     return out
 
 
@@ -133,8 +145,9 @@ def run_once(job_path: Path, url: str, executor_kind: str) -> tuple[float, dict[
         pin_torch_threads()  # as `ludus optimize --no-ray` does
         executor = InProcessExecutor()
     try:
-        result = run_job(job, engine=engine, settings=settings, progress=lambda event: None, executor=executor,
-                         resume=False)
+        result = run_job(
+            job, engine=engine, settings=settings, progress=lambda event: None, executor=executor, resume=False
+        )
     finally:
         executor.close()
     wall = time.perf_counter() - start
@@ -154,9 +167,11 @@ def main() -> None:
     args = parser.parse_args()
     kinds = [] if args.skip_jobs else [args.only] if args.only else ["inprocess", "ray"]
     job = parse_job(args.job.read_text())
-    print(f"job {args.job.name}: {job.strategy} on {','.join(job.symbols)}, {job.candidates} candidates, "
-          f"{job.search.trials} model trials, lookback {job.lookback.model_dump(exclude_none=True)}, "
-          f"cpus={os.cpu_count()}, loadavg={os.getloadavg()}")
+    print(
+        f"job {args.job.name}: {job.strategy} on {','.join(job.symbols)}, {job.candidates} candidates, "
+        f"{job.search.trials} model trials, lookback {job.lookback.model_dump(exclude_none=True)}, "
+        f"cpus={os.cpu_count()}, loadavg={os.getloadavg()}"
+    )
     walls: dict[str, float] = {}
     timings: dict[str, dict[str, float]] = {}
     threads: dict[str, int] = {}
@@ -170,8 +185,11 @@ def main() -> None:
             url = fresh_database(Path(tmp), kind)
             walls[kind], timings[kind], verdict = run_once(args.job, url, kind)
             threads[kind] = torch.get_num_threads()
-            print(f"[{kind}] wall {walls[kind]:.1f}s (driver torch threads {threads[kind]}, loadavg "
-                  f"{os.getloadavg()}); {verdict}", flush=True)
+            print(
+                f"[{kind}] wall {walls[kind]:.1f}s (driver torch threads {threads[kind]}, loadavg "
+                f"{os.getloadavg()}); {verdict}",
+                flush=True,
+            )
     if kinds:
         print(f"{'phase':<14}" + "".join(f"{k:>12}" for k in kinds))
         for phase in (*PHASE_TIMINGS, "total"):

@@ -44,8 +44,7 @@ class Trivial:
 
 
 def new_study() -> optuna.Study:
-    return optuna.create_study(direction="minimize", sampler=make_sampler("tpe", 0),
-                               pruner=optuna.pruners.NopPruner())
+    return optuna.create_study(direction="minimize", sampler=make_sampler("tpe", 0), pruner=optuna.pruners.NopPruner())
 
 
 def bench_sampler(n: int) -> float:
@@ -107,13 +106,18 @@ def bench_tune(n: int, actors: int) -> tuple[float, float] | str:
     def trainable(config):
         return {"loss": (config["x"] - 1) ** 2 + (config["y"] + 2) ** 2}
 
-    search = OptunaSearch(space={"x": optuna.distributions.FloatDistribution(-5, 5),
-                                 "y": optuna.distributions.FloatDistribution(-5, 5)},
-                          metric="loss", mode="min", sampler=make_sampler("tpe", 0))
+    search = OptunaSearch(
+        space={"x": optuna.distributions.FloatDistribution(-5, 5), "y": optuna.distributions.FloatDistribution(-5, 5)},
+        metric="loss",
+        mode="min",
+        sampler=make_sampler("tpe", 0),
+    )
     with tempfile.TemporaryDirectory() as tmp:
-        tuner = tune.Tuner(trainable, tune_config=tune.TuneConfig(search_alg=search, num_samples=n,
-                                                                  max_concurrent_trials=actors),
-                           run_config=tune.RunConfig(storage_path=tmp, verbose=0))
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(search_alg=search, num_samples=n, max_concurrent_trials=actors),
+            run_config=tune.RunConfig(storage_path=tmp, verbose=0),
+        )
         t0 = time.perf_counter()
         with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), contextlib.redirect_stderr(null):
             tuner.fit()  # Tune prints its own tables; keep this benchmark's output to the figures
@@ -130,18 +134,32 @@ def main() -> None:
 
     import ray
 
-    ray.init(address="local", num_cpus=max(args.actors, 2) + 1, num_gpus=0, include_dashboard=False,
-             log_to_driver=False,
-             namespace="ludus-bench")
-    print(f"dispatch overhead, trivial objective, TPE (multivariate, constant liar); {args.trials} trials; "
-          f"host CPUs={os.cpu_count()} (shared with other work: figures are contended)")
+    ray.init(
+        address="local",
+        num_cpus=max(args.actors, 2) + 1,
+        num_gpus=0,
+        include_dashboard=False,
+        log_to_driver=False,
+        namespace="ludus-bench",
+    )
+    print(
+        f"dispatch overhead, trivial objective, TPE (multivariate, constant liar); {args.trials} trials; "
+        f"host CPUs={os.cpu_count()} (shared with other work: figures are contended)"
+    )
     sampler = bench_sampler(args.trials)
     rows: list[tuple[str, str]] = []
 
     def row(name, per_trial, objective, note=""):
         over = per_trial - objective
-        rows.append((name, (f"{per_trial * 1e3:9.2f} {over * 1e3:10.2f} {sampler * 1e3:8.2f} "
-                            f"{(over - sampler) * 1e3:9.2f}  {note}")))
+        rows.append(
+            (
+                name,
+                (
+                    f"{per_trial * 1e3:9.2f} {over * 1e3:10.2f} {sampler * 1e3:8.2f} "
+                    f"{(over - sampler) * 1e3:9.2f}  {note}"
+                ),
+            )
+        )
         return over
 
     row("optuna study.optimize", *bench_optuna(args.trials), "in process, 1 at a time")
@@ -153,8 +171,11 @@ def main() -> None:
     if isinstance(tune_res, str):
         rows.append(("ray tune + OptunaSearch", tune_res))
     else:
-        row("ray tune + OptunaSearch", *tune_res, f"{args.tune_trials} trials, {args.actors} concurrent, "
-            "Tuner.fit() wall")
+        row(
+            "ray tune + OptunaSearch",
+            *tune_res,
+            f"{args.tune_trials} trials, {args.actors} concurrent, Tuner.fit() wall",
+        )
 
     print(f"{'':34s} {'ms/trial':>9s} {'overhead':>10s} {'sampler':>8s} {'dispatch':>9s}")
     for name, text in rows:

@@ -83,40 +83,66 @@ def main() -> None:
     started = time.perf_counter()
     for strategy in args.strategies.split(","):
         for symbol in args.symbols.split(","):
-            body = {"job_id": str(uuid.uuid4()), "strategy": strategy, "symbols": [symbol],
-                    "lookback": {"bars": lengths[symbol]}, "candidates": args.candidates,
-                    "search": {"trials": args.trials, "seed": 1, "baseline_trials": args.baseline_trials,
-                               "seeds": args.seeds},
-                    "cost_bps": args.cost_bps, "validation": {"windows": args.windows},
-                    "conditions_from": CONTEXT[symbol], "exchanges": {"GOOG": "XNAS", "IXIC": "XNAS"}}
+            body = {
+                "job_id": str(uuid.uuid4()),
+                "strategy": strategy,
+                "symbols": [symbol],
+                "lookback": {"bars": lengths[symbol]},
+                "candidates": args.candidates,
+                "search": {
+                    "trials": args.trials,
+                    "seed": 1,
+                    "baseline_trials": args.baseline_trials,
+                    "seeds": args.seeds,
+                },
+                "cost_bps": args.cost_bps,
+                "validation": {"windows": args.windows},
+                "conditions_from": CONTEXT[symbol],
+                "exchanges": {"GOOG": "XNAS", "IXIC": "XNAS"},
+            }
             t0 = time.perf_counter()
-            result = run_job(parse_job(body), engine=engine, settings=settings, progress=lambda e: None,
-                             executor=InProcessExecutor(), model_space=MODEL_SPACE)
+            result = run_job(
+                parse_job(body),
+                engine=engine,
+                settings=settings,
+                progress=lambda e: None,
+                executor=InProcessExecutor(),
+                model_space=MODEL_SPACE,
+            )
             s = result.symbols[0]
             results.append(s.to_dict())
             champ = next(a for a in s.arms if a.role == "champion")
             best = max((a for a in s.arms if a.role != "champion"), key=lambda a: a.z or -1e9)
             rows.append((strategy, symbol, s, champ, best, time.perf_counter() - t0))
-            print(f"{strategy:<20} {symbol:<5} {s.decision:<8} {s.arm:<16} champion {champ.sharpe:+.2f}  best "
-                  f"{best.name:<16} {best.delta_sharpe:+.2f} ± {best.delta_se:.2f}  z {best.z:+.2f} / "
-                  f"{s.z_threshold:.2f}  {s.oos_bars} bars {s.windows[0].start}..{s.windows[-1].end}  "
-                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
+            print(
+                f"{strategy:<20} {symbol:<5} {s.decision:<8} {s.arm:<16} champion {champ.sharpe:+.2f}  best "
+                f"{best.name:<16} {best.delta_sharpe:+.2f} ± {best.delta_se:.2f}  z {best.z:+.2f} / "
+                f"{s.z_threshold:.2f}  {s.oos_bars} bars {s.windows[0].start}..{s.windows[-1].end}  "
+                f"({time.perf_counter() - t0:.0f} s)",
+                flush=True,
+            )
     engine.dispose()
 
     changed = [r for r in rows if r[2].decision == "changed"]
-    print(f"\n{len(rows)} keys at {args.cost_bps:g} bp, {time.perf_counter() - started:.0f} s; changed from the "
-          f"defaults: {len(changed)}")
+    print(
+        f"\n{len(rows)} keys at {args.cost_bps:g} bp, {time.perf_counter() - started:.0f} s; changed from the "
+        f"defaults: {len(changed)}"
+    )
     for strategy, symbol, s, _champ, _best, _ in changed:
         chosen = next(a for a in s.arms if a.name == s.arm)
-        print(f"  {strategy} {symbol}: {s.arm} {chosen.delta_sharpe:+.2f} ± {chosen.delta_se:.2f} "
-              f"(z {chosen.z:.2f} >= {s.z_threshold:.2f})")
+        print(
+            f"  {strategy} {symbol}: {s.arm} {chosen.delta_sharpe:+.2f} ± {chosen.delta_se:.2f} "
+            f"(z {chosen.z:.2f} >= {s.z_threshold:.2f})"
+        )
     deltas = {}
     for _, _, s, _, _, _ in rows:
         for a in s.arms:
             if a.role != "champion":
                 deltas.setdefault(a.name, []).append(a.delta_sharpe)
-    print("\nmean ΔSharpe vs the defaults per arm over the keys: "
-          + ", ".join(f"{k} {sum(v) / len(v):+.2f}" for k, v in deltas.items()))
+    print(
+        "\nmean ΔSharpe vs the defaults per arm over the keys: "
+        + ", ".join(f"{k} {sum(v) / len(v):+.2f}" for k, v in deltas.items())
+    )
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=1, default=str))
     print(f"loadavg {os.getloadavg()}")

@@ -47,9 +47,9 @@ class BacktestObjective:
         total = 0.0
         for _ in range(10):  # ~tens of ms of work per trial
             ma = torch.stack([(csum[w:] - csum[:-w])[: self.bars - 200] / w for w in windows.tolist()])
-            pos = (close[199:self.bars - 1] > ma[:, : self.bars - 200]).float()
-            net = pos[:, :-1] * r[201:self.bars] - ctx.params["cost_bps"] * 1e-4 * (pos[:, 1:] - pos[:, :-1]).abs()
-            sharpe = net.mean(1) / (net.std(1) + 1e-12) * 252 ** 0.5
+            pos = (close[199 : self.bars - 1] > ma[:, : self.bars - 200]).float()
+            net = pos[:, :-1] * r[201 : self.bars] - ctx.params["cost_bps"] * 1e-4 * (pos[:, 1:] - pos[:, :-1]).abs()
+            sharpe = net.mean(1) / (net.std(1) + 1e-12) * 252**0.5
             total += float(sharpe.max())
         return total / 10
 
@@ -81,12 +81,20 @@ def main() -> None:
 
     import ray
 
-    ray.init(address="local", num_cpus=max(counts) + 1, num_gpus=0, include_dashboard=False,
-             log_to_driver=False, namespace="ludus-bench")
+    ray.init(
+        address="local",
+        num_cpus=max(counts) + 1,
+        num_gpus=0,
+        include_dashboard=False,
+        log_to_driver=False,
+        namespace="ludus-bench",
+    )
     objective = BacktestObjective(args.bars, args.candidates)
     evals = args.candidates * (args.bars - 201) * 10
-    print(f"scaling: {args.trials} trials per point, {evals:,} bar-evaluations per trial; host CPUs="
-          f"{os.cpu_count()} (shared with other work: figures are contended)")
+    print(
+        f"scaling: {args.trials} trials per point, {evals:,} bar-evaluations per trial; host CPUs="
+        f"{os.cpu_count()} (shared with other work: figures are contended)"
+    )
     print(f"{'actors':>6s} {'trials/s':>9s} {'ideal':>9s} {'bar-evals/s':>13s} {'ideal':>13s} {'efficiency':>10s}")
     base = None
     for k in counts:

@@ -51,12 +51,19 @@ from ludus.pipeline import run_job
 
 STRATEGIES = ["sma_cross", "rsi_reversion", "ema_cross", "macd", "bollinger_reversion", "donchian_breakout"]
 # small enough that a key takes seconds on a shared 2-core machine, every phase of the chain still there
-SMALL = {"lookback": {"bars": 900}, "candidates": 16,
-         "search": {"trials": 2, "seed": 5, "baseline_trials": 8, "seeds": 1},
-         "validation": {"folds": 2, "embargo_bars": 2, "holdout_bars": 150, "windows": 2},
-         "conditions_from": ["VIX"]}
-SMALL_MODEL_SPACE = {"hidden": {"type": "fixed", "value": 16}, "layers": {"type": "fixed", "value": 1},
-                     "epochs": {"type": "fixed", "value": 4}, "batch_size": {"type": "fixed", "value": 1024}}
+SMALL = {
+    "lookback": {"bars": 900},
+    "candidates": 16,
+    "search": {"trials": 2, "seed": 5, "baseline_trials": 8, "seeds": 1},
+    "validation": {"folds": 2, "embargo_bars": 2, "holdout_bars": 150, "windows": 2},
+    "conditions_from": ["VIX"],
+}
+SMALL_MODEL_SPACE = {
+    "hidden": {"type": "fixed", "value": 16},
+    "layers": {"type": "fixed", "value": 1},
+    "epochs": {"type": "fixed", "value": 4},
+    "batch_size": {"type": "fixed", "value": 1024},
+}
 NIGHTLY_KEYS = 300
 
 if TYPE_CHECKING:
@@ -117,12 +124,23 @@ class Load:
         return f"loadavg {min(loads):.2f}-{max(loads):.2f} (mean {sum(loads) / len(loads):.2f})"
 
 
-def run_keys(url: str, settings: Settings, executor: Any, bodies: list[dict[str, Any]],
-             model_space: dict | None) -> tuple[float, list[Any]]:
+def run_keys(
+    url: str, settings: Settings, executor: Any, bodies: list[dict[str, Any]], model_space: dict | None
+) -> tuple[float, list[Any]]:
     engine = make_engine(url)
     start = time.perf_counter()
-    results = [run_job(parse_job(b), engine=engine, settings=settings, progress=lambda e: None,
-                       executor=executor, resume=False, model_space=model_space) for b in bodies]
+    results = [
+        run_job(
+            parse_job(b),
+            engine=engine,
+            settings=settings,
+            progress=lambda e: None,
+            executor=executor,
+            resume=False,
+            model_space=model_space,
+        )
+        for b in bodies
+    ]
     wall = time.perf_counter() - start
     engine.dispose()
     return wall, results
@@ -131,12 +149,14 @@ def run_keys(url: str, settings: Settings, executor: Any, bodies: list[dict[str,
 def summary(results: list[Any]) -> str:
     syms = [s for r in results for s in r.symbols]
     failed = [s.symbol for s in syms if s.error]
-    return (f"{len(syms)} keys, {sum(s.published for s in syms)} published"
-            + (f", failed: {', '.join(failed)}" if failed else ""))
+    return f"{len(syms)} keys, {sum(s.published for s in syms)} published" + (
+        f", failed: {', '.join(failed)}" if failed else ""
+    )
 
 
-def local_comparison(tmp: Path, args: argparse.Namespace, symbols: list[str], strategies: list[str],
-                     model_space: dict | None) -> tuple[float | None, float, int]:
+def local_comparison(
+    tmp: Path, args: argparse.Namespace, symbols: list[str], strategies: list[str], model_space: dict | None
+) -> tuple[float | None, float, int]:
     """(one-at-a-time wall, universe wall, keys) on a local Ray of this machine's cores."""
     from ludus.cli.optimize import share_cores_with_local_ray
     from ludus.cluster.dispatch import RayExecutor, connect
@@ -151,24 +171,34 @@ def local_comparison(tmp: Path, args: argparse.Namespace, symbols: list[str], st
     with RayExecutor.for_job(first, settings) as executor:
         executor.start(wait_all=True)
         actors = len(executor.actors())
-        print(f"local Ray: {os.cpu_count()} cpus, {actors} actors, driver torch threads "
-              f"{__import__('torch').get_num_threads()}")
+        print(
+            f"local Ray: {os.cpu_count()} cpus, {actors} actors, driver torch threads "
+            f"{__import__('torch').get_num_threads()}"
+        )
         if not args.no_sequential:
             bodies = [job_body(args.settings, st, [sy]) for st in strategies for sy in symbols]
             with Load() as load:
                 seq_wall, results = run_keys(url, settings, executor, bodies, model_space)
-            print(f"[one at a time] {keys} keys in {seq_wall:.1f}s ({seq_wall / keys:.1f} s/key), {load.text()}, "
-                  f"threads {threading.active_count()}; {summary(results)}", flush=True)
+            print(
+                f"[one at a time] {keys} keys in {seq_wall:.1f}s ({seq_wall / keys:.1f} s/key), {load.text()}, "
+                f"threads {threading.active_count()}; {summary(results)}",
+                flush=True,
+            )
         bodies = [job_body(args.settings, st, symbols) for st in strategies]
         with Load() as load:
             uni_wall, results = run_keys(url, settings, executor, bodies, model_space)
-        print(f"[universe]      {keys} keys in {uni_wall:.1f}s ({uni_wall / keys:.1f} s/key), {load.text()}, "
-              f"threads {threading.active_count()}; {summary(results)}", flush=True)
+        print(
+            f"[universe]      {keys} keys in {uni_wall:.1f}s ({uni_wall / keys:.1f} s/key), {load.text()}, "
+            f"threads {threading.active_count()}; {summary(results)}",
+            flush=True,
+        )
         for r in results:
             t = r.timings
-            print(f"    {r.strategy}: wall {t['total']:.1f}s; summed over symbols: labels {t['labels']:.1f}s, "
-                  f"model search {t['model_search']:.1f}s, baseline {t['baseline']:.1f}s, evaluation "
-                  f"{t['evaluation']:.1f}s, training {t['training']:.1f}s, publish {t['publish']:.2f}s")
+            print(
+                f"    {r.strategy}: wall {t['total']:.1f}s; summed over symbols: labels {t['labels']:.1f}s, "
+                f"model search {t['model_search']:.1f}s, baseline {t['baseline']:.1f}s, evaluation "
+                f"{t['evaluation']:.1f}s, training {t['training']:.1f}s, publish {t['publish']:.2f}s"
+            )
     return seq_wall, uni_wall, keys
 
 
@@ -189,20 +219,29 @@ def cluster_scaling(tmp: Path, args: argparse.Namespace, model_space: dict | Non
         url = database(tmp, "cluster", symbols)
         walls = {}
         for actors in (1, 2):
-            settings = Settings(database_url=url, device="cpu", gpus_per_trial=0, max_actors=actors,
-                                ray_address=cluster.address)
+            settings = Settings(
+                database_url=url, device="cpu", gpus_per_trial=0, max_actors=actors, ray_address=cluster.address
+            )
             body = job_body(args.settings, args.strategies_list[0], symbols)
             with RayExecutor.for_job(parse_job(body), settings) as executor:
                 executor.start(wait_all=True)
                 nodes = {a["node_id"] for a in executor.actors()}
                 # warm-up: every actor imports torch and loads the engine's kernels once, outside the clock
-                run_keys(url, settings, executor, [job_body(args.settings, args.strategies_list[0],
-                                                            symbols[:actors])], model_space)
+                run_keys(
+                    url,
+                    settings,
+                    executor,
+                    [job_body(args.settings, args.strategies_list[0], symbols[:actors])],
+                    model_space,
+                )
                 with Load() as load:
                     walls[actors], results = run_keys(url, settings, executor, [body], model_space)
-            print(f"[cluster {len(ray.nodes())} nodes x 1 cpu, {actors} actor(s) on {len(nodes)} node(s)] "
-                  f"{len(symbols)} keys in {walls[actors]:.1f}s ({walls[actors] / len(symbols):.1f} s/key), "
-                  f"{load.text()}; {summary(results)}", flush=True)
+            print(
+                f"[cluster {len(ray.nodes())} nodes x 1 cpu, {actors} actor(s) on {len(nodes)} node(s)] "
+                f"{len(symbols)} keys in {walls[actors]:.1f}s ({walls[actors] / len(symbols):.1f} s/key), "
+                f"{load.text()}; {summary(results)}",
+                flush=True,
+            )
         print(f"cluster_scaling_2_over_1_actors={walls[1] / walls[2]:.2f}")
     finally:
         ray.shutdown()
@@ -214,30 +253,42 @@ def main() -> None:
     parser.add_argument("--symbols", type=int, default=4)
     parser.add_argument("--strategies", type=int, default=2)
     parser.add_argument("--actors", type=int, default=8, help="max actors of the local pool (the cores cap it)")
-    parser.add_argument("--nightly", choices=("demo", "defaults"), default=None,
-                        help="run at the demo job's settings or the job defaults and extrapolate to 300 keys")
+    parser.add_argument(
+        "--nightly",
+        choices=("demo", "defaults"),
+        default=None,
+        help="run at the demo job's settings or the job defaults and extrapolate to 300 keys",
+    )
     parser.add_argument("--no-sequential", action="store_true", help="skip the one-at-a-time run")
     parser.add_argument("--no-cluster", action="store_true", help="skip the multi-node cluster run")
     parser.add_argument("--cluster-symbols", type=int, default=6, help="symbols of the cluster runs")
     parser.add_argument("--no-local", action="store_true", help="only the cluster runs")
     args = parser.parse_args()
     args.settings = args.nightly or "small"
-    args.strategies_list = STRATEGIES[:args.strategies]
+    args.strategies_list = STRATEGIES[: args.strategies]
     model_space = SMALL_MODEL_SPACE if args.settings == "small" else None
     symbols = [f"SYM{i:02d}" for i in range(args.symbols)]
-    print(f"{args.symbols} symbols x {args.strategies} strategies ({', '.join(args.strategies_list)}), settings "
-          f"{args.settings}, cpus {os.cpu_count()}, loadavg {os.getloadavg()}", flush=True)
+    print(
+        f"{args.symbols} symbols x {args.strategies} strategies ({', '.join(args.strategies_list)}), settings "
+        f"{args.settings}, cpus {os.cpu_count()}, loadavg {os.getloadavg()}",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory(prefix="ludus-universe-") as tmp:
-        seq, uni, keys = (None, None, 0) if args.no_local else local_comparison(
-            Path(tmp), args, symbols, args.strategies_list, model_space)
+        seq, uni, keys = (
+            (None, None, 0)
+            if args.no_local
+            else local_comparison(Path(tmp), args, symbols, args.strategies_list, model_space)
+        )
         if not args.no_cluster:
             cluster_scaling(Path(tmp), args, model_space)
     if uni is None:
         return
     per_key = uni / keys
     if args.nightly:
-        print(f"EXTRAPOLATION (not measured): {NIGHTLY_KEYS} keys at the {args.nightly} settings x {per_key:.1f} "
-              f"s/key measured on {keys} keys = {NIGHTLY_KEYS * per_key / 3600:.2f} h on this machine")
+        print(
+            f"EXTRAPOLATION (not measured): {NIGHTLY_KEYS} keys at the {args.nightly} settings x {per_key:.1f} "
+            f"s/key measured on {keys} keys = {NIGHTLY_KEYS * per_key / 3600:.2f} h on this machine"
+        )
         print(f"nightly_{args.nightly}_hours_extrapolated={NIGHTLY_KEYS * per_key / 3600:.2f}")
     print(f"loadavg={os.getloadavg()[0]:.2f} threads={threading.active_count()}")
     if seq is not None:

@@ -39,9 +39,12 @@ class Settings(BaseSettings):
     dead_letter_exchange: str = c.DEAD_LETTER_EXCHANGE
     dead_letter_queue: str = c.DEAD_LETTER_QUEUE
     events_exchange: str = c.EVENTS_EXCHANGE
-    results_queue: str | None = Field(None, description="durable queue holding every result message (default: "
-                                                        "ludus.results; <events exchange>.results for another "
-                                                        "events exchange)")
+    results_queue: str | None = Field(
+        None,
+        description="durable queue holding every result message (default: "
+        "ludus.results; <events exchange>.results for another "
+        "events exchange)",
+    )
     results_queue_max_length: int = Field(c.RESULTS_QUEUE_MAX_LENGTH, ge=1)
     delivery_limit: int = Field(c.DELIVERY_LIMIT, ge=1)
     max_concurrent_jobs: int = Field(1, ge=1)
@@ -51,7 +54,8 @@ class Settings(BaseSettings):
 
     # --- logging ---
     log_format: Literal[c.LOG_FORMATS] = Field(  # type: ignore[valid-type]  # a Literal of the names' tuple
-       "text", description="text lines or one JSON object per line")
+        "text", description="text lines or one JSON object per line"
+    )
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL")
 
     # --- http ---
@@ -60,12 +64,12 @@ class Settings(BaseSettings):
 
     # --- lifecycle: retention and the scheduler (`ludus models prune`, `ludus schedule`) ---
     retention_models_days: float = Field(90.0, ge=0, description="prune inactive model versions older than this")
-    retention_studies_days: float = Field(30.0, ge=0, description="prune finished jobs' Optuna studies older than "
-                                                                 "this")
+    retention_studies_days: float = Field(30.0, ge=0, description="prune finished jobs' Optuna studies older than this")
     schedule_file: Path | None = Field(None, description="the schedule (default: schedule.yaml of trials/)")
     schedule_enabled: bool = Field(False, description="`ludus head`/`ludus worker` also run the scheduler")
-    schedule_catchup_s: float = Field(6 * 3600.0, ge=0, description="slots missed (downtime) within this "
-                                                                      "window still fire")
+    schedule_catchup_s: float = Field(
+        6 * 3600.0, ge=0, description="slots missed (downtime) within this window still fire"
+    )
 
     # --- autoscaling (queue depth -> Ray resource requests) ---
     autoscale_enabled: bool = False
@@ -92,8 +96,9 @@ class Settings(BaseSettings):
 
 MASK = "***"
 # Query parameters that carry a credential (libpq's password/sslpassword, ODBC's PWD, tokens, keys).
-_SECRET_NAME = re.compile(r"pass|pwd|secret|token|api_?key|access_?key|private_?key|credential|signature",
-                          re.IGNORECASE)
+_SECRET_NAME = re.compile(
+    r"pass|pwd|secret|token|api_?key|access_?key|private_?key|credential|signature", re.IGNORECASE
+)
 # key=value pairs nested inside a parameter's value, e.g. odbc_connect=DRIVER=...;UID=u;PWD=secret
 _NESTED_SECRET = re.compile(r"(?P<key>[^;&=\s]+)=(?P<value>[^;&]*)")
 

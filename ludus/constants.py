@@ -95,8 +95,12 @@ POLICY_ARMS = (ARM_CPO, ARM_ROLLING, ARM_POLICY_GRADIENT)
 UNPUBLISHABLE_ARMS = (ARM_ENSEMBLE,)
 # How reasons and tables name each arm.
 ARM_LABELS = {
-    ARM_PUBLISHED: "published θ", ARM_DEFAULTS: "strategy defaults", ARM_BEST_FIXED: "unconditional best θ",
-    ARM_ENSEMBLE: "equal-weight ensemble", ARM_ROLLING: "rolling re-optimization", ARM_CPO: "CPO policy",
+    ARM_PUBLISHED: "published θ",
+    ARM_DEFAULTS: "strategy defaults",
+    ARM_BEST_FIXED: "unconditional best θ",
+    ARM_ENSEMBLE: "equal-weight ensemble",
+    ARM_ROLLING: "rolling re-optimization",
+    ARM_CPO: "CPO policy",
     ARM_POLICY_GRADIENT: "policy-gradient tuner",
 }
 

@@ -53,8 +53,10 @@ class SchemaNotCurrentError(TransientError):
         self.current = current
         self.head = head
         if newer:
-            rule = (f"schema at revision {current}, which this Ludus (head {head}) does not know: a newer Ludus "
-                    f"migrated it; upgrade Ludus")
+            rule = (
+                f"schema at revision {current}, which this Ludus (head {head}) does not know: a newer Ludus "
+                f"migrated it; upgrade Ludus"
+            )
         else:
             state = f"at revision {current}" if current else "without Ludus tables"
             rule = f"schema {state}, this Ludus needs revision {head}: run `ludus db upgrade`"

@@ -35,8 +35,19 @@ PHASE_EXPORTING = "exporting"
 PHASE_PERSISTED = "persisted"
 PHASE_SUCCEEDED = JOB_SUCCEEDED
 PHASE_FAILED = JOB_FAILED
-PHASES = (PHASE_ACCEPTED, PHASE_LOADING_DATA, PHASE_CONDITIONS, PHASE_LABELS, PHASE_SEARCH, PHASE_TRAINING,
-          PHASE_GATE, PHASE_EXPORTING, PHASE_PERSISTED, PHASE_SUCCEEDED, PHASE_FAILED)
+PHASES = (
+    PHASE_ACCEPTED,
+    PHASE_LOADING_DATA,
+    PHASE_CONDITIONS,
+    PHASE_LABELS,
+    PHASE_SEARCH,
+    PHASE_TRAINING,
+    PHASE_GATE,
+    PHASE_EXPORTING,
+    PHASE_PERSISTED,
+    PHASE_SUCCEEDED,
+    PHASE_FAILED,
+)
 TERMINAL_PHASES = (PHASE_SUCCEEDED, PHASE_FAILED)
 
 # --- model versions (the registry) ------------------------------------------------------------------------
@@ -68,8 +79,13 @@ ARCH_ARM64 = "arm64"
 ARCHITECTURES = (ARCH_X86_64, ARCH_ARM64)
 # What job messages, node labels and `platform.machine()` may call them (lower-cased, stripped).
 ARCH_ALIASES = {
-    "amd64": ARCH_X86_64, "x64": ARCH_X86_64, "x86-64": ARCH_X86_64,
-    "aarch64": ARCH_ARM64, "arm": ARCH_ARM64, "jetson": ARCH_ARM64, "arm64-jetson": ARCH_ARM64,
+    "amd64": ARCH_X86_64,
+    "x64": ARCH_X86_64,
+    "x86-64": ARCH_X86_64,
+    "aarch64": ARCH_ARM64,
+    "arm": ARCH_ARM64,
+    "jetson": ARCH_ARM64,
+    "arm64-jetson": ARCH_ARM64,
 }
 
 # A job's placement: each key takes one architecture or a list of them.
@@ -115,12 +131,46 @@ def validate_interval(interval: object, field: str = "interval") -> str:
 
 
 __all__ = [
-    "ARCHITECTURES", "ARCH_ALIASES", "ARCH_ARM64", "ARCH_X86_64", "DEFAULT_OBJECTIVE", "DEFAULT_SAMPLER",
-    "INTERVAL_PATTERN", "INTERVAL_UNITS", "JOB_ACCEPTED", "JOB_FAILED", "JOB_REJECTED", "JOB_RUNNING",
-    "JOB_STATUSES", "JOB_SUCCEEDED", "JOB_TERMINAL", "MODEL_ACTIVE", "MODEL_CANDIDATE", "MODEL_RETIRED",
-    "MODEL_STATUSES", "OBJECTIVES", "OBJECTIVE_CALMAR", "OBJECTIVE_SHARPE", "OBJECTIVE_SORTINO",
-    "OBJECTIVE_TOTAL_RETURN", "PHASES", "PLACEMENT_EXCLUDE", "PLACEMENT_KEYS", "PLACEMENT_PREFER",
-    "PLACEMENT_REQUIRE", "RESULT_STATUSES", "SAMPLERS", "SAMPLER_CMAES", "SAMPLER_GP", "SAMPLER_QMC",
-    "SAMPLER_RANDOM", "SAMPLER_TPE", "SYMBOL_INPUT_PATTERN", "SYMBOL_PATTERN", "TERMINAL_PHASES",
-    "normalize_arch", "validate_interval", "validate_symbol",
+    "ARCHITECTURES",
+    "ARCH_ALIASES",
+    "ARCH_ARM64",
+    "ARCH_X86_64",
+    "DEFAULT_OBJECTIVE",
+    "DEFAULT_SAMPLER",
+    "INTERVAL_PATTERN",
+    "INTERVAL_UNITS",
+    "JOB_ACCEPTED",
+    "JOB_FAILED",
+    "JOB_REJECTED",
+    "JOB_RUNNING",
+    "JOB_STATUSES",
+    "JOB_SUCCEEDED",
+    "JOB_TERMINAL",
+    "MODEL_ACTIVE",
+    "MODEL_CANDIDATE",
+    "MODEL_RETIRED",
+    "MODEL_STATUSES",
+    "OBJECTIVES",
+    "OBJECTIVE_CALMAR",
+    "OBJECTIVE_SHARPE",
+    "OBJECTIVE_SORTINO",
+    "OBJECTIVE_TOTAL_RETURN",
+    "PHASES",
+    "PLACEMENT_EXCLUDE",
+    "PLACEMENT_KEYS",
+    "PLACEMENT_PREFER",
+    "PLACEMENT_REQUIRE",
+    "RESULT_STATUSES",
+    "SAMPLERS",
+    "SAMPLER_CMAES",
+    "SAMPLER_GP",
+    "SAMPLER_QMC",
+    "SAMPLER_RANDOM",
+    "SAMPLER_TPE",
+    "SYMBOL_INPUT_PATTERN",
+    "SYMBOL_PATTERN",
+    "TERMINAL_PHASES",
+    "normalize_arch",
+    "validate_interval",
+    "validate_symbol",
 ]

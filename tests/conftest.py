@@ -43,12 +43,26 @@ def require_server(name: str, host: str, port: int) -> None:
 # A test that uses a server's fixture carries that server's marker, so `make test-fast` (-m "not postgres and
 # not rabbitmq and not ray and not slow") selects what runs without them. The PostgreSQL half of the
 # `db_url` parametrization is marked per parameter; its SQLite half stays fast.
-FIXTURE_MARKERS = {"postgres_url": "postgres", "amqp_url": "rabbitmq", "ray_local": "ray", "ray_cluster": "ray",
-                   "ray_pool": "ray", "ray_metric_names": "ray"}
+FIXTURE_MARKERS = {
+    "postgres_url": "postgres",
+    "amqp_url": "rabbitmq",
+    "ray_local": "ray",
+    "ray_cluster": "ray",
+    "ray_pool": "ray",
+    "ray_metric_names": "ray",
+}
 # End to end (whole jobs, `ludus` subprocesses, a browser, built wheels and images): `slow`, left to `make test`.
-SLOW_PATHS = ("tests/cli/", "tests/pipeline/", "tests/report/", "tests/web/", "tests/packaging/",
-              "tests/deploy/test_images.py", "tests/data/test_data_cli.py", "tests/cpo/test_cpo_real_data.py",
-              "tests/cpo/test_cpo_synthetic.py")  # the last: whole decisions on synthetic markets
+SLOW_PATHS = (
+    "tests/cli/",
+    "tests/pipeline/",
+    "tests/report/",
+    "tests/web/",
+    "tests/packaging/",
+    "tests/deploy/test_images.py",
+    "tests/data/test_data_cli.py",
+    "tests/cpo/test_cpo_real_data.py",
+    "tests/cpo/test_cpo_synthetic.py",
+)  # the last: whole decisions on synthetic markets
 # parameter values that select a server (the `db_url` and executor-contract parametrizations)
 PARAM_MARKERS = {"postgresql": "postgres", "ray": "ray"}
 
@@ -62,7 +76,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             if fixture in fixtures:
                 item.add_marker(marker)
         callspec = getattr(item, "callspec", None)
-        for value in (callspec.params.values() if callspec is not None else ()):
+        for value in callspec.params.values() if callspec is not None else ():
             if isinstance(value, str) and value in PARAM_MARKERS:
                 item.add_marker(PARAM_MARKERS[value])
 
@@ -129,8 +143,15 @@ def ensure_local_ray():
         else:
             return ray
     # address="local": never join another process' Ray through /tmp/ray/ray_current_cluster
-    ray.init(address="local", num_cpus=4, num_gpus=0, include_dashboard=False, log_to_driver=False,
-             namespace="ludus-tests", ignore_reinit_error=True)
+    ray.init(
+        address="local",
+        num_cpus=4,
+        num_gpus=0,
+        include_dashboard=False,
+        log_to_driver=False,
+        namespace="ludus-tests",
+        ignore_reinit_error=True,
+    )
     return ray
 
 
@@ -164,16 +185,26 @@ def one_torch_thread():
 
 CHROMIUM = os.environ.get("LUDUS_TEST_CHROMIUM", "/usr/bin/chromium")
 # Debian's Chromium, headless, nothing reaching out (updates, sync, QUIC); never `playwright install`.
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="session")
 def chromium() -> Iterator[object]:
     """Headless Chromium driven by Playwright. Fails (never skips) when Chromium is not installed."""
     if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"Chromium is not installed at {CHROMIUM}: apt-get install -y chromium chromium-driver "
-                    "(.ci/run does) - the browser tests must not skip")
+        pytest.fail(
+            f"Chromium is not installed at {CHROMIUM}: apt-get install -y chromium chromium-driver "
+            "(.ci/run does) - the browser tests must not skip"
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

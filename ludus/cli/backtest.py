@@ -19,8 +19,17 @@ from ludus.errors import InputError
 if TYPE_CHECKING:  # torch and the engine are imported inside the commands (fast `ludus --help`)
     from ludus.strategies.base import Strategy
 
-SHOWN_METRICS = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "calmar", "trades", "turnover",
-                 "exposure")
+SHOWN_METRICS = (
+    "total_return",
+    "cagr",
+    "sharpe",
+    "sortino",
+    "max_drawdown",
+    "calmar",
+    "trades",
+    "turnover",
+    "exposure",
+)
 SWEEP_METRICS = ("total_return", "sharpe", "sortino", "max_drawdown", "trades", "exposure")
 LOWER_IS_BETTER = {"max_drawdown", "turnover", "trades"}
 MAX_SAMPLES = 10_000_000  # a scrambled Sobol sample of more sets than this is not a sweep anyone waits for
@@ -39,11 +48,12 @@ CsvOpt = Annotated[bool, typer.Option("--csv", help="print the result as CSV ins
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
     app.command("backtest", help="Backtest one parameter set of a strategy on one symbol; prints its metrics.")(
-        backtest_command)
+        backtest_command
+    )
     app.command("sweep", help="Backtest N sampled parameter sets (or --grid) at once, batched; print the top K.")(
-        sweep_command)
-    app.command("strategies", help="List the strategies declared in trials/strategies/*.yaml.")(
-        strategies_command)
+        sweep_command
+    )
+    app.command("strategies", help="List the strategies declared in trials/strategies/*.yaml.")(strategies_command)
 
 
 # --- ludus backtest ---------------------------------------------------------------------------------------
@@ -55,10 +65,13 @@ def backtest_command(
     interval: IntervalOpt = "1d",
     start: StartOpt = None,
     end: EndOpt = None,
-    params: Annotated[str | None, typer.Option(
-        "--params", help="comma-separated name=value list, e.g. fast=10,slow=50")] = None,
-    param: Annotated[list[str] | None, typer.Option(
-        "--param", "-p", help="name=value (repeatable); parameters not named take their defaults")] = None,
+    params: Annotated[
+        str | None, typer.Option("--params", help="comma-separated name=value list, e.g. fast=10,slow=50")
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="name=value (repeatable); parameters not named take their defaults"),
+    ] = None,
     cost_bps: CostOpt = 1.0,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
@@ -76,11 +89,23 @@ def backtest_command(
     # the reference every trader asks for first: the same bars, held long, the same costs
     hold = buy_and_hold(market, cost_bps=cost_bps, bars_per_year=bpy).rows()[0]
     if as_json:
-        typer.echo(json.dumps({
-            "strategy": strat.name, "symbol": bars.symbol, "interval": bars.interval, **_window(bars),
-            "parameters": values, "cost_bps": cost_bps, "device": market.device.type,
-            "metrics": {k: row[k] for k in METRICS}, BUY_AND_HOLD: {k: hold[k] for k in METRICS},
-        }, indent=2, default=_plain))
+        typer.echo(
+            json.dumps(
+                {
+                    "strategy": strat.name,
+                    "symbol": bars.symbol,
+                    "interval": bars.interval,
+                    **_window(bars),
+                    "parameters": values,
+                    "cost_bps": cost_bps,
+                    "device": market.device.type,
+                    "metrics": {k: row[k] for k in METRICS},
+                    BUY_AND_HOLD: {k: hold[k] for k in METRICS},
+                },
+                indent=2,
+                default=_plain,
+            )
+        )
         return
     if as_csv:
         out = csv.writer(sys.stdout, lineterminator="\n")
@@ -88,8 +113,11 @@ def backtest_command(
         out.writerows([k, repr(row[k]), repr(hold[k])] for k in METRICS)
         return
     console.print(f"{strat.name} on {bars.symbol} {bars.interval}: {_span(bars)}", highlight=False, soft_wrap=True)
-    console.print(f"parameters: {_fmt_params(values)}   cost: {cost_bps:g} bps   device: {market.device.type}",
-                  highlight=False, soft_wrap=True)
+    console.print(
+        f"parameters: {_fmt_params(values)}   cost: {cost_bps:g} bps   device: {market.device.type}",
+        highlight=False,
+        soft_wrap=True,
+    )
     table = Table("metric", "value", BUY_AND_HOLD.replace("_", "-"))
     for key in SHOWN_METRICS:
         table.add_row(key, fmt_metric(key, row[key]), fmt_metric(key, hold[key]))
@@ -105,27 +133,31 @@ def sweep_command(
     interval: IntervalOpt = "1d",
     start: StartOpt = None,
     end: EndOpt = None,
-    samples: Annotated[int, typer.Option("--samples", "-n", help="parameter sets to sample (defaults included)")]
-    = 1000,
-    grid: Annotated[bool, typer.Option(
-        "--grid", help="every valid combination of the declared grid instead of a sample")] = False,
+    samples: Annotated[
+        int, typer.Option("--samples", "-n", help="parameter sets to sample (defaults included)")
+    ] = 1000,
+    grid: Annotated[
+        bool, typer.Option("--grid", help="every valid combination of the declared grid instead of a sample")
+    ] = False,
     max_grid: Annotated[int, typer.Option("--max-grid", help="refuse a --grid larger than this")] = 1_000_000,
     top: Annotated[int, typer.Option("--top", "-k", help="how many of the best sets to print")] = 10,
     seed: Annotated[int, typer.Option("--seed", help="seed of the Sobol sample")] = 0,
-    sort_by: Annotated[str, typer.Option(
-        "--sort-by", help="metric to rank by (max_drawdown, turnover, trades: lowest first)")] = "sharpe",
+    sort_by: Annotated[
+        str, typer.Option("--sort-by", help="metric to rank by (max_drawdown, turnover, trades: lowest first)")
+    ] = "sharpe",
     cost_bps: CostOpt = 1.0,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
     as_csv: CsvOpt = False,
-    plot: Annotated[Path | None, typer.Option(
-        "--plot", help="write a heatmap of --metric over --x and --y (every set swept) to this HTML file")] = None,
-    x: Annotated[str | None, typer.Option("--x", help="parameter on the heatmap's x axis (default: the first)")]
-    = None,
-    y: Annotated[str | None, typer.Option("--y", help="parameter on the heatmap's y axis (default: the second)")]
-    = None,
-    metric: Annotated[str | None, typer.Option("--metric", help="metric of the heatmap (default: --sort-by)")]
-    = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", help="write a heatmap of --metric over --x and --y (every set swept) to this HTML file"),
+    ] = None,
+    x: Annotated[str | None, typer.Option("--x", help="parameter on the heatmap's x axis (default: the first)")] = None,
+    y: Annotated[
+        str | None, typer.Option("--y", help="parameter on the heatmap's y axis (default: the second)")
+    ] = None,
+    metric: Annotated[str | None, typer.Option("--metric", help="metric of the heatmap (default: --sort-by)")] = None,
 ) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -142,20 +174,32 @@ def sweep_command(
         raise InputError("samples", samples, f"must be <= {MAX_SAMPLES:,}")
     strat = _strategy(strategy)
     axes = _heatmap_axes(strat, x, y, metric or sort_by) if plot is not None else None
-    sets = strat.space.grid(max_points=max_grid) if grid else strat.space.sample(samples, seed=seed,
-                                                                                   include_defaults=True)
+    sets = (
+        strat.space.grid(max_points=max_grid) if grid else strat.space.sample(samples, seed=seed, include_defaults=True)
+    )
     if not sets:
         raise InputError("grid", strategy, "the declared space has no valid combination")
     market, bars, bpy = _market(symbol, interval, start, end, device)
 
     # JSON/CSV own stdout: the bar goes to stderr then
-    progress = Progress(TextColumn("backtesting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=err_console if as_json or as_csv else console)
+    progress = Progress(
+        TextColumn("backtesting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console if as_json or as_csv else console,
+    )
     with progress:
         task = progress.add_task("sets", total=len(sets))
         began = time.perf_counter()
-        result = run_backtest(strat, market, sets, cost_bps=cost_bps, bars_per_year=bpy,
-                              on_chunk=lambda done, total: progress.update(task, completed=done))
+        result = run_backtest(
+            strat,
+            market,
+            sets,
+            cost_bps=cost_bps,
+            bars_per_year=bpy,
+            on_chunk=lambda done, total: progress.update(task, completed=done),
+        )
         elapsed = time.perf_counter() - began
 
     rows = result.rows()
@@ -164,22 +208,43 @@ def sweep_command(
         assert plot is not None
         path = _write_heatmap(plot, strat.name, bars, sets, rows, *axes, cost_bps)
         err_console.print(f"wrote {path}", highlight=False, soft_wrap=True)
-    best: list[dict[str, Any]] = [{"rank": rank, "parameters": sets[i], **{m: rows[i][m] for m in METRICS}}
-            for rank, i in enumerate(order[:top], start=1)]
+    best: list[dict[str, Any]] = [
+        {"rank": rank, "parameters": sets[i], **{m: rows[i][m] for m in METRICS}}
+        for rank, i in enumerate(order[:top], start=1)
+    ]
     if as_json:
-        typer.echo(json.dumps({"strategy": strat.name, "symbol": bars.symbol, "interval": bars.interval,
-                               **_window(bars), "cost_bps": cost_bps, "device": market.device.type,
-                               "sort_by": sort_by, "sets": len(rows), "top": best}, indent=2, default=_plain))
+        typer.echo(
+            json.dumps(
+                {
+                    "strategy": strat.name,
+                    "symbol": bars.symbol,
+                    "interval": bars.interval,
+                    **_window(bars),
+                    "cost_bps": cost_bps,
+                    "device": market.device.type,
+                    "sort_by": sort_by,
+                    "sets": len(rows),
+                    "top": best,
+                },
+                indent=2,
+                default=_plain,
+            )
+        )
         return
     if as_csv:
         names = [p.name for p in strat.space.params]
         out = csv.writer(sys.stdout, lineterminator="\n")
         out.writerow(["rank", *names, *METRICS])
-        out.writerows([b["rank"], *(_plain(b["parameters"][n]) for n in names), *(repr(b[m]) for m in METRICS)]
-                      for b in best)
+        out.writerows(
+            [b["rank"], *(_plain(b["parameters"][n]) for n in names), *(repr(b[m]) for m in METRICS)] for b in best
+        )
         return
-    console.print(f"top {min(top, len(rows))} of {len(rows)} {strat.name} sets on {bars.symbol} {bars.interval} "
-                  f"({_span(bars)}) by {sort_by}", highlight=False, soft_wrap=True)
+    console.print(
+        f"top {min(top, len(rows))} of {len(rows)} {strat.name} sets on {bars.symbol} {bars.interval} "
+        f"({_span(bars)}) by {sort_by}",
+        highlight=False,
+        soft_wrap=True,
+    )
     table = Table("#", "parameters")
     for m in SWEEP_METRICS:
         table.add_column(m, justify="right", no_wrap=True)
@@ -187,8 +252,12 @@ def sweep_command(
         table.add_row(str(rank), _fmt_params(sets[i]), *(fmt_metric(m, rows[i][m]) for m in SWEEP_METRICS))
     print_table(table)
     rate = len(rows) * len(bars) / max(elapsed, 1e-9)
-    console.print(f"{len(rows)} sets x {len(bars)} bars in {elapsed:.2f} s: {rate:,.0f} bar-evals/s "
-                  f"on {market.device.type}, cost {cost_bps:g} bps", highlight=False, soft_wrap=True)
+    console.print(
+        f"{len(rows)} sets x {len(bars)} bars in {elapsed:.2f} s: {rate:,.0f} bar-evals/s "
+        f"on {market.device.type}, cost {cost_bps:g} bps",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 # --- ludus strategies -------------------------------------------------------------------------------------
@@ -212,8 +281,9 @@ def strategies_command() -> None:
                 kind = "float" if isinstance(p, FloatParam) else "int"
                 step = f" step {_fmt_value(p.step)}" if p.step is not None else ""
                 lines.append(f"{p.name}: {kind} {_fmt_value(p.low)}..{_fmt_value(p.high)}{step} ({default})")
-        table.add_row(name, strat.rule, "\n".join(lines), "\n".join(map(str, strat.space.constraints)) or "-",
-                      strat.description)
+        table.add_row(
+            name, strat.rule, "\n".join(lines), "\n".join(map(str, strat.space.constraints)) or "-", strat.description
+        )
     print_table(table)
 
 
@@ -236,19 +306,36 @@ def _heatmap_axes(strat: Strategy, x: str | None, y: str | None, metric: str) ->
     return x, y, metric
 
 
-def _write_heatmap(path: Path, name: str, bars: Any, sets: list[dict[str, Any]], rows: list[dict[str, float]],
-                   x: str, y: str, metric: str, cost_bps: float) -> Path:
+def _write_heatmap(
+    path: Path,
+    name: str,
+    bars: Any,
+    sets: list[dict[str, Any]],
+    rows: list[dict[str, float]],
+    x: str,
+    y: str,
+    metric: str,
+    cost_bps: float,
+) -> Path:
     from ludus.report.heatmap import heatmap_grid
     from ludus.report.render import heatmap_page
 
     grid = heatmap_grid(sets, [r[metric] for r in rows], x, y, metric, lower_is_better=metric in LOWER_IS_BETTER)
-    others = "" if grid.sets_per_cell <= 1 else (
-        f"; each cell shows the {'lowest' if metric in LOWER_IS_BETTER else 'best'} of up to "
-        f"{grid.sets_per_cell} sets that differ in the other parameters")
-    note = (f"{len(sets)} sets of {name} on {bars.symbol} {bars.interval} ({_span(bars)}), net of {cost_bps:g} bps"
-            f"{others}; empty cells: no set swept there")
-    html = heatmap_page(f"{name} on {bars.symbol}: {metric} over {x} and {y}", x, y, grid.x, grid.y, grid.z,
-                        metric, note)
+    others = (
+        ""
+        if grid.sets_per_cell <= 1
+        else (
+            f"; each cell shows the {'lowest' if metric in LOWER_IS_BETTER else 'best'} of up to "
+            f"{grid.sets_per_cell} sets that differ in the other parameters"
+        )
+    )
+    note = (
+        f"{len(sets)} sets of {name} on {bars.symbol} {bars.interval} ({_span(bars)}), net of {cost_bps:g} bps"
+        f"{others}; empty cells: no set swept there"
+    )
+    html = heatmap_page(
+        f"{name} on {bars.symbol}: {metric} over {x} and {y}", x, y, grid.x, grid.y, grid.z, metric, note
+    )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(html, encoding="utf-8")
@@ -326,8 +413,9 @@ def _market(symbol: str, interval: str, start: str | None, end: str | None, devi
     dev = resolve_device(device)  # before the database: a bad --device fails fast
     bars = PriceStore(make_engine(get_settings().database_url)).read(symbol, interval, start=first, end=last)
     if len(bars) < 2:
-        raise InputError("start", start, f"the window has {len(bars)} bar(s) of {bars.symbol}_{bars.interval}; "
-                                         "need at least 2")
+        raise InputError(
+            "start", start, f"the window has {len(bars)} bar(s) of {bars.symbol}_{bars.interval}; need at least 2"
+        )
     return MarketTensors.from_bars(bars, device=dev), bars, bars_per_year(bars.interval)
 
 

@@ -84,8 +84,11 @@ def usage_error_line(exc) -> str:
         return f"{_param_name(param)}: required{hint}"
     if "BadParameter" in kinds and param is not None:
         given = _given(param, sys.argv[1:])
-        return f"{_param_name(param)}={given}: {message}{hint}" if given is not None else \
-            f"{_param_name(param)}: {message}{hint}"
+        return (
+            f"{_param_name(param)}={given}: {message}{hint}"
+            if given is not None
+            else f"{_param_name(param)}: {message}{hint}"
+        )
     return f"{message}{hint}"
 
 
@@ -104,5 +107,5 @@ def _given(param, argv: list[str]) -> str | None:
             if arg == opt and i + 1 < len(argv):
                 return argv[i + 1]
             if arg.startswith(opt + "="):
-                return arg[len(opt) + 1:]
+                return arg[len(opt) + 1 :]
     return None

@@ -51,12 +51,25 @@ def import_cmd(
 
     name = table_name(symbol, interval)  # validates both before anything else happens
     store = _store()
-    progress = Progress(TextColumn(f"importing {file.name}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                        TimeRemainingColumn(), console=console, transient=True)
+    progress = Progress(
+        TextColumn(f"importing {file.name}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
     with progress:
         task = progress.add_task("rows", total=None)
-        rows = import_csv(file, symbol, interval, store, replace=replace,
-                          on_progress=lambda done, size: progress.update(task, completed=done, total=size))
+        rows = import_csv(
+            file,
+            symbol,
+            interval,
+            store,
+            replace=replace,
+            on_progress=lambda done, size: progress.update(task, completed=done, total=size),
+        )
     console.print(f"imported {rows} bars into Prices.{name}")
 
 

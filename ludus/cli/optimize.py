@@ -36,8 +36,10 @@ def register(app: typer.Typer) -> None:
     app.command("optimize", help="Run a job file (or - for stdin) here: CPO or static search, then publish.")(
         optimize_command
     )
-    app.command("recommend", help="Parameters published for the next session; re-scores the active CPO model "
-                                  "on the latest conditions.")(recommend_command)
+    app.command(
+        "recommend",
+        help="Parameters published for the next session; re-scores the active CPO model on the latest conditions.",
+    )(recommend_command)
 
 
 # --- ludus optimize ---------------------------------------------------------------------------------------
@@ -108,8 +110,7 @@ def share_cores_with_local_ray(ray_address: str | None) -> None:
 def _run(job: Any, engine: Any, settings: Any, display: ProgressDisplay, executor: Any, resume: bool) -> Any:
     from ludus.pipeline import run_job
 
-    return run_job(job, engine=engine, settings=settings, progress=display.on_event, executor=executor,
-                   resume=resume)
+    return run_job(job, engine=engine, settings=settings, progress=display.on_event, executor=executor, resume=resume)
 
 
 def _read_job_text(job_file: str) -> str:
@@ -149,8 +150,7 @@ def _record_job(engine: Any, job: Any, result: Any, started: datetime) -> None:
 
     owner = f"ludus-optimize-{socket.gethostname()}-{os.getpid()}"
     with transaction(engine) as conn:
-        _record, created = jobs.accept(conn, job.job_id, job.payload(), now=started,
-                                       canonical=canonical_payload)
+        _record, created = jobs.accept(conn, job.job_id, job.payload(), now=started, canonical=canonical_payload)
         if created and jobs.claim(conn, job.job_id, owner, lease_s=60.0, now=started):
             # run here, not submitted: nobody waits for a result message
             jobs.finish(conn, job.job_id, owner, jobs.SUCCEEDED, result.to_dict(), announce=False)
@@ -159,16 +159,31 @@ def _record_job(engine: Any, job: Any, result: Any, started: datetime) -> None:
 class ProgressDisplay:
     """A rich progress bar fed by ProgressEvents; phase changes and verdicts are also printed as lines."""
 
-    LINE_PHASES = (PHASE_LOADING_DATA, PHASE_CONDITIONS, PHASE_LABELS, PHASE_GATE, PHASE_TRAINING, PHASE_EXPORTING,
-                   PHASE_PERSISTED, PHASE_FAILED)
+    LINE_PHASES = (
+        PHASE_LOADING_DATA,
+        PHASE_CONDITIONS,
+        PHASE_LABELS,
+        PHASE_GATE,
+        PHASE_TRAINING,
+        PHASE_EXPORTING,
+        PHASE_PERSISTED,
+        PHASE_FAILED,
+    )
 
     def __init__(self, quiet: bool = False) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.quiet = quiet
-        self.progress = Progress(TextColumn("[bold]{task.fields[phase]:<12}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
-                                 transient=True, disable=quiet)
+        self.progress = Progress(
+            TextColumn("[bold]{task.fields[phase]:<12}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+            disable=quiet,
+        )
         self.task = self.progress.add_task("starting", total=None, phase=PHASE_ACCEPTED)
         self.phase: str | None = None
         self.events: list[Any] = []
@@ -188,20 +203,31 @@ class ProgressDisplay:
         message = event.message[:160]
         if event.best_value is not None and event.phase == "search":
             message += f" (best {event.best_value:.4f})"
-        self.progress.update(self.task, description=message, phase=event.phase,
-                             total=event.total if event.total else None, completed=event.step or 0)
+        self.progress.update(
+            self.task,
+            description=message,
+            phase=event.phase,
+            total=event.total if event.total else None,
+            completed=event.step or 0,
+        )
         new_phase = event.phase != self.phase
         self.phase = event.phase
         if event.phase in self.LINE_PHASES or (new_phase and event.phase != PHASE_SUCCEEDED):
-            self.progress.console.print(f"[dim]{datetime.now():%H:%M:%S}[/] [bold]{event.phase}[/] "
-                                        f"{event.message}", highlight=False, soft_wrap=True)
+            self.progress.console.print(
+                f"[dim]{datetime.now():%H:%M:%S}[/] [bold]{event.phase}[/] {event.message}",
+                highlight=False,
+                soft_wrap=True,
+            )
 
 
 def print_result(result: Any) -> None:
     """One table per symbol (decision, parameters, champion), one of its arms, and the phase timings."""
     for s in result.symbols:
-        table = Table(show_header=False, title=f"{result.strategy} {s.symbol} {result.interval} ({result.mode})",
-                      title_justify="left")
+        table = Table(
+            show_header=False,
+            title=f"{result.strategy} {s.symbol} {result.interval} ({result.mode})",
+            title_justify="left",
+        )
         table.add_column("field", style="bold")
         table.add_column("value", overflow="fold")
         if s.decision is not None:
@@ -216,13 +242,18 @@ def print_result(result: Any) -> None:
             table.add_row("expected return", f"{s.expected_return:+.5f} per bar")
         if s.configurations is not None:
             c = s.configurations
-            table.add_row("configurations", f"{c.total:,} tried on this key over {c.jobs} job(s): {c.candidates} "
-                                            f"candidates, {c.model_trials} model trials, {c.baseline_trials} "
-                                            f"baseline trials, {c.challengers} challengers")
+            table.add_row(
+                "configurations",
+                f"{c.total:,} tried on this key over {c.jobs} job(s): {c.candidates} "
+                f"candidates, {c.model_trials} model trials, {c.baseline_trials} "
+                f"baseline trials, {c.challengers} challengers",
+            )
             table.add_row("z needed", _fmt(s.z_threshold, ".2f"))
         if s.windows:
-            table.add_row("out of sample", f"{s.oos_bars:,} bars in {len(s.windows)} windows, "
-                                           f"{s.windows[0].start}..{s.windows[-1].end}")
+            table.add_row(
+                "out of sample",
+                f"{s.oos_bars:,} bars in {len(s.windows)} windows, {s.windows[0].start}..{s.windows[-1].end}",
+            )
         table.add_row("valid for", str(s.valid_for) if s.valid_for else "-")
         table.add_row("model version", s.model_version or "-")
         table.add_row("reason", s.reason)
@@ -242,15 +273,33 @@ def print_result(result: Any) -> None:
 
 def arms_table(s: Any) -> Table:
     """Every arm on the out-of-sample path: Sharpe, ΔSharpe ± SE vs the champion, z, windows, trading."""
-    table = Table("arm", "role", "Sharpe", "ΔSharpe ± SE", "z", "passed", "per window", "turnover/yr",
-                  "θ switches/yr", title=f"{s.symbol}: arms out of sample (z needed {_fmt(s.z_threshold, '.2f')})",
-                  title_justify="left")
+    table = Table(
+        "arm",
+        "role",
+        "Sharpe",
+        "ΔSharpe ± SE",
+        "z",
+        "passed",
+        "per window",
+        "turnover/yr",
+        "θ switches/yr",
+        title=f"{s.symbol}: arms out of sample (z needed {_fmt(s.z_threshold, '.2f')})",
+        title_justify="left",
+    )
     for a in s.arms:
         delta = "-" if a.delta_sharpe is None else f"{a.delta_sharpe:+.2f} ± {_fmt(a.delta_se, '.2f')}"
         seeds = f" (seeds {min(a.seed_sharpes):.2f}..{max(a.seed_sharpes):.2f})" if len(a.seed_sharpes) > 1 else ""
-        table.add_row(a.name + ("" if a.publishable else " *"), a.role, _fmt(a.sharpe, ".2f") + seeds, delta,
-                      _fmt(a.z, ".2f"), "yes" if a.passed else "", " ".join(_fmt(x, ".2f") for x in a.window_sharpes),
-                      _fmt(a.turnover, ".1f"), _fmt(a.switches_per_year, ".1f"))
+        table.add_row(
+            a.name + ("" if a.publishable else " *"),
+            a.role,
+            _fmt(a.sharpe, ".2f") + seeds,
+            delta,
+            _fmt(a.z, ".2f"),
+            "yes" if a.passed else "",
+            " ".join(_fmt(x, ".2f") for x in a.window_sharpes),
+            _fmt(a.turnover, ".1f"),
+            _fmt(a.switches_per_year, ".1f"),
+        )
     return table
 
 
@@ -287,8 +336,10 @@ def recommend_command(
     with engine.connect() as conn:
         row = read_active(conn, strategy, symbol, interval)
     if row is None:
-        fail(f"strategy={strategy} symbol={symbol} interval={interval}: nothing published yet "
-             f"(run `ludus optimize JOB.json` first)")
+        fail(
+            f"strategy={strategy} symbol={symbol} interval={interval}: nothing published yet "
+            f"(run `ludus optimize JOB.json` first)"
+        )
     scored = rescore(engine, settings, strategy, symbol, interval, held=row.parameters)
     if as_json:
         typer.echo(json.dumps(recommendation_document(row, scored, top), indent=2, default=str))
@@ -309,9 +360,15 @@ def recommend_command(
     if scored is None:
         console.print("no active CPO model for this key: the parameters above are not a model's choice")
         return
-    cand = Table("rank", "parameters", "expected return (net of the move)", "published",
-                 title=f"model version {scored['version']} re-scored on the conditions of {scored['as_of']} "
-                       f"(holding {scored['held_position']:+.0f} now)", title_justify="left")
+    cand = Table(
+        "rank",
+        "parameters",
+        "expected return (net of the move)",
+        "published",
+        title=f"model version {scored['version']} re-scored on the conditions of {scored['as_of']} "
+        f"(holding {scored['held_position']:+.0f} now)",
+        title_justify="left",
+    )
     for rank, (params, value) in enumerate(scored["ranking"][:top], start=1):
         cand.add_row(str(rank), _params(params), f"{value:+.5f}", "*" if params == row.parameters else "")
     console.print(cand)
@@ -319,21 +376,42 @@ def recommend_command(
 
 def recommendation_document(row: Any, scored: dict[str, Any] | None, top: int) -> dict[str, Any]:
     """What `ludus recommend --json` prints: the published row and the active model's re-scored candidates."""
-    published = {"strategy": row.strategy, "symbol": row.symbol, "interval": row.interval,
-                 "valid_for": row.valid_for.isoformat(), "parameters": row.parameters,
-                 "expected_return": row.expected_metric, "baseline_parameters": row.baseline_parameters,
-                 "model_version": row.model_version, "job_id": row.job_id, "decision": row.decision,
-                 "arm": row.arm, "evidence_bars": row.evidence_bars,
-                 "updated_at": row.updated_at.isoformat() if row.updated_at else None}
+    published = {
+        "strategy": row.strategy,
+        "symbol": row.symbol,
+        "interval": row.interval,
+        "valid_for": row.valid_for.isoformat(),
+        "parameters": row.parameters,
+        "expected_return": row.expected_metric,
+        "baseline_parameters": row.baseline_parameters,
+        "model_version": row.model_version,
+        "job_id": row.job_id,
+        "decision": row.decision,
+        "arm": row.arm,
+        "evidence_bars": row.evidence_bars,
+        "updated_at": row.updated_at.isoformat() if row.updated_at else None,
+    }
     model = None
     if scored is not None:
-        model = {"version": scored["version"], "as_of": scored["as_of"], "held_position": scored["held_position"],
-                 "candidates": [{"parameters": p, "expected_return": v} for p, v in scored["ranking"][:top]]}
+        model = {
+            "version": scored["version"],
+            "as_of": scored["as_of"],
+            "held_position": scored["held_position"],
+            "candidates": [{"parameters": p, "expected_return": v} for p, v in scored["ranking"][:top]],
+        }
     return {"published": published, "model": model}
 
 
-def rescore(engine: Any, settings: Any, strategy: str, symbol: str, interval: str, version: Any = None, *,
-            held: dict[str, Any] | None = None) -> dict[str, Any] | None:
+def rescore(
+    engine: Any,
+    settings: Any,
+    strategy: str,
+    symbol: str,
+    interval: str,
+    version: Any = None,
+    *,
+    held: dict[str, Any] | None = None,
+) -> dict[str, Any] | None:
     """The active model version's (or ``version``'s) candidates re-scored on the latest bars of the price store
     with its model card (``ludus.cpo.recommend.rescore``), net of the cost of moving from the position ``held``
     (the θ live now; None: flat).
@@ -355,11 +433,23 @@ def rescore(engine: Any, settings: Any, strategy: str, symbol: str, interval: st
     try:
         card = ModelCard.model_validate(version.metrics or {})
     except ValueError:
-        raise InputError("model_version", version.id, "this version carries no model card (trained before "
-                                                      "cards existed); run the job again") from None
-    scored = rescore_card(PriceStore(engine), card, version.onnx, held_parameters=held,
-                          trials_dir=settings.trials_dir, device=settings.device)
-    return {"version": version.id, "as_of": scored.as_of, "ranking": scored.ranking,
-            "held_position": scored.recommendation.held_position, "recommendation": scored.recommendation}
-
-
+        raise InputError(
+            "model_version",
+            version.id,
+            "this version carries no model card (trained before cards existed); run the job again",
+        ) from None
+    scored = rescore_card(
+        PriceStore(engine),
+        card,
+        version.onnx,
+        held_parameters=held,
+        trials_dir=settings.trials_dir,
+        device=settings.device,
+    )
+    return {
+        "version": version.id,
+        "as_of": scored.as_of,
+        "ranking": scored.ranking,
+        "held_position": scored.recommendation.held_position,
+        "recommendation": scored.recommendation,
+    }

@@ -24,8 +24,7 @@ UNKNOWN_GRACE_S = 5.0
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
     app.command("worker", help="Consume the jobs queue: run jobs, publish progress and results.")(worker)
-    app.command("submit", help="Validate a job file locally and publish it (with confirms); prints the job id.")(
-        submit)
+    app.command("submit", help="Validate a job file locally and publish it (with confirms); prints the job id.")(submit)
     app.command("watch", help="Follow a job's progress until its result; exit 1 when it failed.")(watch)
     dlq = typer.Typer(help="The dead-letter queue: rejected jobs and their reasons.", no_args_is_help=True)
     dlq.command("list", help="Dead letters: job id, reason, time (they stay in the queue).")(dlq_list)
@@ -46,9 +45,14 @@ def worker(
         def factory(job):
             return InProcessExecutor()
 
-    serve(settings, factory, http_port,
-          lambda w, port: f"worker {w.id}: queue {w.topology.jobs_queue}, {settings.max_concurrent_jobs} slot(s), "
-                          f"http :{port}")
+    serve(
+        settings,
+        factory,
+        http_port,
+        lambda w, port: (
+            f"worker {w.id}: queue {w.topology.jobs_queue}, {settings.max_concurrent_jobs} slot(s), http :{port}"
+        ),
+    )
 
 
 def service_settings(max_jobs: int | None):
@@ -116,17 +120,24 @@ def check_http_port(host: str, port: int) -> None:
     try:
         probe.bind((host, port))
     except OSError as exc:
-        raise InputError("http_port", port, f"cannot listen on {host}:{port} ({exc.strerror}); another process "
-                                            "holds it: pick another with --http-port or LUDUS_HTTP_PORT") from None
+        raise InputError(
+            "http_port",
+            port,
+            f"cannot listen on {host}:{port} ({exc.strerror}); another process "
+            "holds it: pick another with --http-port or LUDUS_HTTP_PORT",
+        ) from None
     finally:
         probe.close()
 
 
 def submit(
     path: Annotated[Path, typer.Argument(help="job JSON file ('-' reads stdin)")],
-    offline: Annotated[bool, typer.Option(
-        "--offline", help="skip the checks against the database (schema, price tables): the job's own "
-                          "checks only")] = False,
+    offline: Annotated[
+        bool,
+        typer.Option(
+            "--offline", help="skip the checks against the database (schema, price tables): the job's own checks only"
+        ),
+    ] = False,
 ) -> None:
     import sys
 
@@ -151,8 +162,9 @@ def submit(
         engine = make_engine(settings.database_url)
     preflight(job, settings=settings, engine=engine, local_compute=False)
     with broker_session("ludus submit") as (_settings, topology, conn):
-        Publisher(conn.channel()).publish(topology.jobs_exchange, topology.jobs_routing_key, job.to_json(),
-                                          message_id=str(job.job_id))
+        Publisher(conn.channel()).publish(
+            topology.jobs_exchange, topology.jobs_routing_key, job.to_json(), message_id=str(job.job_id)
+        )
     console.print(str(job.job_id), highlight=False)
 
 
@@ -186,10 +198,20 @@ def watch(
                 state = _wait_for_a_trace(settings, channel, topology, job_id)
         deadline = None if timeout is None else time.monotonic() + timeout
         next_look = time.monotonic() + LOOK_AGAIN_S
-        with Progress(TextColumn("[bold]{task.fields[phase]:<12}"), BarColumn(), TextColumn("{task.description}"),
-                      TimeElapsedColumn(), console=console, transient=False) as bar:
-            waiting = (f"not recorded yet: {queue_depth(channel, topology.jobs_queue)} message(s) wait in "
-                       f"{topology.jobs_queue}" if state == UNKNOWN else "waiting for the worker")
+        with Progress(
+            TextColumn("[bold]{task.fields[phase]:<12}"),
+            BarColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        ) as bar:
+            waiting = (
+                f"not recorded yet: {queue_depth(channel, topology.jobs_queue)} message(s) wait in "
+                f"{topology.jobs_queue}"
+                if state == UNKNOWN
+                else "waiting for the worker"
+            )
             task = bar.add_task(waiting, total=None, phase="queued")
             while result is None:
                 if deadline is not None and time.monotonic() > deadline:
@@ -211,8 +233,9 @@ def watch(
                 desc = data.get("message") or ""
                 if data.get("best_value") is not None:
                     desc += f" (best {data['best_value']:.4g})"
-                bar.update(task, phase=data.get("phase", ""), description=desc, total=total or None,
-                           completed=step or 0)
+                bar.update(
+                    task, phase=data.get("phase", ""), description=desc, total=total or None, completed=step or 0
+                )
     _print_result(result)
     if result.get("status") != JOB_SUCCEEDED:
         raise SystemExit(1)
@@ -243,8 +266,11 @@ def _dead_letter_result(conn, topology, job_id: str) -> dict | None:
 
     for letter in browse(conn, topology):
         if letter.job_id == job_id:
-            return {"job_id": job_id, "status": JOB_REJECTED,
-                    "error": {"field": letter.field or None, "value": letter.value or None, "reason": letter.reason}}
+            return {
+                "job_id": job_id,
+                "status": JOB_REJECTED,
+                "error": {"field": letter.field or None, "value": letter.value or None, "reason": letter.reason},
+            }
     return None
 
 
@@ -263,8 +289,10 @@ def _wait_for_a_trace(settings, channel, topology, job_id: str) -> str:
         if state != UNKNOWN:
             return state
         time.sleep(0.5)
-    fail(f"unknown job {job_id}: no record in the jobs table, no dead letter, and nothing waiting in "
-         f"{topology.jobs_queue} (submit it with `ludus submit JOB.json`)")
+    fail(
+        f"unknown job {job_id}: no record in the jobs table, no dead letter, and nothing waiting in "
+        f"{topology.jobs_queue} (submit it with `ludus submit JOB.json`)"
+    )
 
 
 def _print_result(result: dict) -> None:
@@ -275,14 +303,18 @@ def _print_result(result: dict) -> None:
     console.print(f"[bold {colour}]{status}[/] job {result.get('job_id')}")
     error = result.get("error")
     if error:
-        console.print(f"  {error.get('field') or '$'}={error.get('value')!s}: {error.get('reason')}",
-                      highlight=False)
+        console.print(f"  {error.get('field') or '$'}={error.get('value')!s}: {error.get('reason')}", highlight=False)
     symbols = result.get("symbols") or []
     if symbols:
         table = Table("symbol", "published", "parameters", "expected return", "reason")
         for s in symbols:
-            table.add_row(str(s.get("symbol")), "yes" if s.get("published") else "no",
-                          json.dumps(s.get("parameters")), str(s.get("expected_return")), str(s.get("reason") or ""))
+            table.add_row(
+                str(s.get("symbol")),
+                "yes" if s.get("published") else "no",
+                json.dumps(s.get("parameters")),
+                str(s.get("expected_return")),
+                str(s.get("reason") or ""),
+            )
         print_table(table)
 
 
@@ -312,15 +344,21 @@ def dlq_replay(
     with broker_session("ludus dlq replay") as (_settings, topology, conn):
         moved, refused = replay(conn, topology, job_id=job_id)
     for letter in moved:
-        console.print(f"replayed {letter.job_id or '-'} ({letter.reason}): it runs again as a new attempt",
-                      highlight=False)
+        console.print(
+            f"replayed {letter.job_id or '-'} ({letter.reason}): it runs again as a new attempt", highlight=False
+        )
     console.print(f"{len(moved)} message(s) sent back to {topology.jobs_queue}")
     for refusal in refused:
-        err_console.print(f"[bold red]not replayed[/] {refusal.letter.job_id or '-'}: {refusal.reason}",
-                          highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[bold red]not replayed[/] {refusal.letter.job_id or '-'}: {refusal.reason}",
+            highlight=False,
+            soft_wrap=True,
+        )
     if refused:
-        fail(f"{len(refused)} dead letter(s) left in {topology.dead_letter_queue}: replaying them would only "
-             "get them refused again")
+        fail(
+            f"{len(refused)} dead letter(s) left in {topology.dead_letter_queue}: replaying them would only "
+            "get them refused again"
+        )
 
 
 @contextmanager

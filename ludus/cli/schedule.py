@@ -10,11 +10,16 @@ from rich.table import Table
 
 from ludus.cli.common import console, open_database, print_table
 
-FileOpt = Annotated[Path | None, typer.Option("--file", "-f", help="the schedule file (default: LUDUS_SCHEDULE_FILE, "
-                                                                   "else schedule.yaml of trials/)")]
+FileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--file", "-f", help="the schedule file (default: LUDUS_SCHEDULE_FILE, else schedule.yaml of trials/)"
+    ),
+]
 
-schedule_app = typer.Typer(help="Cron schedules of job templates in an exchange's sessions, and retention.",
-                           no_args_is_help=True)
+schedule_app = typer.Typer(
+    help="Cron schedules of job templates in an exchange's sessions, and retention.", no_args_is_help=True
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -30,8 +35,11 @@ def _load(file: Path | None):
     return settings, load_schedule(file or settings.schedule_file, settings.trials_dir)
 
 
-@schedule_app.command("run", help="Publish each due slot's job once (claimed in the database first, so a "
-                                  "restart or a second scheduler never publishes a slot twice).")
+@schedule_app.command(
+    "run",
+    help="Publish each due slot's job once (claimed in the database first, so a "
+    "restart or a second scheduler never publishes a slot twice).",
+)
 def schedule_run(
     file: FileOpt = None,
     once: Annotated[bool, typer.Option("--once", help="one pass over the due slots, then exit (for cron)")] = False,
@@ -48,8 +56,11 @@ def schedule_run(
     if once:
         fired = scheduler.tick()
         for f in fired:
-            console.print(f"{f.schedule} {f.slot_at.isoformat()}: {f.outcome} {f.job_id or ''} {f.detail}".rstrip(),
-                          highlight=False, soft_wrap=True)
+            console.print(
+                f"{f.schedule} {f.slot_at.isoformat()}: {f.outcome} {f.job_id or ''} {f.detail}".rstrip(),
+                highlight=False,
+                soft_wrap=True,
+            )
         console.print(f"{len(fired)} slot(s) handled", highlight=False)
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -57,8 +68,12 @@ def schedule_run(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    console.print(f"scheduler {scheduler.owner}: {len(spec.schedules)} schedule(s) from {spec.source}, calendar "
-                  f"{spec.calendar}, catch-up {settings.schedule_catchup_s:g}s", highlight=False, soft_wrap=True)
+    console.print(
+        f"scheduler {scheduler.owner}: {len(spec.schedules)} schedule(s) from {spec.source}, calendar "
+        f"{spec.calendar}, catch-up {settings.schedule_catchup_s:g}s",
+        highlight=False,
+        soft_wrap=True,
+    )
     scheduler.run(stop)
 
 
@@ -74,8 +89,15 @@ def schedule_list(
     scheduler = Scheduler(settings, spec, publish=lambda job, headers: None)
     upcoming = scheduler.next_slots(count)
     zone = spec.zone
-    table = Table("schedule", "cron", "sessions", "job template", "next slots", title=f"{spec.source}: calendar "
-                  f"{spec.calendar}, cron read in {zone.key}", title_justify="left")
+    table = Table(
+        "schedule",
+        "cron",
+        "sessions",
+        "job template",
+        "next slots",
+        title=f"{spec.source}: calendar {spec.calendar}, cron read in {zone.key}",
+        title_justify="left",
+    )
     rows = [(s.name, s.cron, s.sessions, s.job) for s in spec.schedules if s.enabled]
     if spec.retention is not None and spec.retention.enabled:
         rows.append((RETENTION_SCHEDULE, spec.retention.cron, spec.retention.sessions, "(prune)"))
@@ -98,9 +120,23 @@ def schedule_fired(
     engine = open_database()
     with engine.connect() as conn:
         records = slots.recent(conn, schedule, limit)
-    table = Table("schedule", "slot (UTC)", "job id", "claimed by", "published", "error",
-                  title=f"{len(records)} slot(s)", title_justify="left")
+    table = Table(
+        "schedule",
+        "slot (UTC)",
+        "job id",
+        "claimed by",
+        "published",
+        "error",
+        title=f"{len(records)} slot(s)",
+        title_justify="left",
+    )
     for r in records:
-        table.add_row(r.schedule, f"{r.slot_at:%Y-%m-%d %H:%M}", r.job_id or "-", r.claimed_by,
-                      f"{r.published_at:%Y-%m-%d %H:%M:%S}" if r.published_at else "-", r.error or "-")
+        table.add_row(
+            r.schedule,
+            f"{r.slot_at:%Y-%m-%d %H:%M}",
+            r.job_id or "-",
+            r.claimed_by,
+            f"{r.published_at:%Y-%m-%d %H:%M:%S}" if r.published_at else "-",
+            r.error or "-",
+        )
     print_table(table)

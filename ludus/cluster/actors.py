@@ -54,7 +54,7 @@ def _node_arch() -> str:
         if node.get("NodeID") == node_id:
             for key in node.get("Resources", {}):
                 if key.startswith(ARCH_RESOURCE_PREFIX):
-                    return normalize_arch(key[len(ARCH_RESOURCE_PREFIX):])
+                    return normalize_arch(key[len(ARCH_RESOURCE_PREFIX) :])
     return normalize_arch(label or platform.machine())
 
 
@@ -209,8 +209,9 @@ class LudusPruneBroker:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self._study = optuna.create_study(directions=directions, pruner=pruner,
-                                          storage=optuna.storages.InMemoryStorage())
+        self._study = optuna.create_study(
+            directions=directions, pruner=pruner, storage=optuna.storages.InMemoryStorage()
+        )
         if finished:
             self._study.add_trials(finished)
         self._storage = self._study._storage

@@ -61,8 +61,7 @@ class Backlog:
     @classmethod
     def of(cls, ready: int, placements: Iterable[object] = (), **kwargs: object) -> Backlog:
         """From the ready-message count and the ``placement`` of every unfinished job (dicts, models, None)."""
-        return cls(ready=max(0, int(ready)), jobs=tuple(PlacementSpec.from_any(p) for p in placements),
-                   **kwargs)  # type: ignore[arg-type]
+        return cls(ready=max(0, int(ready)), jobs=tuple(PlacementSpec.from_any(p) for p in placements), **kwargs)  # type: ignore[arg-type]
 
     @property
     def total(self) -> int:
@@ -95,9 +94,15 @@ class Backlog:
 
     def to_dict(self) -> dict[str, object]:
         """The JSON the worker serves on ``/backlog`` (KEDA's metrics-api trigger reads ``architectures.<a>``)."""
-        return {"backlog": self.total, "ready": self.ready, "unfinished": len(self.jobs),
-                "architectures": self.by_arch(), "shares": {a: round(w, 6) for a, w in self.shares().items()},
-                "oldest_age_s": round(self.oldest_age_s, 3), "stale": self.stale}
+        return {
+            "backlog": self.total,
+            "ready": self.ready,
+            "unfinished": len(self.jobs),
+            "architectures": self.by_arch(),
+            "shares": {a: round(w, 6) for a, w in self.shares().items()},
+            "oldest_age_s": round(self.oldest_age_s, 3),
+            "stale": self.stale,
+        }
 
 
 @dataclass(frozen=True)
@@ -115,8 +120,7 @@ class ScalePolicy:
         if self.min_gpus < 0:
             raise InputError("autoscale_min_gpus", self.min_gpus, "must be >= 0")
         if self.max_gpus < self.min_gpus:
-            raise InputError("autoscale_max_gpus", self.max_gpus,
-                             f"must be >= autoscale_min_gpus ({self.min_gpus})")
+            raise InputError("autoscale_max_gpus", self.max_gpus, f"must be >= autoscale_min_gpus ({self.min_gpus})")
         if self.cooldown_s < 0:
             raise InputError("autoscale_cooldown_s", self.cooldown_s, "must be >= 0")
 
@@ -145,8 +149,7 @@ class Decision:
     reason: str
 
 
-def decide(policy: ScalePolicy, *, backlog: int, current: int, last_busy_at: float | None,
-           now: float) -> Decision:
+def decide(policy: ScalePolicy, *, backlog: int, current: int, last_busy_at: float | None, now: float) -> Decision:
     """Pure scaling rule.
 
     Scale-up (target >= current) takes effect immediately and restarts the cooldown clock.
@@ -201,7 +204,7 @@ def describe_bundles(bundles: list[dict[str, float]]) -> str:
     """``{x86_64: 2, arm64: 1}``-like summary of GPU bundles by the architecture they are pinned to."""
     counts: dict[str, int] = {}
     for bundle in bundles:
-        arch = next((k[len(c.ARCH_RESOURCE_PREFIX):] for k in bundle if k.startswith(c.ARCH_RESOURCE_PREFIX)), "any")
+        arch = next((k[len(c.ARCH_RESOURCE_PREFIX) :] for k in bundle if k.startswith(c.ARCH_RESOURCE_PREFIX)), "any")
         counts[arch] = counts.get(arch, 0) + 1
     return "{" + ", ".join(f"{a}: {n}" for a, n in counts.items()) + "}"
 
@@ -268,16 +271,22 @@ class QueueDepthAutoscaler:
             except Exception as exc:  # noqa: BLE001 - broker briefly away: keep the request, retry later
                 log.warning("autoscale: backlog unavailable (%s); keeping %d GPUs", exc, self.current)
                 backlog = math.ceil(self.current * self.policy.jobs_per_gpu)
-            decision = decide(self.policy, backlog=backlog, current=self.current,
-                              last_busy_at=self.last_busy_at, now=now)
+            decision = decide(
+                self.policy, backlog=backlog, current=self.current, last_busy_at=self.last_busy_at, now=now
+            )
             self.last_busy_at = decision.last_busy_at
             self.last_decision = decision
             bundles = bundles_for(decision.desired, self._split)
             if bundles != self.requested:
                 # request_resources replaces the previous request; an empty list withdraws it.
                 self._request(bundles=bundles)
-                log.info("autoscale: backlog=%d -> %d GPUs %s (%s)", backlog, decision.desired,
-                         describe_bundles(bundles), decision.reason)
+                log.info(
+                    "autoscale: backlog=%d -> %d GPUs %s (%s)",
+                    backlog,
+                    decision.desired,
+                    describe_bundles(bundles),
+                    decision.reason,
+                )
                 self.requested = bundles
             self.current = decision.desired
             return decision

@@ -84,18 +84,32 @@ def connect(settings: Settings | None = None, *, address: str | None = None, **i
     try:
         ray.init(**kwargs)
     except ConnectionError as exc:
-        raise TransientError(f"no Ray cluster reachable at {target or 'a new local instance'}: {exc} (start one "
-                             "with `ray start --head`, or unset LUDUS_RAY_ADDRESS for a local Ray)") from exc
+        raise TransientError(
+            f"no Ray cluster reachable at {target or 'a new local instance'}: {exc} (start one "
+            "with `ray start --head`, or unset LUDUS_RAY_ADDRESS for a local Ray)"
+        ) from exc
     return ray
 
 
 def _ray_errors():
     from ray import exceptions as rex
 
-    lost = tuple(getattr(rex, name) for name in (
-        "RayActorError", "ActorDiedError", "ActorUnavailableError", "WorkerCrashedError", "NodeDiedError",
-        "ObjectLostError", "OwnerDiedError", "OutOfMemoryError", "ObjectFetchTimedOutError",
-        "ReferenceCountingAssertionError") if hasattr(rex, name))
+    lost = tuple(
+        getattr(rex, name)
+        for name in (
+            "RayActorError",
+            "ActorDiedError",
+            "ActorUnavailableError",
+            "WorkerCrashedError",
+            "NodeDiedError",
+            "ObjectLostError",
+            "OwnerDiedError",
+            "OutOfMemoryError",
+            "ObjectFetchTimedOutError",
+            "ReferenceCountingAssertionError",
+        )
+        if hasattr(rex, name)
+    )
     return rex.RayTaskError, lost
 
 
@@ -148,10 +162,20 @@ class RayExecutor(BaseExecutor):
     """The search layer's executor contract on Ray actors (see the module doc for dispatch, pruning and
     failure handling)."""
 
-    def __init__(self, settings: Settings, placement: Any = None, *, job_id: Any = None, data: Any = None,
-                 max_actors: int | None = None, actor_start_timeout_s: float = 180.0, max_attempts: int = 3,
-                 max_failures: int | None = None, wait_for_nodes: bool | None = None,
-                 grow_interval_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        placement: Any = None,
+        *,
+        job_id: Any = None,
+        data: Any = None,
+        max_actors: int | None = None,
+        actor_start_timeout_s: float = 180.0,
+        max_attempts: int = 3,
+        max_failures: int | None = None,
+        wait_for_nodes: bool | None = None,
+        grow_interval_s: float = 2.0,
+    ) -> None:
         self.settings = settings
         # a Ray cluster may gain nodes (autoscaler, KEDA); the in-process local Ray never does
         self.wait_for_nodes = settings.ray_address is not None if wait_for_nodes is None else bool(wait_for_nodes)
@@ -180,14 +204,19 @@ class RayExecutor(BaseExecutor):
     @classmethod
     def for_job(cls, job: Any, settings: Settings, *, data: Any = None, **kwargs: Any) -> RayExecutor:
         """An executor for one OptimizationJob (its id names the actors, its ``placement`` places them)."""
-        return cls(settings, getattr(job, "placement", None), job_id=getattr(job, "job_id", None), data=data,
-                   **kwargs)
+        return cls(settings, getattr(job, "placement", None), job_id=getattr(job, "job_id", None), data=data, **kwargs)
 
     # --- actors ------------------------------------------------------------------------------------------
 
     def _plan(self, *, strict: bool = False) -> list[ActorGroup]:
-        return plan_groups(cluster_nodes(), self.spec, gpus_per_actor=self.settings.gpus_per_trial,
-                           cpus_per_actor=self.settings.cpus_per_actor, device=self.settings.device, strict=strict)
+        return plan_groups(
+            cluster_nodes(),
+            self.spec,
+            gpus_per_actor=self.settings.gpus_per_trial,
+            cpus_per_actor=self.settings.cpus_per_actor,
+            device=self.settings.device,
+            strict=strict,
+        )
 
     def _start_actor(self, group: ActorGroup) -> _Actor:
         cls = trial_actor_class()
@@ -224,8 +253,14 @@ class RayExecutor(BaseExecutor):
                 started[group.arch] += 1
         self._target = max(self._target, len(self._actors))
         if started:
-            log.info("job %s: %d more trial actor(s) (%s); pool %d of at most %d", self.tag, sum(started.values()),
-                     ", ".join(f"{arch} x{n}" for arch, n in started.items()), len(self._actors), self.max_actors)
+            log.info(
+                "job %s: %d more trial actor(s) (%s); pool %d of at most %d",
+                self.tag,
+                sum(started.values()),
+                ", ".join(f"{arch} x{n}" for arch, n in started.items()),
+                len(self._actors),
+                self.max_actors,
+            )
         return sum(started.values())
 
     def _maybe_grow(self) -> None:
@@ -245,14 +280,21 @@ class RayExecutor(BaseExecutor):
         self._last_progress = time.monotonic()
         deadline = self._last_progress + self.actor_start_timeout_s
         if not self._actors:
-            log.info("job %s: no allowed node can hold a trial actor yet (placement %s); waiting up to %gs for "
-                     "nodes to join", self.tag, self.spec.describe(), self.actor_start_timeout_s)
+            log.info(
+                "job %s: no allowed node can hold a trial actor yet (placement %s); waiting up to %gs for "
+                "nodes to join",
+                self.tag,
+                self.spec.describe(),
+                self.actor_start_timeout_s,
+            )
         while not self._idle:
             left = deadline - time.monotonic()
             if left <= 0:
                 self.close()
-                raise TransientError(f"no trial actor could be placed within {self.actor_start_timeout_s:g}s "
-                                     f"(placement {self.spec.describe()}; Ray resources {self._resources_text()})")
+                raise TransientError(
+                    f"no trial actor could be placed within {self.actor_start_timeout_s:g}s "
+                    f"(placement {self.spec.describe()}; Ray resources {self._resources_text()})"
+                )
             step = min(left, self.grow_interval_s)
             if self._starting:
                 ready, _ = self._ray.wait(list(self._starting), num_returns=1, timeout=step)
@@ -270,8 +312,11 @@ class RayExecutor(BaseExecutor):
         for every placeable actor first (benchmarks, tests, or to fail fast on a misconfigured cluster)."""
         self._ensure_pool()
         if wait_all and self._starting:
-            ready, _ = self._ray.wait(list(self._starting), num_returns=len(self._starting),
-                                      timeout=self.actor_start_timeout_s if timeout_s is None else timeout_s)
+            ready, _ = self._ray.wait(
+                list(self._starting),
+                num_returns=len(self._starting),
+                timeout=self.actor_start_timeout_s if timeout_s is None else timeout_s,
+            )
             for ref in ready:
                 self._on_started(ref)
         return len(self._idle)
@@ -348,8 +393,10 @@ class RayExecutor(BaseExecutor):
         if not self._starting:
             self._replace()  # every actor died: start new ones as soon as an allowed node has room
         if time.monotonic() - self._last_progress > self.actor_start_timeout_s:
-            raise TransientError(f"no trial actor available for {self.actor_start_timeout_s:g}s "
-                                 f"(placement {self.spec.describe()}; Ray resources {self._resources_text()})")
+            raise TransientError(
+                f"no trial actor available for {self.actor_start_timeout_s:g}s "
+                f"(placement {self.spec.describe()}; Ray resources {self._resources_text()})"
+            )
 
     # --- search ------------------------------------------------------------------------------------------
 
@@ -359,16 +406,28 @@ class RayExecutor(BaseExecutor):
 
         if isinstance(study.pruner, optuna.pruners.NopPruner) or len(study.directions) != 1:
             return None
-        finished = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
-                                                            optuna.trial.TrialState.PRUNED))
+        finished = study.get_trials(
+            deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        )
         here = self._ray.get_runtime_context().get_node_id()
-        return prune_broker_class().options(
-            name=f"ludus-pruner-{self.tag}-{uuid.uuid4().hex[:4]}", namespace=RAY_NAMESPACE,
-            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=True),
-        ).remote(list(study.directions), study.pruner, finished)
+        return (
+            prune_broker_class()
+            .options(
+                name=f"ludus-pruner-{self.tag}-{uuid.uuid4().hex[:4]}",
+                namespace=RAY_NAMESPACE,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=True),
+            )
+            .remote(list(study.directions), study.pruner, finished)
+        )
 
-    def run(self, study: Any, trial_fn: Callable[[Any], float], n_trials: int, timeout_s: float | None = None,
-            on_trial_done: Callable[[Any, Any], None] | None = None) -> None:
+    def run(
+        self,
+        study: Any,
+        trial_fn: Callable[[Any], float],
+        n_trials: int,
+        timeout_s: float | None = None,
+        on_trial_done: Callable[[Any, Any], None] | None = None,
+    ) -> None:
         """Run ``n_trials`` new trials on the actors, keeping the contract of ``BaseExecutor``: failed trials
         count, a trial whose actor died runs again as the same trial, ``timeout_s`` stops new trials only."""
         self._check_open()
@@ -410,8 +469,10 @@ class RayExecutor(BaseExecutor):
                             outcome, info = TrialOutcome.failed(f"actor error: {exc}"), dict(actor.info)
                             self._idle.append(actor)
                         except lost as exc:
-                            reason = f"{type(exc).__name__} on {actor.name} ({actor.info.get('arch', '?')} " \
-                                     f"node {str(actor.info.get('node_id', '?'))[:8]})"
+                            reason = (
+                                f"{type(exc).__name__} on {actor.name} ({actor.info.get('arch', '?')} "
+                                f"node {str(actor.info.get('node_id', '?'))[:8]})"
+                            )
                             self._lose(actor, reason)
                             flight.reasons.append(reason)
                             self.retries += 1
@@ -502,8 +563,9 @@ class RayExecutor(BaseExecutor):
                         self._lose(actor, f"{type(exc).__name__} during map")
                         attempts[i] += 1
                         if attempts[i] >= self.max_attempts:
-                            raise TransientError(f"map item {i}: its actor died {attempts[i]} times "
-                                                 f"({type(exc).__name__})") from exc
+                            raise TransientError(
+                                f"map item {i}: its actor died {attempts[i]} times ({type(exc).__name__})"
+                            ) from exc
                         todo.appendleft(i)
                     else:
                         self._idle.append(actor)
@@ -516,8 +578,9 @@ class RayExecutor(BaseExecutor):
             fn_box.clear()  # drop the object-store reference now, not when the closures go
         return results
 
-    def _start_items(self, fn_box: list[Any], items: list[Any], todo: deque[int],
-                     flights: dict[Any, tuple[int, _Actor]]) -> None:
+    def _start_items(
+        self, fn_box: list[Any], items: list[Any], todo: deque[int], flights: dict[Any, tuple[int, _Actor]]
+    ) -> None:
         """Hand the next items of ``todo`` to the idle actors (into ``flights``: ref -> (index, actor)), then
         check that the pool is not stalled (map and imap_unordered)."""
         while self._idle and todo:
@@ -545,13 +608,22 @@ class RayExecutor(BaseExecutor):
         drained before its result is seen."""
         from ray.util.queue import Queue
 
-        queue = Queue(actor_options={"num_cpus": 0, "name": f"ludus-channel-{self.tag}-{uuid.uuid4().hex[:4]}",
-                                     "namespace": RAY_NAMESPACE})
+        queue = Queue(
+            actor_options={
+                "num_cpus": 0,
+                "name": f"ludus-channel-{self.tag}-{uuid.uuid4().hex[:4]}",
+                "namespace": RAY_NAMESPACE,
+            }
+        )
         self._channels.append(queue)
         return _QueueSend(queue), _QueueDrain(queue)
 
     def imap_unordered(
-        self, fn: Callable[[T], R], items: Iterable[T], *, on_tick: Callable[[], None] | None = None,
+        self,
+        fn: Callable[[T], R],
+        items: Iterable[T],
+        *,
+        on_tick: Callable[[], None] | None = None,
     ) -> Iterable[tuple[int, R | None, BaseException | None]]:
         """``fn(item)`` for every item on the pool's actors, as many at once as there are actors; yields
         ``(index, result, None)`` or ``(index, None, error)`` as each one finishes (not in order). An error
@@ -587,8 +659,13 @@ class RayExecutor(BaseExecutor):
                         self._lose(actor, f"{type(exc).__name__} during a work item")
                         attempts[i] += 1
                         if attempts[i] >= self.max_attempts:
-                            yield i, None, TransientError(f"work item {i}: its actor died {attempts[i]} times "
-                                                          f"({type(exc).__name__})")
+                            yield (
+                                i,
+                                None,
+                                TransientError(
+                                    f"work item {i}: its actor died {attempts[i]} times ({type(exc).__name__})"
+                                ),
+                            )
                         else:
                             todo.appendleft(i)
                     else:
@@ -619,4 +696,3 @@ class RayExecutor(BaseExecutor):
         self._starting.clear()
         self._idle.clear()
         self._data_box = None
-

@@ -29,8 +29,15 @@ def describe_nodes() -> list[dict[str, Any]]:
     rows = []
     for node in cluster_nodes():
         marks = [m for m, ok in (("resource", node.arch_by_resource), ("label", node.arch_by_label)) if ok]
-        rows.append({"node_id": node.node_id, "arch": node.arch, "cpus": node.cpus, "gpus": node.gpus,
-                     "marked_by": "+".join(marks) or "-"})
+        rows.append(
+            {
+                "node_id": node.node_id,
+                "arch": node.arch,
+                "cpus": node.cpus,
+                "gpus": node.gpus,
+                "marked_by": "+".join(marks) or "-",
+            }
+        )
     return rows
 
 

@@ -32,6 +32,7 @@ def _ready() -> bool:
 
 def _safe(fn):
     """Metrics must never break a job: a failing export is dropped."""
+
     def wrapper(*args: Any, **kwargs: Any) -> None:
         if not _ready():
             return
@@ -39,6 +40,7 @@ def _safe(fn):
             fn(*args, **kwargs)
         except Exception:  # noqa: BLE001 - metrics never break a trial or a job
             pass
+
     wrapper.__doc__ = fn.__doc__
     wrapper.__name__ = fn.__name__
     return wrapper
@@ -56,12 +58,13 @@ def _get(name: str) -> Any:
             "completed": lambda: Counter("ludus_trials_completed", "Trials finished with a value", job_arch),
             "failed": lambda: Counter("ludus_trials_failed", "Trials failed (objective error, NaN)", job_arch),
             "pruned": lambda: Counter("ludus_trials_pruned", "Trials stopped early by the pruner", job_arch),
-            "retries": lambda: Counter("ludus_trial_retries", "Trials re-run after their actor or node died",
-                                       job_arch),
-            "duration": lambda: Histogram("ludus_trial_duration_seconds", "Wall time of one trial on its actor",
-                                          DURATION_BOUNDARIES, job_arch),
-            "bar_evals": lambda: Gauge("ludus_bar_evals_per_second",
-                                       "Backtest throughput: bars x candidates evaluated per second", ("job_id",)),
+            "retries": lambda: Counter("ludus_trial_retries", "Trials re-run after their actor or node died", job_arch),
+            "duration": lambda: Histogram(
+                "ludus_trial_duration_seconds", "Wall time of one trial on its actor", DURATION_BOUNDARIES, job_arch
+            ),
+            "bar_evals": lambda: Gauge(
+                "ludus_bar_evals_per_second", "Backtest throughput: bars x candidates evaluated per second", ("job_id",)
+            ),
             "jobs": lambda: Gauge("ludus_jobs_running", "Jobs running on this head", ()),
             "backlog": lambda: Gauge("ludus_backlog", "Jobs waiting in the queue", ()),
         }

@@ -29,6 +29,7 @@ from ludus.vocabulary import PLACEMENT_EXCLUDE, PLACEMENT_KEYS, PLACEMENT_PREFER
 #: the smallest share of an ``arch:*`` resource an actor asks for (nodes advertise 1000)
 ARCH_RESOURCE_AMOUNT = 0.001
 
+
 def local_arch() -> str:
     """The architecture of this machine."""
     return normalize_arch(platform.machine() or "unknown")
@@ -73,8 +74,11 @@ class PlacementSpec:
         unknown = sorted(set(low) - set(PLACEMENT_KEYS))
         if unknown:
             raise InputError("placement", unknown[0], f"unknown key; one of {', '.join(PLACEMENT_KEYS)}")
-        return cls(require=_as_tuple(low.get(PLACEMENT_REQUIRE)), prefer=_as_tuple(low.get(PLACEMENT_PREFER)),
-                   exclude=_as_tuple(low.get(PLACEMENT_EXCLUDE)))
+        return cls(
+            require=_as_tuple(low.get(PLACEMENT_REQUIRE)),
+            prefer=_as_tuple(low.get(PLACEMENT_PREFER)),
+            exclude=_as_tuple(low.get(PLACEMENT_EXCLUDE)),
+        )
 
     def allows(self, arch: str | None) -> bool:
         if arch is None:
@@ -84,9 +88,15 @@ class PlacementSpec:
         return arch not in self.exclude
 
     def describe(self) -> str:
-        parts = [f"{k}={','.join(v)}" for k, v in
-                 ((PLACEMENT_REQUIRE, self.require), (PLACEMENT_PREFER, self.prefer),
-                  (PLACEMENT_EXCLUDE, self.exclude)) if v]
+        parts = [
+            f"{k}={','.join(v)}"
+            for k, v in (
+                (PLACEMENT_REQUIRE, self.require),
+                (PLACEMENT_PREFER, self.prefer),
+                (PLACEMENT_EXCLUDE, self.exclude),
+            )
+            if v
+        ]
         return " ".join(parts) or "anywhere"
 
 
@@ -102,7 +112,7 @@ class NodeInfo:
     def arch_by_resource(self) -> str | None:
         for key in self.resources:
             if key.startswith(ARCH_RESOURCE_PREFIX):
-                return normalize_arch(key[len(ARCH_RESOURCE_PREFIX):])
+                return normalize_arch(key[len(ARCH_RESOURCE_PREFIX) :])
         return None
 
     @property
@@ -148,8 +158,7 @@ class ActorGroup:
     node_ids: tuple[str, ...]
 
     def ray_options(self) -> dict[str, Any]:
-        opts: dict[str, Any] = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus,
-                                "scheduling_strategy": "SPREAD"}
+        opts: dict[str, Any] = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus, "scheduling_strategy": "SPREAD"}
         if self.resources:
             opts["resources"] = dict(self.resources)
         if self.label_selector:
@@ -163,8 +172,15 @@ def _slots(node: NodeInfo, num_cpus: float, num_gpus: float) -> int:
     return max(0, min(by_cpu, by_gpu))
 
 
-def plan_groups(nodes: Sequence[NodeInfo], spec: PlacementSpec, *, gpus_per_actor: float,
-                cpus_per_actor: float, device: str = "auto", strict: bool = True) -> list[ActorGroup]:
+def plan_groups(
+    nodes: Sequence[NodeInfo],
+    spec: PlacementSpec,
+    *,
+    gpus_per_actor: float,
+    cpus_per_actor: float,
+    device: str = "auto",
+    strict: bool = True,
+) -> list[ActorGroup]:
     """Actor groups for ``spec`` on ``nodes``, preferred architectures first.
 
     GPUs: an architecture whose nodes have GPUs gets ``gpus_per_actor`` (fractions share a GPU); one without
@@ -180,10 +196,13 @@ def plan_groups(nodes: Sequence[NodeInfo], spec: PlacementSpec, *, gpus_per_acto
         if not spec.allows(arch) or (spec.require and arch is None):
             if not strict:
                 return []
-            raise InputError("placement", spec.describe(),
-                             "no node of the Ray cluster is marked with an architecture (start workers with "
-                             f"--resources '{{\"{ARCH_RESOURCE_PREFIX}<arch>\": 1000}}' or --labels "
-                             f"{ARCH_LABEL}=<arch>)" + (f"; this machine is {arch}" if arch else ""))
+            raise InputError(
+                "placement",
+                spec.describe(),
+                "no node of the Ray cluster is marked with an architecture (start workers with "
+                f"--resources '{{\"{ARCH_RESOURCE_PREFIX}<arch>\": 1000}}' or --labels "
+                f"{ARCH_LABEL}=<arch>)" + (f"; this machine is {arch}" if arch else ""),
+            )
         groups = [_group(arch or "any", list(nodes), None, None, gpus_per_actor, cpus_per_actor, device)]
         _require_capacity(groups, spec, gpus_per_actor, cpus_per_actor, strict)
         return groups
@@ -195,8 +214,11 @@ def plan_groups(nodes: Sequence[NodeInfo], spec: PlacementSpec, *, gpus_per_acto
     if not allowed:
         if not strict:
             return []
-        raise InputError("placement", spec.describe(),
-                         f"no node of the Ray cluster satisfies it; the cluster has {', '.join(sorted(by_arch))}")
+        raise InputError(
+            "placement",
+            spec.describe(),
+            f"no node of the Ray cluster satisfies it; the cluster has {', '.join(sorted(by_arch))}",
+        )
     preferred = [a for a in spec.prefer if a in allowed]
     ordered = preferred + sorted(a for a in allowed if a not in preferred)
     groups = []
@@ -213,22 +235,39 @@ def plan_groups(nodes: Sequence[NodeInfo], spec: PlacementSpec, *, gpus_per_acto
     return groups
 
 
-def _require_capacity(groups: list[ActorGroup], spec: PlacementSpec, gpus_per_actor: float, cpus_per_actor: float,
-                      strict: bool) -> None:
+def _require_capacity(
+    groups: list[ActorGroup], spec: PlacementSpec, gpus_per_actor: float, cpus_per_actor: float, strict: bool
+) -> None:
     if strict and not any(g.capacity for g in groups):
-        raise InputError("placement", spec.describe(),
-                         f"no allowed node can hold a trial actor ({cpus_per_actor:g} CPU, "
-                         f"{gpus_per_actor:g} GPU each)")
+        raise InputError(
+            "placement",
+            spec.describe(),
+            f"no allowed node can hold a trial actor ({cpus_per_actor:g} CPU, {gpus_per_actor:g} GPU each)",
+        )
 
 
-def _group(arch: str, nodes: list[NodeInfo], resources: dict[str, float] | None, selector: dict[str, str] | None,
-           gpus_per_actor: float, cpus_per_actor: float, device: str) -> ActorGroup:
+def _group(
+    arch: str,
+    nodes: list[NodeInfo],
+    resources: dict[str, float] | None,
+    selector: dict[str, str] | None,
+    gpus_per_actor: float,
+    cpus_per_actor: float,
+    device: str,
+) -> ActorGroup:
     gpu_nodes = [n for n in nodes if n.gpus > 0]
     num_gpus = gpus_per_actor if (gpu_nodes and gpus_per_actor > 0 and device != "cpu") else 0.0
     usable = gpu_nodes if num_gpus > 0 else nodes
     capacity = sum(_slots(n, cpus_per_actor, num_gpus) for n in usable)
-    return ActorGroup(arch=arch, num_gpus=num_gpus, num_cpus=cpus_per_actor, resources=resources or {},
-                      label_selector=selector, capacity=capacity, node_ids=tuple(n.node_id for n in usable))
+    return ActorGroup(
+        arch=arch,
+        num_gpus=num_gpus,
+        num_cpus=cpus_per_actor,
+        resources=resources or {},
+        label_selector=selector,
+        capacity=capacity,
+        node_ids=tuple(n.node_id for n in usable),
+    )
 
 
 def allocate(groups: Iterable[ActorGroup], total: int, spec: PlacementSpec) -> list[tuple[ActorGroup, int]]:

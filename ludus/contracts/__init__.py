@@ -9,6 +9,14 @@ from ludus.contracts.job import OptimizationJob, extract_job_id, parse_job
 from ludus.contracts.results import ErrorDetail, HoldoutComparison, HoldoutMetrics, JobResult, SymbolResult
 
 __all__ = [
-    "PHASES", "ErrorDetail", "HoldoutComparison", "HoldoutMetrics", "JobResult", "OptimizationJob",
-    "ProgressEvent", "SymbolResult", "extract_job_id", "parse_job",
+    "PHASES",
+    "ErrorDetail",
+    "HoldoutComparison",
+    "HoldoutMetrics",
+    "JobResult",
+    "OptimizationJob",
+    "ProgressEvent",
+    "SymbolResult",
+    "extract_job_id",
+    "parse_job",
 ]

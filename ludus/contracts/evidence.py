@@ -41,7 +41,8 @@ class EvidenceWindow(_Outgoing):
     stop: int = Field(ge=0)
     sharpes: dict[str, FiniteFloat] = Field(default_factory=dict, description="arm name -> Sharpe in the window")
     learned: dict[str, TrainingSpan] = Field(
-        default_factory=dict, description="arm name -> the rows it learned from at this window's origin")
+        default_factory=dict, description="arm name -> the rows it learned from at this window's origin"
+    )
 
 
 class ArmEvidence(_Outgoing):
@@ -53,7 +54,8 @@ class ArmEvidence(_Outgoing):
     returns: list[float]
     choices: list[int] | None = None
     parameters: list[dict[str, Any] | None] = Field(
-        default_factory=list, description="per window: the θ held when it is not a candidate (else null)")
+        default_factory=list, description="per window: the θ held when it is not a candidate (else null)"
+    )
     sharpe: FiniteFloat = None
     delta_sharpe: FiniteFloat = None
     delta_se: FiniteFloat = None

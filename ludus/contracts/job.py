@@ -91,22 +91,31 @@ def _dedupe(values: list[str]) -> list[str]:
 
 # The parser normalizes case and whitespace; the schemas state the lenient input form.
 Symbol = Annotated[
-    str, BeforeValidator(_symbol),
+    str,
+    BeforeValidator(_symbol),
     WithJsonSchema({"type": "string", "pattern": SYMBOL_INPUT_PATTERN}),
 ]
 Interval = Annotated[
-    str, BeforeValidator(_interval),
+    str,
+    BeforeValidator(_interval),
     WithJsonSchema({"type": "string", "pattern": r"^\s*[1-9][0-9]{0,2}[mhdwMHDW]\s*$"}),
 ]
 ArchName = Annotated[
-    Arch, BeforeValidator(_arch),
+    Arch,
+    BeforeValidator(_arch),
     WithJsonSchema({"type": "string", "enum": [*ARCHITECTURES, *ARCH_ALIASES]}),
 ]
 ArchNames = Annotated[
-    list[ArchName], BeforeValidator(_archs),
-    WithJsonSchema({"anyOf": [{"type": "string", "enum": [*ARCHITECTURES, *ARCH_ALIASES]},
-                              {"type": "array", "items": {"type": "string",
-                                                          "enum": [*ARCHITECTURES, *ARCH_ALIASES]}}]}),
+    list[ArchName],
+    BeforeValidator(_archs),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "enum": [*ARCHITECTURES, *ARCH_ALIASES]},
+                {"type": "array", "items": {"type": "string", "enum": [*ARCHITECTURES, *ARCH_ALIASES]}},
+            ]
+        }
+    ),
 ]
 ParamName = Annotated[str, StringConstraints(pattern=PARAM_PATTERN)]
 Number = int | float
@@ -148,10 +157,16 @@ class SearchSettings(WireModel):
         None, gt=0, le=7 * 24 * 3600, validation_alias=names("timeout_s", "TimeoutSeconds", "timeout_seconds")
     )
     seed: int | None = Field(None, ge=0, le=2**32 - 1)
-    baseline_trials: int = Field(64, ge=1, le=100_000,
-                                 description="TPE trials of the unconditional best θ, independent of `trials`")
-    seeds: int = Field(3, ge=1, le=16, description="CPO models fitted per origin with different seeds; the "
-                                                   "policy scores their average, the spread is reported")
+    baseline_trials: int = Field(
+        64, ge=1, le=100_000, description="TPE trials of the unconditional best θ, independent of `trials`"
+    )
+    seeds: int = Field(
+        3,
+        ge=1,
+        le=16,
+        description="CPO models fitted per origin with different seeds; the "
+        "policy scores their average, the spread is reported",
+    )
 
 
 class ValidationSettings(WireModel):
@@ -161,12 +176,16 @@ class ValidationSettings(WireModel):
     folds: int = Field(3, ge=1, le=20, description="model-search walk-forward folds, before the first origin")
     embargo_bars: int = Field(5, ge=0, le=10_000)
     holdout_bars: int | None = Field(
-        None, ge=20, le=1_000_000,
+        None,
+        ge=20,
+        le=1_000_000,
         description="out-of-sample bars over all windows; null: every usable bar after min_train_bars "
-                    "(at least 3 years of daily bars when there are 5 years of history)")
+        "(at least 3 years of daily bars when there are 5 years of history)",
+    )
     windows: int = Field(6, ge=1, le=100, description="consecutive out-of-sample windows (refit origins)")
     min_train_bars: int | None = Field(
-        None, ge=60, le=1_000_000, description="least history before the first origin; null: 2 years of bars")
+        None, ge=60, le=1_000_000, description="least history before the first origin; null: 2 years of bars"
+    )
 
 
 class GateSettings(WireModel):
@@ -176,18 +195,21 @@ class GateSettings(WireModel):
 
     alpha: float = Field(0.05, gt=0.0, lt=0.5, description="family-wise rate of false replacements")
     min_improvement: float = Field(0.0, ge=0.0, le=10.0)
-    bootstrap_samples: int = Field(1000, ge=100, le=100_000,
-                                   description="paired stationary block bootstrap resamples of the SE")
+    bootstrap_samples: int = Field(
+        1000, ge=100, le=100_000, description="paired stationary block bootstrap resamples of the SE"
+    )
 
 
 class ChallengerSettings(WireModel):
     """Which challengers are judged against the champion, and the rolling re-optimization's windows."""
 
     arms: list[ChallengerName] = Field(default_factory=lambda: list(CHALLENGER_ARMS), min_length=1)
-    rolling_window_bars: int | None = Field(None, ge=20, le=1_000_000,
-                                            description="trailing window of the rolling arm; null: 1 year")
-    rolling_refit_bars: int | None = Field(None, ge=1, le=1_000_000,
-                                           description="bars between its refits; null: a quarter")
+    rolling_window_bars: int | None = Field(
+        None, ge=20, le=1_000_000, description="trailing window of the rolling arm; null: 1 year"
+    )
+    rolling_refit_bars: int | None = Field(
+        None, ge=1, le=1_000_000, description="bars between its refits; null: a quarter"
+    )
 
     @field_validator("arms", mode="after")
     @classmethod
@@ -221,8 +243,9 @@ class PlacementSettings(WireModel):
         for key, wanted in ((PLACEMENT_REQUIRE, self.require), (PLACEMENT_PREFER, self.prefer)):
             clash = [a for a in wanted if a in self.exclude]
             if clash:
-                raise PydanticCustomError("placement", f"{key} {clash[0]} while excluding it",
-                                          {"field": key, "value": clash[0]})
+                raise PydanticCustomError(
+                    "placement", f"{key} {clash[0]} while excluding it", {"field": key, "value": clash[0]}
+                )
         if set(ARCHITECTURES) <= set(self.exclude):
             raise PydanticCustomError("placement", "every architecture is excluded; nothing could run the job")
         return self
@@ -241,11 +264,13 @@ class ParamOverride(WireModel):
     @model_validator(mode="after")
     def _one_form(self) -> ParamOverride:
         forms = [
-            name for name, given in (
+            name
+            for name, given in (
                 ("low/high/step", self.low is not None or self.high is not None or self.step is not None),
                 ("choices", self.choices is not None),
                 ("value", self.value is not None),
-            ) if given
+            )
+            if given
         ]
         if len(forms) != 1:
             raise PydanticCustomError(
@@ -256,8 +281,9 @@ class ParamOverride(WireModel):
         if self.low is not None and self.high is not None and self.low > self.high:
             raise PydanticCustomError("override_order", "low must not exceed high", {"field": "low", "value": self.low})
         if self.choices is not None and len(set(map(repr, self.choices))) != len(self.choices):
-            raise PydanticCustomError("override_choices", "choices must be unique",
-                                      {"field": "choices", "value": self.choices})
+            raise PydanticCustomError(
+                "override_choices", "choices must be unique", {"field": "choices", "value": self.choices}
+            )
         return self
 
 
@@ -299,13 +325,16 @@ class OptimizationJob(WireModel):
     gate: GateSettings = Field(default_factory=GateSettings)
     challengers: ChallengerSettings = Field(default_factory=ChallengerSettings)
     exchange: Annotated[str, StringConstraints(pattern=EXCHANGE_PATTERN)] = Field(
-        DEFAULT_EXCHANGE, description="exchange-calendars code of the trading calendar (valid_for, staleness)")
+        DEFAULT_EXCHANGE, description="exchange-calendars code of the trading calendar (valid_for, staleness)"
+    )
     exchanges: dict[Symbol, Annotated[str, StringConstraints(pattern=EXCHANGE_PATTERN)]] = Field(
-        default_factory=dict, description="per-symbol exchange, overriding `exchange`")
+        default_factory=dict, description="per-symbol exchange, overriding `exchange`"
+    )
     publish: PublishSettings = Field(default_factory=PublishSettings)
     overrides: dict[ParamName, Override] = Field(default_factory=dict)
     conditions_from: list[Symbol] = Field(
-        default_factory=list, max_length=MAX_CONDITION_SYMBOLS,
+        default_factory=list,
+        max_length=MAX_CONDITION_SYMBOLS,
         validation_alias=names("conditions_from", "ConditionSymbols", "condition_symbols"),
     )
     priority: int = Field(0, ge=0, le=9)
@@ -390,8 +419,9 @@ def _decode(raw: Any) -> Any:
         try:
             raw = bytes(raw).decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            raise InputError("$", bytes(raw[:60]),
-                             f"message is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+            raise InputError(
+                "$", bytes(raw[:60]), f"message is not UTF-8 text ({exc.reason} at byte {exc.start})"
+            ) from None
     if not isinstance(raw, str):
         raise InputError("$", _type_name(raw), "a job message must be JSON bytes, text or a dict")
     try:

@@ -133,8 +133,11 @@ class SymbolResult(_Outgoing):
     oos_bars: int | None = Field(None, description="out-of-sample bars behind the decision (its evidence)")
     history_start: date | None = Field(None, description="first decision bar any arm learned from")
     stale_sessions: int | None = Field(None, description="trading sessions between the last bar and today")
-    error: str | None = Field(None, description="why this symbol's work failed (the job's other symbols "
-                                                "were still published); None when it ran to the end")
+    error: str | None = Field(
+        None,
+        description="why this symbol's work failed (the job's other symbols "
+        "were still published); None when it ran to the end",
+    )
 
 
 # Bounds of an error's texts: they travel in dead-letter headers too, which must stay far below frame_max.
@@ -224,5 +227,15 @@ class JobResult(_Outgoing):
         return [s.symbol for s in self.symbols if s.published]
 
 
-__all__ = ["ArmResult", "ChampionInfo", "ConfigurationCount", "ErrorDetail", "HoldoutComparison", "HoldoutMetrics",
-           "JobResult", "Status", "SymbolResult", "WindowInfo"]
+__all__ = [
+    "ArmResult",
+    "ChampionInfo",
+    "ConfigurationCount",
+    "ErrorDetail",
+    "HoldoutComparison",
+    "HoldoutMetrics",
+    "JobResult",
+    "Status",
+    "SymbolResult",
+    "WindowInfo",
+]

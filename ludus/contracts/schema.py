@@ -59,8 +59,12 @@ def job_schema() -> dict[str, Any]:
     for name, sub in schema.get("$defs", {}).items():
         if name in models:
             _add_spellings(sub, models[name])
-    return _finish(schema, "job", "OptimizationJob", "A job message (Conductor -> Ludus). Field names: "
-                   "snake_case, PascalCase or camelCase. " + _CONVENTION)
+    return _finish(
+        schema,
+        "job",
+        "OptimizationJob",
+        "A job message (Conductor -> Ludus). Field names: snake_case, PascalCase or camelCase. " + _CONVENTION,
+    )
 
 
 def progress_schema() -> dict[str, Any]:
@@ -91,6 +95,5 @@ def _add_spellings(schema: dict[str, Any], model: type[WireModel]) -> None:
     required = schema.pop("required", [])
     if required:
         schema["allOf"] = [
-            {"anyOf": [{"required": [alias]} for alias in field_spellings(f, model.model_fields[f])]}
-            for f in required
+            {"anyOf": [{"required": [alias]} for alias in field_spellings(f, model.model_fields[f])]} for f in required
         ]

@@ -54,8 +54,11 @@ def check_text(data: Any, max_depth: int = MAX_DEPTH) -> None:
             _encodable(path, value)
         elif isinstance(value, (dict, list)):
             if depth >= max_depth:
-                raise InputError(_dotted(path), f"<{type(value).__name__} at depth {depth + 1}>",
-                                 f"nested deeper than {max_depth} levels")
+                raise InputError(
+                    _dotted(path),
+                    f"<{type(value).__name__} at depth {depth + 1}>",
+                    f"nested deeper than {max_depth} levels",
+                )
             items = value.items() if isinstance(value, dict) else enumerate(value)
             for key, item in items:
                 part = str(key) if not isinstance(key, str) else key
@@ -68,10 +71,13 @@ def _encodable(path: tuple[str, ...], text: str, what: str = "text") -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        bad = text[exc.start:exc.end].encode("utf-8", "backslashreplace").decode("ascii")
-        raise InputError(_dotted(tuple(escaped(p) for p in path)), safe_text(text, 80),
-                         f"{what} is not valid Unicode: lone surrogate {bad} at position {exc.start} "
-                         "(send UTF-8 text; a UTF-16 surrogate must come in a pair)") from None
+        bad = text[exc.start : exc.end].encode("utf-8", "backslashreplace").decode("ascii")
+        raise InputError(
+            _dotted(tuple(escaped(p) for p in path)),
+            safe_text(text, 80),
+            f"{what} is not valid Unicode: lone surrogate {bad} at position {exc.start} "
+            "(send UTF-8 text; a UTF-16 surrogate must come in a pair)",
+        ) from None
 
 
 def _dotted(path: tuple[str, ...]) -> str:

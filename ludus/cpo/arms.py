@@ -105,8 +105,14 @@ class Arm(Protocol):
         """After a fit on every usable row: the θ for the session after the last bar."""
 
 
-def fixed_objective(positions: torch.Tensor, close_returns: torch.Tensor, rows: np.ndarray, cost_bps: float,
-                    objective: str, bars_per_year: float) -> np.ndarray:
+def fixed_objective(
+    positions: torch.Tensor,
+    close_returns: torch.Tensor,
+    rows: np.ndarray,
+    cost_bps: float,
+    objective: str,
+    bars_per_year: float,
+) -> np.ndarray:
     """The objective (an engine metric, higher is better) of holding each row of ``positions`` [P, T] over
     decision rows ``rows`` (flat before the first, and after any gap)."""
     from ludus.strategies.engine import compute_metrics
@@ -129,11 +135,13 @@ def fixed_objective(positions: torch.Tensor, close_returns: torch.Tensor, rows: 
     return torch.nan_to_num(values, nan=-math.inf).numpy()
 
 
-def best_fixed_candidate(labels: Labels, insample_idx: Any, objective: str = DEFAULT_OBJECTIVE, *,
-                         bars_per_year: float = 252.0) -> int:
+def best_fixed_candidate(
+    labels: Labels, insample_idx: Any, objective: str = DEFAULT_OBJECTIVE, *, bars_per_year: float = 252.0
+) -> int:
     """Index of the candidate with the best ``objective`` over decision rows ``insample_idx``."""
-    values = fixed_objective(labels.positions, labels.close_returns, insample_idx, labels.cost_bps, objective,
-                             bars_per_year)
+    values = fixed_objective(
+        labels.positions, labels.close_returns, insample_idx, labels.cost_bps, objective, bars_per_year
+    )
     return int(np.argmax(values))
 
 
@@ -146,16 +154,24 @@ class FixedArm:
 
     publishable = True
 
-    def __init__(self, name: str, data: ArmData, parameters: dict[str, Any], *, k: int | None = None,
-                 positions: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        data: ArmData,
+        parameters: dict[str, Any],
+        *,
+        k: int | None = None,
+        positions: np.ndarray | None = None,
+    ) -> None:
         if (k is None) == (positions is None):
             raise ValueError("give the candidate index k or the θ's own positions")
         self.name = name
         self.data = data
         self.parameters = dict(parameters)
         self.k = k
-        self.positions = (data.labels.positions[k].numpy() if k is not None
-                          else np.asarray(positions, dtype=np.float64)).astype(np.float64)
+        self.positions = (
+            data.labels.positions[k].numpy() if k is not None else np.asarray(positions, dtype=np.float64)
+        ).astype(np.float64)
 
     def fit(self, rows: np.ndarray) -> None:
         return None
@@ -165,8 +181,9 @@ class FixedArm:
 
     def decide(self, idx: np.ndarray, start_position: float) -> Decisions:
         k = -1 if self.k is None else self.k
-        return Decisions(self.positions[idx], np.full(idx.size, k, dtype=np.int64),
-                         None if self.k is not None else self.parameters)
+        return Decisions(
+            self.positions[idx], np.full(idx.size, k, dtype=np.int64), None if self.k is not None else self.parameters
+        )
 
     def pick(self, held_position: float) -> Pick:
         return Pick(self.parameters, self.k)
@@ -192,8 +209,9 @@ class BestFixedArm:
         pool = labels.positions
         if found:
             pool = torch.cat([pool, torch.as_tensor(np.stack([p for _, p in found]), dtype=pool.dtype)])
-        values = fixed_objective(pool, labels.close_returns, rows, self.data.cost_bps, self.data.objective,
-                                 self.data.bars_per_year)
+        values = fixed_objective(
+            pool, labels.close_returns, rows, self.data.cost_bps, self.data.objective, self.data.bars_per_year
+        )
         best = int(np.argmax(values))  # ties: the lowest index, a candidate before a search find
         self.value = float(values[best])
         if best < labels.n_candidates:
@@ -208,8 +226,9 @@ class BestFixedArm:
         return np.asarray(rows, dtype=np.int64)
 
     def decide(self, idx: np.ndarray, start_position: float) -> Decisions:
-        return Decisions(self.positions[idx], np.full(idx.size, self.k, dtype=np.int64),
-                         None if self.k >= 0 else self.parameters)
+        return Decisions(
+            self.positions[idx], np.full(idx.size, self.k, dtype=np.int64), None if self.k >= 0 else self.parameters
+        )
 
     def pick(self, held_position: float) -> Pick:
         return Pick(self.parameters, self.k if self.k >= 0 else None)
@@ -265,8 +284,14 @@ class RollingArm:
                 self._cache[r] = self.data.default_k
             else:
                 labels = self.data.labels
-                values = fixed_objective(labels.positions, labels.close_returns, np.arange(lo, r),
-                                         self.data.cost_bps, self.data.objective, self.data.bars_per_year)
+                values = fixed_objective(
+                    labels.positions,
+                    labels.close_returns,
+                    np.arange(lo, r),
+                    self.data.cost_bps,
+                    self.data.objective,
+                    self.data.bars_per_year,
+                )
                 self._cache[r] = int(np.argmax(values))
         return self._cache[r]
 
@@ -291,8 +316,9 @@ class RollingArm:
         return Pick(dict(self.data.labels.candidates[k]), k)
 
 
-def fit_member(config: ModelConfig, conditions: np.ndarray, labels: Labels, device: str,
-               job: tuple[np.ndarray, int]) -> CPOModel:
+def fit_member(
+    config: ModelConfig, conditions: np.ndarray, labels: Labels, device: str, job: tuple[np.ndarray, int]
+) -> CPOModel:
     """One seed's model on one origin's rows (module level: an executor may run it on another process)."""
     rows, seed = job
     return fit(config, conditions, labels, rows, device=device, seed=seed).to("cpu")
@@ -308,8 +334,9 @@ class CPOArm:
     name = ARM_CPO
     publishable = True
 
-    def __init__(self, data: ArmData, config: ModelConfig, seeds: list[int], *, device: str = "cpu",
-                 map_fn: MapFn = map) -> None:
+    def __init__(
+        self, data: ArmData, config: ModelConfig, seeds: list[int], *, device: str = "cpu", map_fn: MapFn = map
+    ) -> None:
         if not seeds:
             raise InputError("search.seeds", 0, "at least one seed")
         self.data = data
@@ -332,7 +359,7 @@ class CPOArm:
         jobs = [(rows, s) for rows in rows_list for s in self.seeds]
         models = list(self.map_fn(fn, jobs))
         n = len(self.seeds)
-        return [models[i * n:(i + 1) * n] for i in range(len(rows_list))]
+        return [models[i * n : (i + 1) * n] for i in range(len(rows_list))]
 
     def prefit(self, rows_list: list[np.ndarray]) -> None:
         """Fit the members of several origins at once (their fits are independent)."""
@@ -368,8 +395,12 @@ class CPOArm:
 
     def pick(self, held_position: float) -> Pick:
         bar = self.data.last_bar
-        k, value = cost_aware_pick(self.scores_at(bar), self.data.labels.position_inputs(np.array([bar]))[0].numpy(),
-                                   held_position, self.data.cost_bps)
+        k, value = cost_aware_pick(
+            self.scores_at(bar),
+            self.data.labels.position_inputs(np.array([bar]))[0].numpy(),
+            held_position,
+            self.data.cost_bps,
+        )
         return Pick(dict(self.data.labels.candidates[k]), k, value)
 
 
@@ -379,8 +410,9 @@ class PolicyGradientArm:
     name = ARM_POLICY_GRADIENT
     publishable = True
 
-    def __init__(self, data: ArmData, config: PolicyGradientConfig | None = None, *, seed: int = 0,
-                 device: str = "cpu") -> None:
+    def __init__(
+        self, data: ArmData, config: PolicyGradientConfig | None = None, *, seed: int = 0, device: str = "cpu"
+    ) -> None:
         self.data = data
         self.config = config or PolicyGradientConfig()
         self.seed = int(seed)
@@ -388,8 +420,9 @@ class PolicyGradientArm:
         self.policy: SoftmaxPolicy | None = None
 
     def fit(self, rows: np.ndarray) -> None:
-        self.policy = fit_softmax_policy(self.config, self.data.conditions, self.data.labels, rows, seed=self.seed,
-                                         device=self.device)
+        self.policy = fit_softmax_policy(
+            self.config, self.data.conditions, self.data.labels, rows, seed=self.seed, device=self.device
+        )
 
     def learned_rows(self, rows: np.ndarray, origin: int) -> np.ndarray:
         return np.asarray(rows, dtype=np.int64)

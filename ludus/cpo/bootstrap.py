@@ -59,8 +59,15 @@ class SharpeDifference:
         return z
 
 
-def sharpe_difference(challengers: np.ndarray, champion: np.ndarray, *, bars_per_year: float, samples: int,
-                      seed: int, block_length: float | None = None) -> SharpeDifference:
+def sharpe_difference(
+    challengers: np.ndarray,
+    champion: np.ndarray,
+    *,
+    bars_per_year: float,
+    samples: int,
+    seed: int,
+    block_length: float | None = None,
+) -> SharpeDifference:
     """Paired stationary-bootstrap SE of the annualized Sharpe difference of each challenger [M, n] vs the
     champion [n] (per-bar net returns on the same bars)."""
     ch = np.atleast_2d(np.asarray(challengers, dtype=np.float64))
@@ -77,10 +84,11 @@ def sharpe_difference(challengers: np.ndarray, champion: np.ndarray, *, bars_per
         idx = stationary_indices(n, size, block, rng)
         base_sr = annualized_sharpe(base[idx], bars_per_year)
         for j in range(m):
-            draws[j, start:start + size] = annualized_sharpe(ch[j][idx], bars_per_year) - base_sr
+            draws[j, start : start + size] = annualized_sharpe(ch[j][idx], bars_per_year) - base_sr
     se = draws.std(axis=1, ddof=1) if samples > 1 else np.zeros(m)
-    return SharpeDifference(delta=np.asarray(delta, dtype=np.float64).reshape(m), se=se, samples=samples,
-                            block_length=block)
+    return SharpeDifference(
+        delta=np.asarray(delta, dtype=np.float64).reshape(m), se=se, samples=samples, block_length=block
+    )
 
 
 __all__ = ["SharpeDifference", "mean_block_length", "sharpe_difference", "stationary_indices"]

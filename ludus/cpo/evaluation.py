@@ -50,15 +50,22 @@ class Evaluation:
         return [slice(a - first, b - first) for a, b in self.origins.bounds]
 
 
-def evaluate(arms: Sequence[Arm], origins: Origins, close_returns: torch.Tensor | np.ndarray, cost_bps: float, *,
-             on_window: WindowProgress | None = None) -> Evaluation:
+def evaluate(
+    arms: Sequence[Arm],
+    origins: Origins,
+    close_returns: torch.Tensor | np.ndarray,
+    cost_bps: float,
+    *,
+    on_window: WindowProgress | None = None,
+) -> Evaluation:
     """Refit every arm at every origin and chain its windows (arms of one name at most once)."""
     names = [a.name for a in arms]
     if len(set(names)) != len(names):
         raise ValueError(f"arm names must be unique: {names}")
     r = np.asarray(close_returns, dtype=np.float64)
-    parts: dict[str, dict[str, list[Any]]] = {n: {"pos": [], "ret": [], "ch": [], "params": [], "seeds": []}
-                                              for n in names}
+    parts: dict[str, dict[str, list[Any]]] = {
+        n: {"pos": [], "ret": [], "ch": [], "params": [], "seeds": []} for n in names
+    }
     held = {n: 0.0 for n in names}
     seed_held: dict[str, np.ndarray] = {}
     train = [origins.train_idx(i) for i in range(origins.n_windows)]
@@ -80,8 +87,14 @@ def evaluate(arms: Sequence[Arm], origins: Origins, close_returns: torch.Tensor 
             held[arm.name] = float(d.positions[-1])
             if d.seed_positions is not None:
                 start = seed_held.get(arm.name, np.zeros(d.seed_positions.shape[0]))
-                part["seeds"].append(np.stack([_window_returns(sp, r, idx, cost_bps, float(start[j]))
-                                               for j, sp in enumerate(d.seed_positions)]))
+                part["seeds"].append(
+                    np.stack(
+                        [
+                            _window_returns(sp, r, idx, cost_bps, float(start[j]))
+                            for j, sp in enumerate(d.seed_positions)
+                        ]
+                    )
+                )
                 seed_held[arm.name] = d.seed_positions[:, -1].astype(np.float64)
             if on_window is not None:
                 on_window(i, origins.n_windows, arm.name)
@@ -90,16 +103,22 @@ def evaluate(arms: Sequence[Arm], origins: Origins, close_returns: torch.Tensor 
         part = parts[arm.name]
         choices = np.concatenate(part["ch"])
         paths[arm.name] = ArmPath(
-            name=arm.name, publishable=arm.publishable, idx=origins.oos_idx, positions=np.concatenate(part["pos"]),
-            returns=np.concatenate(part["ret"]), choices=choices,
+            name=arm.name,
+            publishable=arm.publishable,
+            idx=origins.oos_idx,
+            positions=np.concatenate(part["pos"]),
+            returns=np.concatenate(part["ret"]),
+            choices=choices,
             theta_ids=_theta_ids(choices, part["params"], [len(c) for c in part["ch"]]),
             window_parameters=part["params"],
-            seed_returns=np.concatenate(part["seeds"], axis=1) if part["seeds"] else None)
+            seed_returns=np.concatenate(part["seeds"], axis=1) if part["seeds"] else None,
+        )
     return Evaluation(origins=origins, paths=paths)
 
 
-def _window_returns(positions: np.ndarray, r: np.ndarray, idx: np.ndarray, cost_bps: float,
-                    start_position: float) -> np.ndarray:
+def _window_returns(
+    positions: np.ndarray, r: np.ndarray, idx: np.ndarray, cost_bps: float, start_position: float
+) -> np.ndarray:
     """Net returns of holding ``positions`` [n] at the window's decision bars ``idx``."""
     full = np.zeros(r.shape[0], dtype=np.float64)
     full[idx] = positions
@@ -107,8 +126,9 @@ def _window_returns(positions: np.ndarray, r: np.ndarray, idx: np.ndarray, cost_
     return path.returns.double().numpy()
 
 
-def _theta_ids(choices: np.ndarray, window_params: list[dict[str, Any] | None],
-               lengths: list[int]) -> np.ndarray | None:
+def _theta_ids(
+    choices: np.ndarray, window_params: list[dict[str, Any] | None], lengths: list[int]
+) -> np.ndarray | None:
     if (choices < 0).all() and all(p is None for p in window_params):
         return None  # holds no single θ (the ensemble)
     ids = choices.copy()
@@ -117,7 +137,7 @@ def _theta_ids(choices: np.ndarray, window_params: list[dict[str, Any] | None],
     for params, n in zip(window_params, lengths, strict=True):
         if params is not None:
             key = repr(sorted(params.items()))
-            ids[at:at + n] = np.where(ids[at:at + n] < 0, -1 - seen.setdefault(key, len(seen)), ids[at:at + n])
+            ids[at : at + n] = np.where(ids[at : at + n] < 0, -1 - seen.setdefault(key, len(seen)), ids[at : at + n])
         at += n
     return np.asarray(ids)
 

@@ -35,16 +35,30 @@ class Split:
     holdout_idx: np.ndarray
 
 
-def required_bars(first_valid: int, folds: int, embargo: int, holdout: int, *,
-                  min_train: int = MIN_TRAIN_BARS, min_val: int = MIN_VALIDATION_BARS) -> int:
+def required_bars(
+    first_valid: int,
+    folds: int,
+    embargo: int,
+    holdout: int,
+    *,
+    min_train: int = MIN_TRAIN_BARS,
+    min_val: int = MIN_VALIDATION_BARS,
+) -> int:
     """Smallest ``n_bars`` for which :func:`walk_forward` succeeds with these settings."""
     block = max(min_val, min_train + embargo)
     insample = (folds + 1) * block
     return first_valid + insample + embargo + holdout + 1
 
 
-def insample_folds(first: int, stop: int, folds: int, embargo: int, *, min_train: int = MIN_TRAIN_BARS,
-                   min_val: int = MIN_VALIDATION_BARS) -> list[tuple[np.ndarray, np.ndarray]]:
+def insample_folds(
+    first: int,
+    stop: int,
+    folds: int,
+    embargo: int,
+    *,
+    min_train: int = MIN_TRAIN_BARS,
+    min_val: int = MIN_VALIDATION_BARS,
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Expanding-window folds over decision rows ``first .. stop-1`` (everything before the first origin).
 
     InsufficientDataError (field ``validation.folds``) when the rows are too few for ``folds`` folds.
@@ -54,31 +68,46 @@ def insample_folds(first: int, stop: int, folds: int, embargo: int, *, min_train
     block_min = max(min_val, min_train + embargo)
     rows = stop - first
     if rows < (folds + 1) * block_min:
-        raise InsufficientDataError("validation.folds", folds,
-                                    f"{rows} rows before the first origin; {folds} folds need at least "
-                                    f"{(folds + 1) * block_min} ({folds + 1} blocks of >= {block_min}): use "
-                                    f"fewer folds, a smaller embargo or a larger validation.min_train_bars")
+        raise InsufficientDataError(
+            "validation.folds",
+            folds,
+            f"{rows} rows before the first origin; {folds} folds need at least "
+            f"{(folds + 1) * block_min} ({folds + 1} blocks of >= {block_min}): use "
+            f"fewer folds, a smaller embargo or a larger validation.min_train_bars",
+        )
     block = rows // (folds + 1)
     out: list[tuple[np.ndarray, np.ndarray]] = []
     for i in range(folds):
         val_start = first + (i + 1) * block
         val_end = stop if i == folds - 1 else val_start + block
-        out.append((np.arange(first, val_start - embargo, dtype=np.int64),
-                    np.arange(val_start, val_end, dtype=np.int64)))
+        out.append(
+            (np.arange(first, val_start - embargo, dtype=np.int64), np.arange(val_start, val_end, dtype=np.int64))
+        )
     return out
 
 
-def walk_forward(n_bars: int, first_valid: int, folds: int, embargo: int, holdout: int, *,
-                 min_train: int = MIN_TRAIN_BARS, min_val: int = MIN_VALIDATION_BARS,
-                 min_holdout: int = MIN_HOLDOUT_BARS) -> Split:
+def walk_forward(
+    n_bars: int,
+    first_valid: int,
+    folds: int,
+    embargo: int,
+    holdout: int,
+    *,
+    min_train: int = MIN_TRAIN_BARS,
+    min_val: int = MIN_VALIDATION_BARS,
+    min_holdout: int = MIN_HOLDOUT_BARS,
+) -> Split:
     """Walk-forward split; InsufficientDataError names the setting to change when history is too short."""
     if folds < 1:
         raise InputError("validation.folds", folds, "must be >= 1")
     if embargo < 0:
         raise InputError("validation.embargo_bars", embargo, "must be >= 0")
     if holdout < min_holdout:
-        raise InputError("validation.holdout_bars", holdout,
-                         f"must be >= {min_holdout} bars for a meaningful out-of-sample comparison")
+        raise InputError(
+            "validation.holdout_bars",
+            holdout,
+            f"must be >= {min_holdout} bars for a meaningful out-of-sample comparison",
+        )
     if first_valid < 0:
         raise InputError("first_valid", first_valid, "must be >= 0")
 
@@ -86,16 +115,20 @@ def walk_forward(n_bars: int, first_valid: int, folds: int, embargo: int, holdou
     usable = stop - first_valid
     need = required_bars(first_valid, folds, embargo, holdout, min_train=min_train, min_val=min_val)
     if n_bars < need:
-        detail = (f"needs at least {need} bars ({first_valid} condition warm-up + {folds + 1} in-sample blocks "
-                  f"of >= {max(min_val, min_train + embargo)} + embargo {embargo} + holdout {holdout} + 1), "
-                  f"have {n_bars} ({max(usable, 0)} usable after warm-up)")
+        detail = (
+            f"needs at least {need} bars ({first_valid} condition warm-up + {folds + 1} in-sample blocks "
+            f"of >= {max(min_val, min_train + embargo)} + embargo {embargo} + holdout {holdout} + 1), "
+            f"have {n_bars} ({max(usable, 0)} usable after warm-up)"
+        )
         one_fold = required_bars(first_valid, 1, embargo, holdout, min_train=min_train, min_val=min_val)
         if folds > 1 and n_bars >= one_fold:
-            raise InsufficientDataError("validation.folds", folds,
-                                        f"{detail}; use fewer folds, a smaller embargo or a longer lookback")
+            raise InsufficientDataError(
+                "validation.folds", folds, f"{detail}; use fewer folds, a smaller embargo or a longer lookback"
+            )
         if holdout > usable // 2:
-            raise InsufficientDataError("validation.holdout_bars", holdout,
-                                        f"{detail}; shorten the holdout or lengthen lookback")
+            raise InsufficientDataError(
+                "validation.holdout_bars", holdout, f"{detail}; shorten the holdout or lengthen lookback"
+            )
         raise InsufficientDataError("lookback", n_bars, f"{detail}; lengthen lookback")
 
     holdout_start = stop - holdout

@@ -86,8 +86,9 @@ def _device_of(device: Any) -> torch.device:
     return torch.device(pref)
 
 
-def positions_chunk(strategy: Any, bars: Bars, device: Any, cost_bps: float,
-                    chunk: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+def positions_chunk(
+    strategy: Any, bars: Bars, device: Any, cost_bps: float, chunk: list[dict[str, Any]]
+) -> tuple[np.ndarray, np.ndarray]:
     """Positions and labels of one chunk of candidates: ``([k, T], [k, T])`` float32 numpy arrays.
 
     A plain module-level function so that a cluster executor can pickle it (with ``functools.partial``) and
@@ -103,17 +104,24 @@ def positions_chunk(strategy: Any, bars: Bars, device: Any, cost_bps: float,
         pos = strategy.positions(market, params)
     pos_np = pos.detach().to("cpu", torch.float32).numpy()
     if pos_np.shape != (len(chunk), len(bars)):
-        raise ValueError(f"strategy {getattr(strategy, 'name', strategy)!r} returned positions of shape "
-                         f"{pos_np.shape}, expected {(len(chunk), len(bars))}")
+        raise ValueError(
+            f"strategy {getattr(strategy, 'name', strategy)!r} returned positions of shape "
+            f"{pos_np.shape}, expected {(len(chunk), len(bars))}"
+        )
     labels = label_from_positions(pos_np, close_returns(bars.close), cost_bps)
     return pos_np, labels
 
 
-def build_labels(strategy: Any, bars: Bars, candidates: list[dict[str, Any]], *, cost_bps: float, device: Any = "cpu",
-                 chunk_size: int | None = None,
-                 map_fn: Callable[[Callable[[list[dict[str, Any]]], Any], Iterable[list[dict[str, Any]]]],
-                                  Iterable[Any]] = map,
-                 ) -> Labels:
+def build_labels(
+    strategy: Any,
+    bars: Bars,
+    candidates: list[dict[str, Any]],
+    *,
+    cost_bps: float,
+    device: Any = "cpu",
+    chunk_size: int | None = None,
+    map_fn: Callable[[Callable[[list[dict[str, Any]]], Any], Iterable[list[dict[str, Any]]]], Iterable[Any]] = map,
+) -> Labels:
     """Backtest every candidate over ``bars`` in chunks (``map_fn`` may spread chunks over a cluster)."""
     if not candidates:
         raise InputError("candidates", 0, "at least one candidate parameter set is needed")
@@ -124,7 +132,7 @@ def build_labels(strategy: Any, bars: Bars, candidates: list[dict[str, Any]], *,
     size = int(chunk_size or DEFAULT_CHUNK_SIZE)
     if size < 1:
         raise InputError("chunk_size", chunk_size, "must be >= 1")
-    chunks = [candidates[i:i + size] for i in range(0, len(candidates), size)]
+    chunks = [candidates[i : i + size] for i in range(0, len(candidates), size)]
     # device travels as a string: a torch.device of the driver may not exist on a remote worker.
     fn = partial(positions_chunk, strategy, bars, str(device), float(cost_bps))
     K, T = len(candidates), len(bars)
@@ -133,8 +141,8 @@ def build_labels(strategy: Any, bars: Bars, candidates: list[dict[str, Any]], *,
     row = 0
     for pos_c, lab_c in map_fn(fn, chunks):
         n = pos_c.shape[0]
-        positions[row:row + n] = pos_c
-        labels[row:row + n] = lab_c
+        positions[row : row + n] = pos_c
+        labels[row : row + n] = lab_c
         row += n
     if row != K:
         raise ValueError(f"map_fn returned {row} candidate rows, expected {K}")

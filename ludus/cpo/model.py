@@ -25,24 +25,40 @@ class ModelConfig(BaseModel):
 
     hidden: int = Field(64, ge=4, le=1024, description="width of each hidden layer")
     layers: int = Field(2, ge=1, le=8, description="number of hidden layers")
-    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="off by default: on CPU its random masks cost ~30% "
-                                                                "of a step for no measured gain (GPU spaces search it)")
+    dropout: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="off by default: on CPU its random masks cost ~30% "
+        "of a step for no measured gain (GPU spaces search it)",
+    )
     lr: float = Field(1e-3, gt=0.0, le=1.0)
     weight_decay: float = Field(1e-4, ge=0.0, le=1.0)
-    epochs: int = Field(20, ge=1, le=1000, description="epochs; with a validation tail (validation_fraction > 0) "
-                        "the most epochs, training stops after `patience` epochs without improvement on it")
+    epochs: int = Field(
+        20,
+        ge=1,
+        le=1000,
+        description="epochs; with a validation tail (validation_fraction > 0) "
+        "the most epochs, training stops after `patience` epochs without improvement on it",
+    )
     batch_size: int = Field(1024, ge=8, le=1_000_000, description="training rows (bar, candidate) per step")
     loss: Literal["mse", "rank"] = Field("mse", description="mse, or mse + listwise ranking loss across θ")
     rank_weight: float = Field(1.0, ge=0.0, description="weight of the listwise term when loss='rank'")
     patience: int = Field(5, ge=1, description="epochs without validation improvement before stopping")
     candidates_per_step: int | None = Field(
-        None, ge=2, description="candidates sampled per training step when K is larger (None: "
-                                "CANDIDATES_PER_STEP); every candidate is still seen every epoch on average")
+        None,
+        ge=2,
+        description="candidates sampled per training step when K is larger (None: "
+        "CANDIDATES_PER_STEP); every candidate is still seen every epoch on average",
+    )
     validation_fraction: float = Field(
-        0.0, ge=0.0, lt=1.0,
+        0.0,
+        ge=0.0,
+        lt=1.0,
         description="share of the training bars, the most recent, held out to stop training when the loss on "
-                    "them stops improving (0, the default: train all `epochs` on every bar; bench/gate_calibration.py "
-                    "measured early stopping lowering what CPO captured of a known edge, -0.32 +- 0.08 Sharpe)")
+        "them stops improving (0, the default: train all `epochs` on every bar; bench/gate_calibration.py "
+        "measured early stopping lowering what CPO captured of a known edge, -0.32 +- 0.08 Sharpe)",
+    )
 
     @classmethod
     def search_space(cls) -> dict[str, dict[str, Any]]:
@@ -141,8 +157,9 @@ class CPOModel(nn.Module):
 
     def forward_normalized(self, cond: torch.Tensor, theta: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Prediction in label-standardized units (what the training loss sees)."""
-        x = torch.cat([(cond - self.cond_mean) / self.cond_std, (theta - self.theta_mean) / self.theta_std,
-                       positions], dim=-1)
+        x = torch.cat(
+            [(cond - self.cond_mean) / self.cond_std, (theta - self.theta_mean) / self.theta_std, positions], dim=-1
+        )
         out: torch.Tensor = self.net(x)
         return out.squeeze(-1)
 
@@ -154,8 +171,8 @@ class CPOModel(nn.Module):
         first = cast(nn.Linear, self.net[0])
         w, f, d = first.weight, self.n_conditions, self.n_theta
         c = torch.addmm(first.bias, (cond - self.cond_mean) / self.cond_std, w[:, :f].T)  # [B, H]
-        t = ((theta - self.theta_mean) / self.theta_std) @ w[:, f:f + d].T  # [K, H]
-        h = torch.matmul(positions, w[:, f + d:].T)  # [B, K, H]
+        t = ((theta - self.theta_mean) / self.theta_std) @ w[:, f : f + d].T  # [K, H]
+        h = torch.matmul(positions, w[:, f + d :].T)  # [B, K, H]
         h = h + c.unsqueeze(1) + t.unsqueeze(0)
         out: torch.Tensor = self.net[1:](h)
         return out.squeeze(-1)

@@ -36,9 +36,13 @@ def to_onnx(model: ScoringModel, *, opset: int = OPSET) -> bytes:
         # MLP both give the same graph, and this one needs no extra dependency.
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            m, (cond, theta, positions), buf, dynamo=False,  # type: ignore[arg-type]  # a file object is accepted
+            m,
+            (cond, theta, positions),
+            buf,  # type: ignore[arg-type]  # a file object is accepted
+            dynamo=False,
             opset_version=opset,
-            input_names=list(INPUTS), output_names=[OUTPUT],
+            input_names=list(INPUTS),
+            output_names=[OUTPUT],
             dynamic_axes={**{name: {0: "n"} for name in INPUTS}, OUTPUT: {0: "n"}},
         )
     return buf.getvalue()
@@ -72,8 +76,10 @@ class OnnxScorer:
 
     def score_rows(self, conditions: Any, theta: Any, positions: Any) -> np.ndarray:
         """Scores [N] of row-paired conditions [N, F], theta [N, D] and positions [N, 2]."""
-        feeds = {name: np.ascontiguousarray(np.asarray(x, dtype=np.float32))
-                 for name, x in zip(INPUTS, (conditions, theta, positions), strict=True)}
+        feeds = {
+            name: np.ascontiguousarray(np.asarray(x, dtype=np.float32))
+            for name, x in zip(INPUTS, (conditions, theta, positions), strict=True)
+        }
         return np.asarray(self.session.run([OUTPUT], feeds)[0]).reshape(-1)
 
     def score(self, cond: Any, theta: Any, positions: Any) -> np.ndarray:

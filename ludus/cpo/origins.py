@@ -71,8 +71,9 @@ def default_min_train_bars(bars_per_year: float) -> int:
     return round(DEFAULT_MIN_TRAIN_YEARS * bars_per_year)
 
 
-def rolling_origins(n_bars: int, first_valid: int, *, windows: int, embargo: int, holdout_bars: int | None,
-                    min_train_bars: int) -> Origins:
+def rolling_origins(
+    n_bars: int, first_valid: int, *, windows: int, embargo: int, holdout_bars: int | None, min_train_bars: int
+) -> Origins:
     """The windows of a rolling-origin evaluation; InsufficientDataError names the setting to change.
 
     ``holdout_bars`` None: every usable bar after ``min_train_bars`` is out of sample. The holdout is cut
@@ -87,29 +88,38 @@ def rolling_origins(n_bars: int, first_valid: int, *, windows: int, embargo: int
     floor = MIN_TRAIN_BARS + embargo
     if usable < floor + windows * MIN_WINDOW_BARS:
         raise InsufficientDataError(
-            "lookback", n_bars,
+            "lookback",
+            n_bars,
             f"{n_bars} bars with a {first_valid}-bar warm-up leave {max(usable, 0)} usable; training before the "
             f"first origin and {windows} windows need at least {floor + windows * MIN_WINDOW_BARS}: lengthen "
-            f"lookback")
+            f"lookback",
+        )
     if holdout_bars is None:
         holdout = usable - min_train_bars
         if holdout < windows * MIN_WINDOW_BARS:
             raise InsufficientDataError(
-                "lookback", n_bars,
+                "lookback",
+                n_bars,
                 f"{usable} usable bars after a {first_valid}-bar warm-up leave {max(holdout, 0)} out-of-sample "
                 f"bars after {min_train_bars} training bars; {windows} windows need at least "
                 f"{windows * MIN_WINDOW_BARS}: lengthen lookback, lower validation.min_train_bars or "
-                f"validation.windows")
+                f"validation.windows",
+            )
     else:
         holdout = int(holdout_bars)
         if usable - holdout < floor:
             raise InsufficientDataError(
-                "validation.holdout_bars", holdout_bars,
+                "validation.holdout_bars",
+                holdout_bars,
                 f"leaves {usable - holdout} of {usable} usable bars (after a {first_valid}-bar warm-up) before "
-                f"the first origin; at least {floor} are needed: shorten the holdout or lengthen lookback")
+                f"the first origin; at least {floor} are needed: shorten the holdout or lengthen lookback",
+            )
         if holdout < windows * MIN_WINDOW_BARS:
-            raise InputError("validation.windows", windows,
-                             f"{holdout} out-of-sample bars make windows shorter than {MIN_WINDOW_BARS} bars")
+            raise InputError(
+                "validation.windows",
+                windows,
+                f"{holdout} out-of-sample bars make windows shorter than {MIN_WINDOW_BARS} bars",
+            )
     begin = stop - holdout
     starts = tuple(begin + (i * holdout) // windows for i in range(windows))
     return Origins(first=int(first_valid), stop=int(stop), starts=starts, embargo=int(embargo))

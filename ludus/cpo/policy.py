@@ -45,8 +45,11 @@ class PolicyPath:
 def _idx(idx: Any, n_bars: int) -> np.ndarray:
     arr = np.asarray(idx, dtype=np.int64).ravel()
     if arr.size and (arr.min() < 0 or arr.max() >= n_bars - 1):
-        raise InputError("idx", f"[{arr.min()}..{arr.max()}]",
-                         f"decision bars must lie in 0..{n_bars - 2} (the last bar has no outcome)")
+        raise InputError(
+            "idx",
+            f"[{arr.min()}..{arr.max()}]",
+            f"decision bars must lie in 0..{n_bars - 2} (the last bar has no outcome)",
+        )
     if arr.size > 1 and np.any(np.diff(arr) <= 0):
         raise InputError("idx", "unsorted", "decision bars must be strictly increasing")
     return arr
@@ -64,32 +67,33 @@ def _held_before(arr: np.ndarray, positions: torch.Tensor, start_position: float
 
 
 @torch.no_grad()
-def score_matrix(model: ScoringModel, conditions: np.ndarray | torch.Tensor, labels: Labels,
-                 idx: np.ndarray) -> torch.Tensor:
+def score_matrix(
+    model: ScoringModel, conditions: np.ndarray | torch.Tensor, labels: Labels, idx: np.ndarray
+) -> torch.Tensor:
     """Model predictions [N, K] (raw return units) for bars ``idx`` against every candidate."""
     dev = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    cond = torch.as_tensor(np.asarray(conditions, dtype=np.float32) if not isinstance(conditions, torch.Tensor)
-                           else conditions.float())
+    cond = torch.as_tensor(
+        np.asarray(conditions, dtype=np.float32) if not isinstance(conditions, torch.Tensor) else conditions.float()
+    )
     th = torch.as_tensor(np.asarray(labels.theta, dtype=np.float32)).to(dev)
     K = th.shape[0]
     out = torch.empty((len(idx), K), dtype=torch.float32)
     step = max(1, SCORE_ROWS // K)
     for start in range(0, len(idx), step):
-        bars = np.asarray(idx[start:start + step], dtype=np.int64)
+        bars = np.asarray(idx[start : start + step], dtype=np.int64)
         c = cond[torch.from_numpy(bars)].to(dev)
         b = c.shape[0]
         flat_c = c.unsqueeze(1).expand(b, K, c.shape[1]).reshape(b * K, -1)
         flat_t = th.unsqueeze(0).expand(b, K, th.shape[1]).reshape(b * K, -1)
         flat_p = labels.position_inputs(bars).to(dev).reshape(b * K, -1)
-        out[start:start + b] = model(flat_c, flat_t, flat_p).reshape(b, K).float().cpu()
+        out[start : start + b] = model(flat_c, flat_t, flat_p).reshape(b, K).float().cpu()
     model.train(was_training)
     return out
 
 
-def cost_aware_pick(scores: np.ndarray, position_inputs: np.ndarray, held: float,
-                    cost_bps: float) -> tuple[int, float]:
+def cost_aware_pick(scores: np.ndarray, position_inputs: np.ndarray, held: float, cost_bps: float) -> tuple[int, float]:
     """The candidate to hold from a bar's scores [K] and positions [K, 2] (now, previous) given the position
     held; returns (k, its predicted return net of the move from ``held``). Ties: the lowest k."""
     c = float(cost_bps) * 1e-4
@@ -100,8 +104,9 @@ def cost_aware_pick(scores: np.ndarray, position_inputs: np.ndarray, held: float
     return k, float(net[k])
 
 
-def switching_choices(scores: np.ndarray | torch.Tensor, labels: Labels, idx: Any, cost_bps: float, *,
-                      start_position: float = 0.0) -> torch.Tensor:
+def switching_choices(
+    scores: np.ndarray | torch.Tensor, labels: Labels, idx: Any, cost_bps: float, *, start_position: float = 0.0
+) -> torch.Tensor:
     """The cost-aware argmax, bar by bar (the held position depends on the previous choice; ties: lowest k).
 
     The choice is a position: when the θ held takes the position the argmax chose, it is kept (the two θ earn
@@ -128,8 +133,15 @@ def switching_choices(scores: np.ndarray | torch.Tensor, labels: Labels, idx: An
     return torch.from_numpy(out)
 
 
-def choose(model: ScoringModel, conditions: np.ndarray | torch.Tensor, labels: Labels, idx: Any, *,
-           cost_bps: float | None = None, start_position: float = 0.0) -> torch.Tensor:
+def choose(
+    model: ScoringModel,
+    conditions: np.ndarray | torch.Tensor,
+    labels: Labels,
+    idx: Any,
+    *,
+    cost_bps: float | None = None,
+    start_position: float = 0.0,
+) -> torch.Tensor:
     """The policy's candidate for each bar of ``idx`` (cost-aware; ``cost_bps`` defaults to the labels')."""
     arr = _idx(idx, labels.n_bars)
     cond = np.asarray(conditions)[arr] if not isinstance(conditions, torch.Tensor) else conditions[arr]
@@ -140,8 +152,9 @@ def choose(model: ScoringModel, conditions: np.ndarray | torch.Tensor, labels: L
     return switching_choices(scores, labels, arr, cost, start_position=start_position)
 
 
-def path_from_choices(labels: Labels, choices: torch.Tensor, idx: Any, cost_bps: float, *,
-                      start_position: float = 0.0) -> PolicyPath:
+def path_from_choices(
+    labels: Labels, choices: torch.Tensor, idx: Any, cost_bps: float, *, start_position: float = 0.0
+) -> PolicyPath:
     """Outcome of holding candidate ``choices[i]``'s position from close idx[i] to idx[i]+1."""
     arr = _idx(idx, labels.n_bars)
     ch = torch.as_tensor(choices, dtype=torch.long).reshape(-1)
@@ -152,36 +165,54 @@ def path_from_choices(labels: Labels, choices: torch.Tensor, idx: Any, cost_bps:
     return _path(arr, ch, pos, labels.close_returns, cost_bps, start_position)
 
 
-def path_from_position_series(positions: Any, close_returns: Any, idx: Any, cost_bps: float, *,
-                              start_position: float = 0.0, choices: Any = None) -> PolicyPath:
+def path_from_position_series(
+    positions: Any, close_returns: Any, idx: Any, cost_bps: float, *, start_position: float = 0.0, choices: Any = None
+) -> PolicyPath:
     """A path holding ``positions[idx[i]]`` (any real position, e.g. an average) at each decision bar."""
     pos_all = torch.as_tensor(np.asarray(positions, dtype=np.float64)).reshape(-1)
     r = torch.as_tensor(np.asarray(close_returns, dtype=np.float64)).reshape(-1)
     if pos_all.shape[0] != r.shape[0]:
         raise ValueError(f"positions have {pos_all.shape[0]} bars, returns {r.shape[0]}")
     arr = _idx(idx, r.shape[0])
-    ch = (torch.full((arr.size,), -1, dtype=torch.long) if choices is None
-          else torch.as_tensor(choices, dtype=torch.long).reshape(-1))
+    ch = (
+        torch.full((arr.size,), -1, dtype=torch.long)
+        if choices is None
+        else torch.as_tensor(choices, dtype=torch.long).reshape(-1)
+    )
     return _path(arr, ch, pos_all[torch.from_numpy(arr)], r, cost_bps, start_position)
 
 
-def _path(arr: np.ndarray, choices: torch.Tensor, pos: torch.Tensor, close_returns: torch.Tensor,
-          cost_bps: float, start_position: float) -> PolicyPath:
+def _path(
+    arr: np.ndarray,
+    choices: torch.Tensor,
+    pos: torch.Tensor,
+    close_returns: torch.Tensor,
+    cost_bps: float,
+    start_position: float,
+) -> PolicyPath:
     prev = _held_before(arr, pos, start_position)
     nxt = close_returns[torch.from_numpy(arr) + 1].to(torch.float64)
     ret = pos * nxt - cost_bps * 1e-4 * (pos - prev).abs()
     return PolicyPath(idx=arr, choices=choices, positions=pos.float(), returns=ret.float())
 
 
-def policy_path(model: ScoringModel, conditions: np.ndarray | torch.Tensor, labels: Labels, idx: Any, *,
-                cost_bps: float, start_position: float = 0.0) -> PolicyPath:
+def policy_path(
+    model: ScoringModel,
+    conditions: np.ndarray | torch.Tensor,
+    labels: Labels,
+    idx: Any,
+    *,
+    cost_bps: float,
+    start_position: float = 0.0,
+) -> PolicyPath:
     """The switching CPO policy over ``idx``."""
     choices = choose(model, conditions, labels, idx, cost_bps=cost_bps, start_position=start_position)
     return path_from_choices(labels, choices, idx, cost_bps, start_position=start_position)
 
 
-def policy_returns(model: ScoringModel, conditions: np.ndarray | torch.Tensor, labels: Labels, idx: Any, *,
-                   cost_bps: float) -> torch.Tensor:
+def policy_returns(
+    model: ScoringModel, conditions: np.ndarray | torch.Tensor, labels: Labels, idx: Any, *, cost_bps: float
+) -> torch.Tensor:
     """Realized net returns [len(idx)] of the switching CPO policy."""
     return policy_path(model, conditions, labels, idx, cost_bps=cost_bps).returns
 
@@ -191,8 +222,9 @@ def fixed_path(labels: Labels, k: int, idx: Any, cost_bps: float, *, start_posit
     if not 0 <= int(k) < labels.n_candidates:
         raise InputError("k", k, f"candidate index must be in 0..{labels.n_candidates - 1}")
     arr = _idx(idx, labels.n_bars)
-    return path_from_choices(labels, torch.full((arr.size,), int(k), dtype=torch.long), arr, cost_bps,
-                             start_position=start_position)
+    return path_from_choices(
+        labels, torch.full((arr.size,), int(k), dtype=torch.long), arr, cost_bps, start_position=start_position
+    )
 
 
 def fixed_returns(labels: Labels, k: int, idx: Any, cost_bps: float) -> torch.Tensor:
@@ -202,8 +234,9 @@ def fixed_returns(labels: Labels, k: int, idx: Any, cost_bps: float) -> torch.Te
 
 def path_from_positions(positions: Any, close_returns: Any, idx: Any, cost_bps: float) -> PolicyPath:
     """A path for any θ backtested outside ``labels`` (e.g. the Optuna baseline): positions [T], returns [T]."""
-    return path_from_position_series(positions, close_returns, idx, cost_bps,
-                                     choices=np.zeros(np.asarray(idx).size, dtype=np.int64))
+    return path_from_position_series(
+        positions, close_returns, idx, cost_bps, choices=np.zeros(np.asarray(idx).size, dtype=np.int64)
+    )
 
 
 def path_metrics(returns: torch.Tensor, positions: torch.Tensor, bars_per_year: float) -> dict[str, float]:

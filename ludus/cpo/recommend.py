@@ -32,18 +32,30 @@ class Recommendation:
     held_position: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"parameters": self.parameters, "expected_return": self.expected_return, "k": self.k,
-                "held_position": self.held_position}
+        return {
+            "parameters": self.parameters,
+            "expected_return": self.expected_return,
+            "k": self.k,
+            "held_position": self.held_position,
+        }
 
 
-def recommend(scorer: OnnxScorer, latest_conditions: Any, theta: Any, candidates: list[dict[str, Any]],
-              positions: Any, held_position: float = 0.0, cost_bps: float = 0.0) -> Recommendation:
+def recommend(
+    scorer: OnnxScorer,
+    latest_conditions: Any,
+    theta: Any,
+    candidates: list[dict[str, Any]],
+    positions: Any,
+    held_position: float = 0.0,
+    cost_bps: float = 0.0,
+) -> Recommendation:
     """Score every candidate at ``latest_conditions`` [F] with its positions [K, 2] (now, previous) and
     return the best net of the move from ``held_position`` (ties: lowest index)."""
     cond = np.asarray(latest_conditions, dtype=np.float32).reshape(-1)
     if not np.isfinite(cond).all():
-        raise InsufficientDataError("lookback", "latest bar",
-                                    "the latest bar's conditions are not finite (still in the warm-up window)")
+        raise InsufficientDataError(
+            "lookback", "latest bar", "the latest bar's conditions are not finite (still in the warm-up window)"
+        )
     th = np.asarray(theta, dtype=np.float32)
     if th.shape[0] != len(candidates) or th.shape[0] == 0:
         raise InputError("candidates", len(candidates), f"need one candidate per θ row ({th.shape[0]})")
@@ -52,8 +64,14 @@ def recommend(scorer: OnnxScorer, latest_conditions: Any, theta: Any, candidates
     c = float(cost_bps) * 1e-4
     net = scores.astype(np.float64) + c * np.abs(pos[:, 0] - pos[:, 1]) - c * np.abs(pos[:, 0] - held_position)
     k, value = cost_aware_pick(scores, pos, held_position, cost_bps)
-    return Recommendation(parameters=dict(candidates[k]), expected_return=value, k=k, scores=scores,
-                          net_scores=net, held_position=float(held_position))
+    return Recommendation(
+        parameters=dict(candidates[k]),
+        expected_return=value,
+        k=k,
+        scores=scores,
+        net_scores=net,
+        held_position=float(held_position),
+    )
 
 
 @dataclass(frozen=True)
@@ -65,8 +83,15 @@ class Rescored:
     ranking: list[tuple[dict[str, Any], float]]  # (θ, net expected return), best first
 
 
-def rescore(store: Any, card: ModelCard, onnx: bytes, *, held_parameters: dict[str, Any] | None,
-            trials_dir: Any = None, device: str = "auto") -> Rescored:
+def rescore(
+    store: Any,
+    card: ModelCard,
+    onnx: bytes,
+    *,
+    held_parameters: dict[str, Any] | None,
+    trials_dir: Any = None,
+    device: str = "auto",
+) -> Rescored:
     """Rebuild the model's inputs from ``store`` (a ludus.data.prices.PriceStore) as the job that trained it
     did - the same history window, context series and lag, the candidates' positions - and score it.
 
@@ -91,14 +116,24 @@ def rescore(store: Any, card: ModelCard, onnx: bytes, *, held_parameters: dict[s
         sets.append(dict[str, Any](held_parameters))
     pos, _ = positions_chunk(strategy, bars, "cpu", card.cost_bps, sets)
     last = len(bars) - 1
-    inputs = np.stack([pos[:len(card.candidates), last], pos[:len(card.candidates), last - 1]], axis=1)
+    inputs = np.stack([pos[: len(card.candidates), last], pos[: len(card.candidates), last - 1]], axis=1)
     held = float(pos[-1, last]) if held_parameters is not None else 0.0
     scorer = OnnxScorer(onnx, device)
-    rec = recommend(scorer, conditions.values[last], np.asarray(card.theta, dtype=np.float32),
-                    sets[:len(card.candidates)], inputs, held, card.cost_bps)
+    rec = recommend(
+        scorer,
+        conditions.values[last],
+        np.asarray(card.theta, dtype=np.float32),
+        sets[: len(card.candidates)],
+        inputs,
+        held,
+        card.cost_bps,
+    )
     order = np.argsort(-rec.net_scores, kind="stable")
-    return Rescored(recommendation=rec, as_of=str(bars.timestamps[-1].astype("datetime64[D]")),
-                    ranking=[(dict[str, Any](card.candidates[int(k)]), float(rec.net_scores[int(k)])) for k in order])
+    return Rescored(
+        recommendation=rec,
+        as_of=str(bars.timestamps[-1].astype("datetime64[D]")),
+        ranking=[(dict[str, Any](card.candidates[int(k)]), float(rec.net_scores[int(k)])) for k in order],
+    )
 
 
 __all__ = ["Recommendation", "Rescored", "recommend", "rescore"]

@@ -45,9 +45,12 @@ class PolicyGradientConfig(BaseModel):
     entropy: float = Field(0.01, ge=0.0, le=10.0, description="entropy bonus (keeps exploring)")
     patience: int = Field(5, ge=1, description="epochs without improvement on the validation tail before stopping")
     validation_fraction: float = Field(
-        0.0, ge=0.0, lt=1.0,
+        0.0,
+        ge=0.0,
+        lt=1.0,
         description="share of the training bars, the most recent, held out to stop training (0, the default: "
-                    "all epochs)")
+        "all epochs)",
+    )
 
 
 class SoftmaxPolicy(nn.Module):
@@ -68,8 +71,15 @@ class SoftmaxPolicy(nn.Module):
         return out
 
 
-def fit_softmax_policy(config: PolicyGradientConfig, conditions: np.ndarray, labels: Labels, rows: np.ndarray, *,
-                       seed: int = 0, device: str = "cpu") -> SoftmaxPolicy:
+def fit_softmax_policy(
+    config: PolicyGradientConfig,
+    conditions: np.ndarray,
+    labels: Labels,
+    rows: np.ndarray,
+    *,
+    seed: int = 0,
+    device: str = "cpu",
+) -> SoftmaxPolicy:
     """REINFORCE on decision rows ``rows`` (deterministic given the seed)."""
     dev = _device_of(device)
     cond_np = np.asarray(conditions, dtype=np.float32)
@@ -77,8 +87,9 @@ def fit_softmax_policy(config: PolicyGradientConfig, conditions: np.ndarray, lab
     train = usable_rows(cond_np, labels, head)
     val = usable_rows(cond_np, labels, tail) if tail is not None else np.zeros(0, dtype=np.int64)
     if train.size == 0:
-        raise InsufficientDataError("lookback", int(np.asarray(rows).size),
-                                    "no training bar has finite conditions and labels")
+        raise InsufficientDataError(
+            "lookback", int(np.asarray(rows).size), "no training bar has finite conditions and labels"
+        )
     rewards = labels.label_returns[:, torch.from_numpy(train)].T.double()  # [N, K]
     scale = float(rewards.std()) or 1.0
     advantage = ((rewards - rewards.mean(dim=1, keepdim=True)) / scale).float().to(dev)
@@ -101,7 +112,7 @@ def fit_softmax_policy(config: PolicyGradientConfig, conditions: np.ndarray, lab
         for _ in range(config.epochs):
             order = torch.randperm(n, generator=order_gen).to(dev)
             for start in range(0, n, config.batch_bars):
-                bars = order[start:start + config.batch_bars]
+                bars = order[start : start + config.batch_bars]
                 logp = torch.log_softmax(policy(cond[bars]), dim=1)
                 actions = torch.multinomial(logp.exp(), config.samples, replacement=True, generator=gen)
                 gain = advantage[bars].gather(1, actions)

@@ -28,7 +28,7 @@ def _moments(r: np.ndarray) -> tuple[float, float, float]:
         return 0.0, 0.0, 3.0
     sr = r.mean() / sd
     z = (r - r.mean()) / r.std(ddof=0)
-    return float(sr), float(np.mean(z ** 3)), float(np.mean(z ** 4))
+    return float(sr), float(np.mean(z**3)), float(np.mean(z**4))
 
 
 def annualized_sharpe(returns: np.ndarray, bars_per_year: float) -> np.ndarray:
@@ -54,7 +54,7 @@ def sharpe_difference_se(a: Any, b: Any, bars_per_year: float) -> float:
         return float("nan")
     sr_a, sr_b = x.mean() / sx, y.mean() / sy
     rho = float(np.corrcoef(x, y)[0, 1])
-    var = (2.0 * (1.0 - rho) + 0.5 * (sr_a ** 2 + sr_b ** 2 - 2.0 * sr_a * sr_b * rho ** 2)) / n
+    var = (2.0 * (1.0 - rho) + 0.5 * (sr_a**2 + sr_b**2 - 2.0 * sr_a * sr_b * rho**2)) / n
     return float(math.sqrt(max(var, 0.0) * bars_per_year))
 
 
@@ -72,7 +72,7 @@ def probabilistic_sharpe_ratio(returns: Any, sr_benchmark: float = 0.0) -> float
     sr, skew, kurt = _moments(r)
     if sr == 0.0 and r.std() == 0.0:
         return 0.0 if sr_benchmark >= 0 else 1.0
-    denom = 1.0 - skew * sr + (kurt - 1.0) / 4.0 * sr ** 2
+    denom = 1.0 - skew * sr + (kurt - 1.0) / 4.0 * sr**2
     denom = math.sqrt(max(denom, 1e-12))
     return float(norm.cdf((sr - sr_benchmark) * math.sqrt(n - 1) / denom))
 
@@ -82,8 +82,9 @@ def expected_max_sharpe(n_trials: int, sr_variance: float) -> float:
     if n_trials <= 1 or sr_variance <= 0:
         return 0.0
     n = float(n_trials)
-    return math.sqrt(sr_variance) * float((1 - EULER_GAMMA) * norm.ppf(1 - 1 / n)
-                                           + EULER_GAMMA * norm.ppf(1 - 1 / (n * math.e)))
+    return math.sqrt(sr_variance) * float(
+        (1 - EULER_GAMMA) * norm.ppf(1 - 1 / n) + EULER_GAMMA * norm.ppf(1 - 1 / (n * math.e))
+    )
 
 
 def deflated_sharpe_ratio(returns: Any, n_trials: int, sr_variance: float) -> float:

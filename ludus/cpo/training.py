@@ -79,9 +79,17 @@ def _loss(pred: torch.Tensor, target: torch.Tensor, config: ModelConfig) -> torc
     return loss
 
 
-def fit(config: ModelConfig, conditions: np.ndarray | torch.Tensor, labels: Labels, rows: np.ndarray, *,
-        device: Any = "cpu", seed: int = 0, should_stop: StopHook | None = None,
-        val_rows: np.ndarray | None = None) -> CPOModel:
+def fit(
+    config: ModelConfig,
+    conditions: np.ndarray | torch.Tensor,
+    labels: Labels,
+    rows: np.ndarray,
+    *,
+    device: Any = "cpu",
+    seed: int = 0,
+    should_stop: StopHook | None = None,
+    val_rows: np.ndarray | None = None,
+) -> CPOModel:
     """Train a :class:`CPOModel` on bars ``rows`` (all K candidates each).
 
     ``should_stop(epoch, {"train_loss", "val_loss"?})`` is called after every epoch; returning True stops
@@ -98,8 +106,9 @@ def fit(config: ModelConfig, conditions: np.ndarray | torch.Tensor, labels: Labe
     cond_np = cond_np.astype(np.float32, copy=False)
     train = usable_rows(cond_np, labels, rows)
     if train.size == 0:
-        raise InsufficientDataError("lookback", int(np.asarray(rows).size),
-                                    "no training bar has finite conditions and labels")
+        raise InsufficientDataError(
+            "lookback", int(np.asarray(rows).size), "no training bar has finite conditions and labels"
+        )
     val = usable_rows(cond_np, labels, val_rows) if val_rows is not None else None
     K = labels.n_candidates
 
@@ -133,7 +142,7 @@ def fit(config: ModelConfig, conditions: np.ndarray | torch.Tensor, labels: Labe
             # the epoch's loss stays on the device: no host sync per step; checked once per epoch
             total = torch.zeros((), device=dev)
             for start in range(0, order.numel(), bars_per_step):
-                bars = order[start:start + bars_per_step]
+                bars = order[start : start + bars_per_step]
                 if sub is None:
                     pred = _block(model, cond[bars], theta, pos[bars])
                     target = y_norm[bars]
@@ -149,8 +158,9 @@ def fit(config: ModelConfig, conditions: np.ndarray | torch.Tensor, labels: Labe
                 total += loss.detach() * bars.numel()
             train_loss = float(total) / max(int(order.numel()), 1)
             if not math.isfinite(train_loss):
-                raise TrainingDiverged(f"training loss became {train_loss} in epoch {epoch} "
-                                       f"(lr={config.lr:g}, loss={config.loss})")
+                raise TrainingDiverged(
+                    f"training loss became {train_loss} in epoch {epoch} (lr={config.lr:g}, loss={config.loss})"
+                )
             metrics = {"train_loss": train_loss}
             if val_local is not None and val_local.size:
                 metrics["val_loss"] = validation_loss(model, cond, theta, pos, y_norm, val_local, config)
@@ -173,16 +183,32 @@ def fit(config: ModelConfig, conditions: np.ndarray | torch.Tensor, labels: Labe
     return model.eval()
 
 
-def fit_ensemble(config: ModelConfig, conditions: np.ndarray | torch.Tensor, labels: Labels, rows: np.ndarray, *,
-                 seeds: list[int], device: Any = "cpu", val_rows: np.ndarray | None = None) -> CPOEnsemble:
+def fit_ensemble(
+    config: ModelConfig,
+    conditions: np.ndarray | torch.Tensor,
+    labels: Labels,
+    rows: np.ndarray,
+    *,
+    seeds: list[int],
+    device: Any = "cpu",
+    val_rows: np.ndarray | None = None,
+) -> CPOEnsemble:
     """One :func:`fit` per seed, averaged."""
-    return CPOEnsemble([fit(config, conditions, labels, rows, device=device, seed=s, val_rows=val_rows)
-                        for s in seeds]).eval()
+    return CPOEnsemble(
+        [fit(config, conditions, labels, rows, device=device, seed=s, val_rows=val_rows) for s in seeds]
+    ).eval()
 
 
 @torch.no_grad()
-def validation_loss(model: CPOModel, cond: torch.Tensor, theta: torch.Tensor, pos: torch.Tensor,
-                    y_norm: torch.Tensor, rows: np.ndarray, config: ModelConfig) -> float:
+def validation_loss(
+    model: CPOModel,
+    cond: torch.Tensor,
+    theta: torch.Tensor,
+    pos: torch.Tensor,
+    y_norm: torch.Tensor,
+    rows: np.ndarray,
+    config: ModelConfig,
+) -> float:
     """Mean loss over ``rows`` (indices into ``cond``/``pos``/``y_norm``) in eval mode (restores train mode)."""
     was_training = model.training
     model.eval()
@@ -190,7 +216,7 @@ def validation_loss(model: CPOModel, cond: torch.Tensor, theta: torch.Tensor, po
     idx = torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(cond.device)
     total = 0.0
     for start in range(0, idx.numel(), bars_per_step):
-        bars = idx[start:start + bars_per_step]
+        bars = idx[start : start + bars_per_step]
         total += float(_loss(_block(model, cond[bars], theta, pos[bars]), y_norm[bars], config)) * bars.numel()
     model.train(was_training)
     return total / max(idx.numel(), 1)

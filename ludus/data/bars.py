@@ -26,5 +26,13 @@ class Bars:
     def slice(self, start: int | None = None, stop: int | None = None) -> Bars:
         """Bars[start:stop] as a new Bars."""
         s = slice(start, stop)
-        return Bars(self.symbol, self.interval, self.timestamps[s], self.open[s], self.high[s],
-                    self.low[s], self.close[s], self.volume[s])
+        return Bars(
+            self.symbol,
+            self.interval,
+            self.timestamps[s],
+            self.open[s],
+            self.high[s],
+            self.low[s],
+            self.close[s],
+            self.volume[s],
+        )

@@ -197,8 +197,13 @@ def compute_conditions(
     if first_valid > own_first:
         starts = {sym: _first_valid(np.column_stack([cols[n] for n in names])) for sym, names in groups.items()}
         limited_by = max(starts, key=lambda sym: starts[sym])
-    return Conditions(names=list(cols), values=values.astype(np.float32), first_valid=first_valid,
-                      lagged=tuple(lagged), limited_by=limited_by)
+    return Conditions(
+        names=list(cols),
+        values=values.astype(np.float32),
+        first_valid=first_valid,
+        lagged=tuple(lagged),
+        limited_by=limited_by,
+    )
 
 
 def _first_valid(values: np.ndarray) -> int:
@@ -222,8 +227,11 @@ def _observed(ctx: Bars) -> Bars:
     keep = np.isfinite(close) & (close > 0)
     if keep.all():
         return ctx
-    return Bars(ctx.symbol, ctx.interval, *(np.asarray(a)[keep] for a in (
-        ctx.timestamps, ctx.open, ctx.high, ctx.low, ctx.close, ctx.volume)))
+    return Bars(
+        ctx.symbol,
+        ctx.interval,
+        *(np.asarray(a)[keep] for a in (ctx.timestamps, ctx.open, ctx.high, ctx.low, ctx.close, ctx.volume)),
+    )
 
 
 class _Aligned:
@@ -250,7 +258,8 @@ class _Aligned:
             if age[worst] > max_stale_bars:
                 at = np.flatnonzero(self.valid)[worst]
                 raise InputError(
-                    "conditions_from", symbol,
+                    "conditions_from",
+                    symbol,
                     f"{symbol} has no value for {int(age[worst])} bars of {bars.symbol} up to "
                     f"{str(bar_ts[at])[:10]} (its data ends {str(ts[-1])[:10]}); at most {max_stale_bars} "
                     f"are carried forward: load newer {symbol} data",
@@ -270,7 +279,7 @@ def _index_correlation(r: np.ndarray, index_lc: np.ndarray, w: int) -> np.ndarra
         return np.full(n, np.nan)
     s = int(started[0])
     ir = np.zeros(n)
-    ir[s + 1:] = np.diff(index_lc[s:])  # 0 where the index printed no new bar
+    ir[s + 1 :] = np.diff(index_lc[s:])  # 0 where the index printed no new bar
     x = np.where(np.arange(n) > s, r, 0.0)
     sx, sy = _rolling_sum(x, w, start=s + 1), _rolling_sum(ir, w, start=s + 1)
     sxx, syy = _rolling_sum(x * x, w, start=s + 1), _rolling_sum(ir * ir, w, start=s + 1)
@@ -310,8 +319,8 @@ def _window(x: np.ndarray, w: int, start: int, reduce) -> np.ndarray:
     if n > first:
         view = sliding_window_view(x[start:], w)
         for i in range(0, view.shape[0], _CHUNK_ROWS):
-            block = view[i:i + _CHUNK_ROWS]
-            out[first + i:first + i + block.shape[0]] = reduce(block, axis=1)
+            block = view[i : i + _CHUNK_ROWS]
+            out[first + i : first + i + block.shape[0]] = reduce(block, axis=1)
     return out
 
 
@@ -363,11 +372,11 @@ def _wilder(x: np.ndarray, n: int, start: int) -> np.ndarray:
     seed_at = start + n - 1
     if seed_at >= x.shape[0]:
         return out
-    seed = float(np.mean(x[start:start + n]))
+    seed = float(np.mean(x[start : start + n]))
     out[seed_at] = seed
     if seed_at + 1 < x.shape[0]:
         a = 1.0 / n
-        out[seed_at + 1:] = lfilter([a], [1.0, -(1.0 - a)], x[seed_at + 1:], zi=[(1.0 - a) * seed])[0]
+        out[seed_at + 1 :] = lfilter([a], [1.0, -(1.0 - a)], x[seed_at + 1 :], zi=[(1.0 - a) * seed])[0]
     return out
 
 

@@ -39,8 +39,15 @@ class CsvBars:
     ``chunk_rows`` rows each, every one strictly after the previous (InputError naming the line at the
     first bad row). ``close()`` it (``contextlib.closing``)."""
 
-    def __init__(self, path: str | Path, symbol: str, interval: str, *, chunk_rows: int = CHUNK_ROWS,
-                 on_progress: Progress | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        symbol: str,
+        interval: str,
+        *,
+        chunk_rows: int = CHUNK_ROWS,
+        on_progress: Progress | None = None,
+    ) -> None:
         self.symbol, self.interval = validate_symbol(symbol), validate_interval(interval)
         self.path = Path(path)
         self.name = self.path.name
@@ -85,13 +92,15 @@ class CsvBars:
                 if not row or all(not cell.strip() for cell in row):
                     continue  # blank lines carry no bar
                 if len(row) < width:
-                    raise InputError(f"{name} line {line}", ",".join(row),
-                                     f"has {len(row)} fields, the header has {width}")
+                    raise InputError(
+                        f"{name} line {line}", ",".join(row), f"has {len(row)} fields, the header has {width}"
+                    )
                 raw_ts = row[ts_col].strip()
                 where = f"{name} line {line}"
                 stamps.append(_parse_timestamp(raw_ts, where))
-                values.append([_parse_number(row[c], col, raw_ts, where)
-                               for c, col in zip(cols, VALUE_COLUMNS, strict=True)])
+                values.append(
+                    [_parse_number(row[c], col, raw_ts, where) for c, col in zip(cols, VALUE_COLUMNS, strict=True)]
+                )
                 lines.append(line)
                 if len(stamps) >= self.chunk_rows:
                     previous = yield from self._emit(stamps, values, lines, previous)
@@ -114,8 +123,12 @@ class CsvBars:
             labels = lines
         else:  # the previous chunk's last (valid) bar first: order across chunks is checked like within one
             last_ts, last_values, last_line = previous
-            check = Bars(self.symbol, self.interval, np.concatenate([[last_ts], ts]),
-                         *(np.concatenate([[last_values[i]], cols[i]]) for i in range(5)))
+            check = Bars(
+                self.symbol,
+                self.interval,
+                np.concatenate([[last_ts], ts]),
+                *(np.concatenate([[last_values[i]], cols[i]]) for i in range(5)),
+            )
             labels = [last_line, *lines]
         validate_bars(check, row_label=lambda i: f"{self.name} line {labels[i]}")
         yield Bars(self.symbol, self.interval, ts, *cols)
@@ -128,13 +141,24 @@ def read_csv(path: str | Path, symbol: str, interval: str) -> Bars:
     """Parse and validate a whole CSV file into Bars (InputError naming the line and the rule)."""
     with closing(CsvBars(path, symbol, interval)) as source:
         chunks = list(source.chunks())
-    return Bars(chunks[0].symbol, chunks[0].interval, np.concatenate([c.timestamps for c in chunks]),
-                *(np.concatenate([getattr(c, f) for c in chunks]) for f in ("open", "high", "low", "close",
-                                                                             "volume")))
+    return Bars(
+        chunks[0].symbol,
+        chunks[0].interval,
+        np.concatenate([c.timestamps for c in chunks]),
+        *(np.concatenate([getattr(c, f) for c in chunks]) for f in ("open", "high", "low", "close", "volume")),
+    )
 
 
-def import_csv(path: str | Path, symbol: str, interval: str, store: PriceStore, *, replace: bool = False,
-               chunk_rows: int = CHUNK_ROWS, on_progress: Progress | None = None) -> int:
+def import_csv(
+    path: str | Path,
+    symbol: str,
+    interval: str,
+    store: PriceStore,
+    *,
+    replace: bool = False,
+    chunk_rows: int = CHUNK_ROWS,
+    on_progress: Progress | None = None,
+) -> int:
     """Stream the file into the store in one transaction; nothing is written when the file is bad (see the
     module docstring). ``on_progress(bytes_read, file_size)`` follows the file."""
     with closing(CsvBars(path, symbol, interval, chunk_rows=chunk_rows, on_progress=on_progress)) as source:
@@ -156,9 +180,12 @@ def _column_index(header: list[str], name: str) -> dict[str, int]:
         index["timestamp"] = lowered.index(ts_cols[0])
     missing = [c for c in ("timestamp", *VALUE_COLUMNS) if c not in index]
     if missing:
-        raise InputError(f"{name} line 1", ",".join(header),
-                         f"missing required column(s) {', '.join(missing)} (need Timestamp or Date, "
-                         "Open, High, Low, Close, Volume; names are case-insensitive)")
+        raise InputError(
+            f"{name} line 1",
+            ",".join(header),
+            f"missing required column(s) {', '.join(missing)} (need Timestamp or Date, "
+            "Open, High, Low, Close, Volume; names are case-insensitive)",
+        )
     return index
 
 

@@ -47,8 +47,15 @@ class PriceStore:
 
     # --- reading ---------------------------------------------------------------------------------------
 
-    def read(self, symbol: str, interval: str, *, start: TimeLike | None = None, end: TimeLike | None = None,
-             last_n: int | None = None) -> Bars:
+    def read(
+        self,
+        symbol: str,
+        interval: str,
+        *,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        last_n: int | None = None,
+    ) -> Bars:
         """Bars with ``start <= Timestamp <= end`` (both optional), or only the last ``last_n`` of them.
 
         Raises UnknownSymbolError (listing what is available) when the table does not exist.
@@ -57,8 +64,7 @@ class PriceStore:
         if last_n is not None and (isinstance(last_n, bool) or not isinstance(last_n, int) or last_n < 1):
             raise InputError("last_n", last_n, "must be a positive integer")
         table = price_table(symbol, interval)
-        query = select_window(table, start=_to_naive_utc(start, "start"), end=_to_naive_utc(end, "end"),
-                              last_n=last_n)
+        query = select_window(table, start=_to_naive_utc(start, "start"), end=_to_naive_utc(end, "end"), last_n=last_n)
         with database_errors(self.engine.url), self.engine.connect() as conn:
             if not _has_table(conn, table.name):
                 raise UnknownSymbolError(symbol, interval, self._available(conn))
@@ -140,8 +146,9 @@ class PriceStore:
                     validate_bars(bars)
                     rows = _rows_from_bars(bars)
                     if last is not None and rows[0]["Timestamp"] <= last:
-                        raise InputError(f"{symbol}_{interval}", rows[0]["Timestamp"],
-                                         "chunks must follow each other in time")
+                        raise InputError(
+                            f"{symbol}_{interval}", rows[0]["Timestamp"], "chunks must follow each other in time"
+                        )
                     if not replace:  # the stored rows of the span so far, gaps between chunks included
                         after = ts > last if last is not None else ts >= rows[0]["Timestamp"]
                         conn.execute(table.delete().where(after, ts <= rows[-1]["Timestamp"]))
@@ -172,8 +179,9 @@ class PriceStore:
         return sorted(n for n in names if _is_price_table_name(n))
 
 
-def select_window(table: sa.Table, *, start: datetime | None = None, end: datetime | None = None,
-                  last_n: int | None = None) -> sa.Select:
+def select_window(
+    table: sa.Table, *, start: datetime | None = None, end: datetime | None = None, last_n: int | None = None
+) -> sa.Select:
     """SELECT of the OHLCV columns in a time window; ``last_n`` gives the newest rows (in descending order)."""
     ts = table.c.Timestamp
     query = sa.select(ts, table.c.Open, table.c.High, table.c.Low, table.c.Close, table.c.Volume)
@@ -203,10 +211,11 @@ def _ensure_prices_schema(conn: Connection) -> None:
 
 def _rows_from_bars(bars: Bars) -> list[dict]:
     stamps = np.asarray(bars.timestamps).astype("datetime64[us]").astype(object)
-    cols = [np.asarray(getattr(bars, f), dtype=np.float64).tolist() for f in ("open", "high", "low", "close",
-                                                                               "volume")]
-    return [{"Timestamp": t, "Open": o, "High": h, "Low": lo, "Close": c, "Volume": v}
-            for t, o, h, lo, c, v in zip(stamps, *cols, strict=True)]
+    cols = [np.asarray(getattr(bars, f), dtype=np.float64).tolist() for f in ("open", "high", "low", "close", "volume")]
+    return [
+        {"Timestamp": t, "Open": o, "High": h, "Low": lo, "Close": c, "Volume": v}
+        for t, o, h, lo, c, v in zip(stamps, *cols, strict=True)
+    ]
 
 
 def _bars_from_rows(symbol: str, interval: str, rows: list) -> Bars:

@@ -56,8 +56,16 @@ def _vix() -> Bars:
 
     series = vix.load()["vix"].dropna()
     close = series.to_numpy(np.float64)
-    return Bars("VIX", SAMPLE_INTERVAL, series.index.values.astype("datetime64[ns]"), close.copy(), close.copy(),
-                close.copy(), close.copy(), np.zeros_like(close))
+    return Bars(
+        "VIX",
+        SAMPLE_INTERVAL,
+        series.index.values.astype("datetime64[ns]"),
+        close.copy(),
+        close.copy(),
+        close.copy(),
+        close.copy(),
+        np.zeros_like(close),
+    )
 
 
 def _goog() -> Bars:

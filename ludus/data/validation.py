@@ -36,8 +36,12 @@ def find_violation(bars: Bars) -> Violation | None:
     cols = {f: np.asarray(getattr(bars, f), dtype=np.float64) for f in (*_PRICE_FIELDS, "volume")}
 
     checks: list[tuple[np.ndarray, str]] = [(np.isnat(ts), "missing timestamp")]
-    checks.append((np.concatenate([[False], ts[1:] <= ts[:-1]]),
-                   "timestamps must be strictly increasing (monotonic, no duplicates)"))
+    checks.append(
+        (
+            np.concatenate([[False], ts[1:] <= ts[:-1]]),
+            "timestamps must be strictly increasing (monotonic, no duplicates)",
+        )
+    )
     for f, v in cols.items():
         checks.append((~np.isfinite(v), f"{f.capitalize()} is missing (NaN) or infinite"))
     for f in _PRICE_FIELDS:

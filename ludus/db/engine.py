@@ -88,8 +88,11 @@ def refused_credentials(exc: BaseException) -> bool:
         return True
     # libpq reports a refused login during the connection only as text (no SQLSTATE)
     text = str(orig).lower()
-    return ("authentication failed" in text or "login failed for user" in text
-            or ("role \"" in text and "does not exist" in text))
+    return (
+        "authentication failed" in text
+        or "login failed for user" in text
+        or ('role "' in text and "does not exist" in text)
+    )
 
 
 def prices_sidecar_path(database: str) -> str:
@@ -121,10 +124,11 @@ def _mssql_engine(parsed: URL, raw: str) -> Engine:
     except ImportError as exc:
         hint = ""
         if "libodbc" in str(exc):
-            hint = (" (install unixODBC and Microsoft's ODBC Driver 18 for SQL Server: "
-                    "apt-get install unixodbc msodbcsql18)")
-        raise InputError("database_url", mask_url(raw),
-                         f"SQL Server driver pyodbc cannot load: {exc}{hint}") from None
+            hint = (
+                " (install unixODBC and Microsoft's ODBC Driver 18 for SQL Server: "
+                "apt-get install unixodbc msodbcsql18)"
+            )
+        raise InputError("database_url", mask_url(raw), f"SQL Server driver pyodbc cannot load: {exc}{hint}") from None
 
 
 def _sqlite_engine(parsed: URL) -> Engine:
@@ -133,8 +137,7 @@ def _sqlite_engine(parsed: URL) -> Engine:
     if in_memory:
         prices_db = ":memory:"
         # One shared connection, otherwise every pool connection would see a different empty database.
-        engine = sa.create_engine(parsed, poolclass=sa.pool.StaticPool,
-                                  connect_args={"check_same_thread": False})
+        engine = sa.create_engine(parsed, poolclass=sa.pool.StaticPool, connect_args={"check_same_thread": False})
     else:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
         prices_db = prices_sidecar_path(database)

@@ -207,8 +207,16 @@ decision_evidence = sa.Table(
 # At most one active version per key, enforced by the database too (a filtered unique index on every backend).
 ACTIVE_MODEL_INDEX = "uq_ludus_model_versions_active"
 _active_where = model_versions.c.status == MODEL_ACTIVE
-sa.Index(ACTIVE_MODEL_INDEX, model_versions.c.strategy, model_versions.c.symbol, model_versions.c.interval,
-         unique=True, postgresql_where=_active_where, sqlite_where=_active_where, mssql_where=_active_where)
+sa.Index(
+    ACTIVE_MODEL_INDEX,
+    model_versions.c.strategy,
+    model_versions.c.symbol,
+    model_versions.c.interval,
+    unique=True,
+    postgresql_where=_active_where,
+    sqlite_where=_active_where,
+    mssql_where=_active_where,
+)
 
 # The audit of what is live: every activation and rollback of a model version, with who, when and why, and
 # the published parameters before and after (revision 0004).

@@ -36,8 +36,9 @@ def _calendar(exchange: str, first_year: int, last_year: int) -> Any:
         return xcals.get_calendar(exchange, start=f"{first_year}-01-01", end=f"{last_year}-12-31")
     except xcals.errors.InvalidCalendarName:
         names = ", ".join(n for n in ("XNYS", "XNAS", "XLON", "XFRA", "XTKS", "XHKG", "CMES") if n != exchange)
-        raise InputError("exchange", exchange,
-                         f"unknown exchange calendar (exchange-calendars codes, e.g. {names})") from None
+        raise InputError(
+            "exchange", exchange, f"unknown exchange calendar (exchange-calendars codes, e.g. {names})"
+        ) from None
     except (ValueError, xcals.errors.CalendarError) as exc:
         raise InputError("exchange", exchange, f"no calendar for {first_year}..{last_year}: {exc}") from None
 
@@ -55,8 +56,9 @@ def check_exchange(exchange: str) -> str:
     return exchange
 
 
-def next_session(last_timestamp: np.datetime64 | date | datetime, interval: str,
-                 exchange: str = DEFAULT_EXCHANGE) -> date:
+def next_session(
+    last_timestamp: np.datetime64 | date | datetime, interval: str, exchange: str = DEFAULT_EXCHANGE
+) -> date:
     """The first trading session of ``exchange`` after the last bar's day (never a weekend or holiday).
 
     Daily and intraday bars alike: parameters are written once per trading day. Weekly bars: the first session
@@ -68,8 +70,9 @@ def next_session(last_timestamp: np.datetime64 | date | datetime, interval: str,
     return cal.date_to_session(after.isoformat(), direction="next").date()
 
 
-def sessions_since(last_timestamp: np.datetime64 | date | datetime, today: date | None = None,
-                   exchange: str = DEFAULT_EXCHANGE) -> int:
+def sessions_since(
+    last_timestamp: np.datetime64 | date | datetime, today: date | None = None, exchange: str = DEFAULT_EXCHANGE
+) -> int:
     """Trading sessions of ``exchange`` after the last bar's day and before ``today`` (default: today, UTC):
     the sessions the data is missing."""
     day = _day(last_timestamp)
@@ -77,8 +80,7 @@ def sessions_since(last_timestamp: np.datetime64 | date | datetime, today: date 
     if today <= day + timedelta(days=1):
         return 0
     cal = calendar_for(exchange, day, today)
-    return len(cal.sessions_in_range((day + timedelta(days=1)).isoformat(),
-                                         (today - timedelta(days=1)).isoformat()))
+    return len(cal.sessions_in_range((day + timedelta(days=1)).isoformat(), (today - timedelta(days=1)).isoformat()))
 
 
 # --- exchange calendars (exchange-calendars): sessions of a named exchange --------------------------------
@@ -123,5 +125,13 @@ def calendar_timezone(name: str) -> str:
     return str(exchange_calendar(name).tz)
 
 
-__all__ = ["calendar_for", "calendar_timezone", "check_exchange", "exchange_calendar", "is_open_at",
-           "is_session_day", "next_session", "sessions_since"]
+__all__ = [
+    "calendar_for",
+    "calendar_timezone",
+    "check_exchange",
+    "exchange_calendar",
+    "is_open_at",
+    "is_session_day",
+    "next_session",
+    "sessions_since",
+]

@@ -40,8 +40,13 @@ def resolve_champion(row: ParameterRow | None, space: Any, defaults: dict[str, A
         params = space.validate(row.parameters)
     except InputError as exc:
         # the strategy's space changed since the row was written: the defaults are the honest fallback
-        return ChampionSpec(ARM_DEFAULTS, dict(defaults), "defaults", row,
-                            note=f"the live θ {row.parameters} is no longer valid ({exc.rule}); champion: defaults")
+        return ChampionSpec(
+            ARM_DEFAULTS,
+            dict(defaults),
+            "defaults",
+            row,
+            note=f"the live θ {row.parameters} is no longer valid ({exc.rule}); champion: defaults",
+        )
     if row.arm in POLICY_ARMS:
         return ChampionSpec(row.arm, params, "published", row)
     arm = ARM_DEFAULTS if params == space.validate(defaults) else ARM_PUBLISHED

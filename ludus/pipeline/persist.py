@@ -46,12 +46,25 @@ def persist_symbol(engine: Engine, job: OptimizationJob, w: SymbolWork, owner: s
             _keep_stronger_row(conn, job, w)
         version = _model_version(conn, job, w) if w.onnx is not None else None
         if w.published:
-            upsert_parameters(conn, [ParameterRow(
-                strategy=job.strategy, symbol=w.symbol, interval=job.interval, valid_for=w.valid_for,
-                parameters=_plain(w.parameters), expected_metric=w.expected_return,
-                baseline_parameters=_plain(w.baseline) if w.baseline is not None else None,
-                model_version=version if w.model_active else None, job_id=job_id, arm=w.arm,
-                decision=None if w.decision is None else w.decision.outcome, evidence_bars=w.evidence_bars)])
+            upsert_parameters(
+                conn,
+                [
+                    ParameterRow(
+                        strategy=job.strategy,
+                        symbol=w.symbol,
+                        interval=job.interval,
+                        valid_for=w.valid_for,
+                        parameters=_plain(w.parameters),
+                        expected_metric=w.expected_return,
+                        baseline_parameters=_plain(w.baseline) if w.baseline is not None else None,
+                        model_version=version if w.model_active else None,
+                        job_id=job_id,
+                        arm=w.arm,
+                        decision=None if w.decision is None else w.decision.outcome,
+                        evidence_bars=w.evidence_bars,
+                    )
+                ],
+            )
             if not w.model_active:
                 _retire_active_model(conn, job, w.symbol)
         if w.ledger is not None:
@@ -76,9 +89,11 @@ def _keep_stronger_row(conn: Connection, job: OptimizationJob, w: SymbolWork) ->
     theirs, ours = existing.evidence_bars or 0, w.evidence_bars or 0
     if theirs > ours:
         w.published = False
-        w.reason = (f"not published: the row for {w.valid_for} from job {existing.job_id} rests on {theirs:,} "
-                    f"out-of-sample bars, this decision on {ours:,} (a row is only replaced by at least as much "
-                    f"evidence); {w.reason}")
+        w.reason = (
+            f"not published: the row for {w.valid_for} from job {existing.job_id} rests on {theirs:,} "
+            f"out-of-sample bars, this decision on {ours:,} (a row is only replaced by at least as much "
+            f"evidence); {w.reason}"
+        )
 
 
 def _model_version(conn: Connection, job: OptimizationJob, w: SymbolWork) -> int:
@@ -91,8 +106,15 @@ def _model_version(conn: Connection, job: OptimizationJob, w: SymbolWork) -> int
             if existing.status != status:
                 model_store.set_status(conn, existing.id, status)
             return int(existing.id)
-    version = model_store.ModelVersion(strategy=job.strategy, symbol=w.symbol, interval=job.interval,
-                                       job_id=job_id, metrics=card, onnx=w.onnx, status=status)
+    version = model_store.ModelVersion(
+        strategy=job.strategy,
+        symbol=w.symbol,
+        interval=job.interval,
+        job_id=job_id,
+        metrics=card,
+        onnx=w.onnx,
+        status=status,
+    )
     return model_store.register(conn, version)
 
 
@@ -106,8 +128,10 @@ def _retire_active_model(conn: Connection, job: OptimizationJob, symbol: str) ->
 def _check_lease(conn: Connection, job_id: str, owner: str) -> None:
     record = job_store.get(conn, job_id)
     if record is not None and (record.status != job_store.RUNNING or record.lease_owner != owner):
-        raise job_store.LeaseLostError(f"job {job_id} is no longer held by {owner} (status {record.status}, "
-                                       f"lease owner {record.lease_owner}); nothing published")
+        raise job_store.LeaseLostError(
+            f"job {job_id} is no longer held by {owner} (status {record.status}, "
+            f"lease owner {record.lease_owner}); nothing published"
+        )
 
 
 def _finish_job(conn: Connection, job_id: str, owner: str | None, result: JobResult) -> None:

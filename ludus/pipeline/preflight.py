@@ -35,9 +35,15 @@ class Checked:
     price_tables: tuple[str, ...] = ()  # what the database holds; empty when not checked
 
 
-def preflight(job: OptimizationJob, *, settings: Settings, engine: Engine | None = None,
-              local_compute: bool = True, model_space_overrides: dict[str, dict[str, Any]] | None = None,
-              now: datetime | None = None) -> Checked:
+def preflight(
+    job: OptimizationJob,
+    *,
+    settings: Settings,
+    engine: Engine | None = None,
+    local_compute: bool = True,
+    model_space_overrides: dict[str, dict[str, Any]] | None = None,
+    now: datetime | None = None,
+) -> Checked:
     """Check ``job`` before anything heavy; returns what was resolved.
 
     ``engine``: the database to check the schema and the price tables against (None: skip those checks,
@@ -71,8 +77,14 @@ def preflight(job: OptimizationJob, *, settings: Settings, engine: Engine | None
     tables: tuple[str, ...] = ()
     if engine is not None:
         tables = tuple(check_database(job, engine))
-    return Checked(strategy=strategy, space=space, defaults=dict(space.defaults), model_space=models,
-                   device=device, price_tables=tables)
+    return Checked(
+        strategy=strategy,
+        space=space,
+        defaults=dict(space.defaults),
+        model_space=models,
+        device=device,
+        price_tables=tables,
+    )
 
 
 def check_exchanges(job: OptimizationJob) -> None:
@@ -93,8 +105,11 @@ def check_deadline(job: OptimizationJob, now: datetime | None = None) -> None:
         return
     now = now or datetime.now(timezone.utc)
     if job.deadline <= now:
-        raise InputError("deadline", job.deadline.isoformat(),
-                         f"is in the past (now {now.isoformat(timespec='seconds')}); give a later one or none")
+        raise InputError(
+            "deadline",
+            job.deadline.isoformat(),
+            f"is in the past (now {now.isoformat(timespec='seconds')}); give a later one or none",
+        )
 
 
 def check_database(job: OptimizationJob, engine: Engine) -> list[str]:

@@ -32,8 +32,14 @@ class PruneReport:
     kept_studies: dict[str, str] = field(default_factory=dict)
 
 
-def prune(url: str, *, models_older_than: timedelta | None, studies_older_than: timedelta | None,
-          dry_run: bool = False, now: datetime | None = None) -> PruneReport:
+def prune(
+    url: str,
+    *,
+    models_older_than: timedelta | None,
+    studies_older_than: timedelta | None,
+    dry_run: bool = False,
+    now: datetime | None = None,
+) -> PruneReport:
     """Delete what retention allows in the database at ``url`` (None: leave that kind alone); returns the
     report."""
     engine = make_engine(url)

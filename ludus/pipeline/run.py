@@ -76,8 +76,18 @@ if TYPE_CHECKING:
 Progress = Callable[[ProgressEvent], None]
 
 #: keys of JobResult.timings, in phase order
-PHASE_TIMINGS = ("data", "conditions", "labels", "model_search", "baseline", "evaluation", "decision", "training",
-                 "export", "publish")
+PHASE_TIMINGS = (
+    "data",
+    "conditions",
+    "labels",
+    "model_search",
+    "baseline",
+    "evaluation",
+    "decision",
+    "training",
+    "export",
+    "publish",
+)
 MIN_STATIC_BARS = 64
 #: errors that end the whole job, not one symbol: the world is wrong for now (retry), the lease is gone
 #: (another worker runs the job), an interruption
@@ -146,9 +156,17 @@ class SymbolWork:
         return self.published and self.arm == ARM_CPO and self.onnx is not None
 
 
-def run_job(job: OptimizationJob, *, engine: Engine, settings: Settings, progress: Progress,
-            executor: Executor | None = None, resume: bool = True, owner: str | None = None,
-            model_space: dict[str, dict[str, Any]] | None = None) -> JobResult:
+def run_job(
+    job: OptimizationJob,
+    *,
+    engine: Engine,
+    settings: Settings,
+    progress: Progress,
+    executor: Executor | None = None,
+    resume: bool = True,
+    owner: str | None = None,
+    model_space: dict[str, dict[str, Any]] | None = None,
+) -> JobResult:
     """Run ``job`` to the end and persist its outcome in one transaction; returns the result.
 
     Raises InputError (nothing written) when the job names something that does not exist or asks for more
@@ -172,9 +190,16 @@ def default_executor(settings: Settings, job: OptimizationJob) -> Executor:
 
 
 class _JobRun:
-    def __init__(self, job: OptimizationJob, engine: Engine, settings: Settings, progress: Progress,
-                 resume: bool, owner: str | None = None,
-                 model_space: dict[str, dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        job: OptimizationJob,
+        engine: Engine,
+        settings: Settings,
+        progress: Progress,
+        resume: bool,
+        owner: str | None = None,
+        model_space: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
         self.job = job
         self.owner = owner
         self.model_space_overrides = model_space
@@ -194,8 +219,9 @@ class _JobRun:
     def __getstate__(self) -> dict[str, Any]:
         """What a worker needs to run a symbol's chain: no database, no progress sink, no executor; the
         deadline travels as seconds left (monotonic clocks differ between machines)."""
-        state = {k: v for k, v in self.__dict__.items()
-                 if k not in ("engine", "progress", "executor", "store", "context")}
+        state = {
+            k: v for k, v in self.__dict__.items() if k not in ("engine", "progress", "executor", "store", "context")
+        }
         state["deadline"] = None if self.deadline is None else self.deadline - time.monotonic()
         # a worker writes nothing and connects to nothing: no credentials travel with the work
         state["settings"] = self.settings.model_copy(update={"database_url": "sqlite://", "amqp_url": ""})
@@ -209,10 +235,19 @@ class _JobRun:
 
     # --- plumbing ---------------------------------------------------------------------------------------
 
-    def emit(self, phase: str, message: str = "", *, step: int | None = None, total: int | None = None,
-             best: float | None = None, symbol: str | None = None) -> None:
-        event = ProgressEvent(job_id=self.job.job_id, phase=phase, message=message, step=step, total=total,
-                              best_value=best, symbol=symbol)
+    def emit(
+        self,
+        phase: str,
+        message: str = "",
+        *,
+        step: int | None = None,
+        total: int | None = None,
+        best: float | None = None,
+        symbol: str | None = None,
+    ) -> None:
+        event = ProgressEvent(
+            job_id=self.job.job_id, phase=phase, message=message, step=step, total=total, best_value=best, symbol=symbol
+        )
         self.progress(event)
 
     @contextmanager
@@ -257,9 +292,12 @@ class _JobRun:
             else:
                 for w in works:
                     if len(w.bars) < MIN_STATIC_BARS:
-                        raise InsufficientDataError("lookback", len(w.bars),
-                                                    f"{w.symbol} has {len(w.bars)} bars in the lookback window; "
-                                                    f"a static search needs at least {MIN_STATIC_BARS}")
+                        raise InsufficientDataError(
+                            "lookback",
+                            len(w.bars),
+                            f"{w.symbol} has {len(w.bars)} bars in the lookback window; "
+                            f"a static search needs at least {MIN_STATIC_BARS}",
+                        )
             if executor is None:
                 executor = default_executor(self.settings, job)
             if job.mode == "cpo":
@@ -278,8 +316,14 @@ class _JobRun:
         finally:
             if own and executor is not None:
                 executor.close()
-        self.emit(PHASE_SUCCEEDED, ", ".join(f"{s.symbol}: {'published' if s.published else 'not published'}"
-                                         + (f" ({s.decision})" if s.decision else "") for s in result.symbols))
+        self.emit(
+            PHASE_SUCCEEDED,
+            ", ".join(
+                f"{s.symbol}: {'published' if s.published else 'not published'}"
+                + (f" ({s.decision})" if s.decision else "")
+                for s in result.symbols
+            ),
+        )
         return result
 
     # --- phase 0: validation (cheap, before anything heavy) ---------------------------------------------
@@ -288,8 +332,9 @@ class _JobRun:
         from ludus.data.prices import PriceStore
         from ludus.pipeline.preflight import preflight
 
-        checked = preflight(self.job, settings=self.settings, engine=self.engine,
-                            model_space_overrides=self.model_space_overrides)
+        checked = preflight(
+            self.job, settings=self.settings, engine=self.engine, model_space_overrides=self.model_space_overrides
+        )
         self.strategy, self.space, self.defaults = checked.strategy, checked.space, dict(checked.defaults)
         # the narrowed space's defaults are a candidate and the searches' first try; the strategy's declared
         # defaults are the champion when nothing was published, and the defaults arm
@@ -316,22 +361,35 @@ class _JobRun:
                     end = None if lb.end is None else datetime.combine(lb.end, datetime.max.time())
                     bars = self.store.read(symbol, job.interval, start=lb.start, end=end)
                 if len(bars) < 2:
-                    raise InsufficientDataError("lookback", lb.model_dump(exclude_none=True),
-                                                f"{symbol} has {len(bars)} bars in the lookback window")
+                    raise InsufficientDataError(
+                        "lookback",
+                        lb.model_dump(exclude_none=True),
+                        f"{symbol} has {len(bars)} bars in the lookback window",
+                    )
                 if lb.bars is not None and len(bars) < lb.bars:
                     # silently learning from fewer bars than asked would misreport what the model saw
-                    raise InsufficientDataError("lookback.bars", lb.bars,
-                                                f"{symbol} has only {len(bars)} bars at interval {job.interval}; "
-                                                f"ask for at most {len(bars)}")
+                    raise InsufficientDataError(
+                        "lookback.bars",
+                        lb.bars,
+                        f"{symbol} has only {len(bars)} bars at interval {job.interval}; ask for at most {len(bars)}",
+                    )
                 exchange = job.exchange_of(symbol)
                 last = bars.timestamps[-1]
-                works.append(SymbolWork(symbol=symbol, bars=bars, exchange=exchange,
-                                        valid_for=next_session(last, job.interval, exchange),
-                                        stale_sessions=sessions_since(last, self.today, exchange)))
-                self.emit("loading_data", f"{symbol}: {len(bars)} bars", step=i + 1, total=len(job.symbols),
-                          symbol=symbol)
+                works.append(
+                    SymbolWork(
+                        symbol=symbol,
+                        bars=bars,
+                        exchange=exchange,
+                        valid_for=next_session(last, job.interval, exchange),
+                        stale_sessions=sessions_since(last, self.today, exchange),
+                    )
+                )
+                self.emit(
+                    "loading_data", f"{symbol}: {len(bars)} bars", step=i + 1, total=len(job.symbols), symbol=symbol
+                )
             self.context: dict[str, dict[str, Bars]] = {
-                w.symbol: read_context(self.store, w.bars, job.conditions_from, job.interval) for w in works}
+                w.symbol: read_context(self.store, w.bars, job.conditions_from, job.interval) for w in works
+            }
         return works
 
     # --- phase 2: conditions and the windows (still before heavy work) -----------------------------------
@@ -347,21 +405,33 @@ class _JobRun:
             for i, w in enumerate(works):
                 w.conditions = compute_conditions(w.bars, self.context.get(w.symbol) or None)
                 try:
-                    w.origins = rolling_origins(len(w.bars), w.conditions.first_valid, windows=v.windows,
-                                                embargo=v.embargo_bars, holdout_bars=v.holdout_bars,
-                                                min_train_bars=min_train)
+                    w.origins = rolling_origins(
+                        len(w.bars),
+                        w.conditions.first_valid,
+                        windows=v.windows,
+                        embargo=v.embargo_bars,
+                        holdout_bars=v.holdout_bars,
+                        min_train_bars=min_train,
+                    )
                     w.folds = insample_folds(w.origins.first, w.origins.train_stop(0), v.folds, v.embargo_bars)
                 except InputError as exc:
                     raise type(exc)(exc.field, exc.value, f"{w.symbol}: {exc.rule}") from None
                 if w.conditions.limited_by is not None:
                     start = str(w.bars.timestamps[w.conditions.first_valid])[:10]
-                    w.notes.append(f"{w.conditions.limited_by} starts later than {w.symbol}: every arm learns from "
-                                   f"{start} on ({len(w.bars) - w.conditions.first_valid} of {len(w.bars)} bars)")
+                    w.notes.append(
+                        f"{w.conditions.limited_by} starts later than {w.symbol}: every arm learns from "
+                        f"{start} on ({len(w.bars) - w.conditions.first_valid} of {len(w.bars)} bars)"
+                    )
                 lag = f"; {', '.join(w.conditions.lagged)} lagged one bar" if w.conditions.lagged else ""
-                self.emit("conditions", f"{w.symbol}: {len(w.conditions.names)} features, "
-                                        f"{w.conditions.first_valid} warm-up bars{lag}; {w.origins.n_windows} "
-                                        f"out-of-sample windows, {w.origins.oos_bars} bars", step=i + 1,
-                          total=len(works), symbol=w.symbol)
+                self.emit(
+                    "conditions",
+                    f"{w.symbol}: {len(w.conditions.names)} features, "
+                    f"{w.conditions.first_valid} warm-up bars{lag}; {w.origins.n_windows} "
+                    f"out-of-sample windows, {w.origins.oos_bars} bars",
+                    step=i + 1,
+                    total=len(works),
+                    symbol=w.symbol,
+                )
 
     # --- CPO, per symbol --------------------------------------------------------------------------------
 
@@ -376,8 +446,9 @@ class _JobRun:
         for w in works:
             self.find_champion(w)
             with self.engine.connect() as conn:
-                w.ledger_before = ledger.totals(conn, job.strategy, w.symbol, job.interval,
-                                                excluding_job=str(job.job_id))
+                w.ledger_before = ledger.totals(
+                    conn, job.strategy, w.symbol, job.interval, excluding_job=str(job.job_id)
+                )
 
     def run_symbols(self, works: list[SymbolWork], executor: Executor) -> None:
         """Every symbol's chain (labels, model search, challengers, decision, final fit, export) as
@@ -418,8 +489,7 @@ class _JobRun:
         share = min(1.0, slots / len(works))
         task = _SymbolTask(self, send, share)
         items = [(w, self._stored_trials(w)) for w in works]
-        self.emit("search", f"{len(works)} symbols, {slots} at once (one chain per worker)", step=0,
-                  total=len(works))
+        self.emit("search", f"{len(works)} symbols, {slots} at once (one chain per worker)", step=0, total=len(works))
 
         def relay() -> None:
             for event in drain():
@@ -436,8 +506,13 @@ class _JobRun:
             else:
                 self._adopt(w, done)
                 self.publish_symbol(w)
-            self.emit("persisted", f"{finished} of {len(works)} symbols settled", step=finished, total=len(works),
-                      symbol=w.symbol)
+            self.emit(
+                "persisted",
+                f"{finished} of {len(works)} symbols settled",
+                step=finished,
+                total=len(works),
+                symbol=w.symbol,
+            )
         relay()
 
     def _stored_trials(self, w: SymbolWork) -> dict[str, list[optuna.trial.FrozenTrial]]:
@@ -446,8 +521,13 @@ class _JobRun:
         purposes = ["baseline"] + (["model"] if ARM_CPO in self._arm_names(w) else [])
         out = {}
         for purpose in purposes:
-            study = open_study(self.settings.database_url, study_name(self.job.job_id, purpose, w.symbol),
-                               direction="maximize", user_attrs=self._study_attrs(w, purpose), resume=self.resume)
+            study = open_study(
+                self.settings.database_url,
+                study_name(self.job.job_id, purpose, w.symbol),
+                direction="maximize",
+                user_attrs=self._study_attrs(w, purpose),
+                resume=self.resume,
+            )
             out[purpose] = study.get_trials(deepcopy=True)
         return out
 
@@ -461,8 +541,12 @@ class _JobRun:
             self.extra[key] = self.extra.get(key, 0.0) + value
         for purpose, trials in done.trials.items():
             if trials:
-                study = open_study(self.settings.database_url, study_name(self.job.job_id, purpose, w.symbol),
-                                   direction="maximize", resume=True)
+                study = open_study(
+                    self.settings.database_url,
+                    study_name(self.job.job_id, purpose, w.symbol),
+                    direction="maximize",
+                    resume=True,
+                )
                 study.add_trials(trials)
 
     def cpo_symbol(self, w: SymbolWork, executor: Executor, share: float = 1.0) -> None:
@@ -482,10 +566,17 @@ class _JobRun:
         one seeded with the stored trials (its new trials go back with the result and are stored there)."""
         name = study_name(self.job.job_id, purpose, w.symbol)
         if self._memory is None:
-            return open_study(self.settings.database_url, name, direction="maximize",
-                              user_attrs=self._study_attrs(w, purpose), resume=self.resume, **kwargs)
-        study = optuna.create_study(storage=optuna.storages.InMemoryStorage(), study_name=name,
-                                    direction="maximize", **kwargs)
+            return open_study(
+                self.settings.database_url,
+                name,
+                direction="maximize",
+                user_attrs=self._study_attrs(w, purpose),
+                resume=self.resume,
+                **kwargs,
+            )
+        study = optuna.create_study(
+            storage=optuna.storages.InMemoryStorage(), study_name=name, direction="maximize", **kwargs
+        )
         seeded = self._memory_seed.get(purpose) or []
         if seeded:
             study.add_trials(seeded)
@@ -498,18 +589,28 @@ class _JobRun:
         job = self.job
         with self.timed("labels"):
             candidates = self.space.sample(job.candidates, seed=self.seed, include_defaults=True)
-            self.emit("labels", f"{w.symbol}: backtesting {len(candidates)} candidates over {len(w.bars)} bars",
-                      step=0, total=len(candidates), symbol=w.symbol)
+            self.emit(
+                "labels",
+                f"{w.symbol}: backtesting {len(candidates)} candidates over {len(w.bars)} bars",
+                step=0,
+                total=len(candidates),
+                symbol=w.symbol,
+            )
             start = time.perf_counter()
-            w.labels = build_labels(self.strategy, w.bars, candidates, cost_bps=job.cost_bps,
-                                    device=str(self.device), map_fn=executor.map)
+            w.labels = build_labels(
+                self.strategy, w.bars, candidates, cost_bps=job.cost_bps, device=str(self.device), map_fn=executor.map
+            )
             elapsed = time.perf_counter() - start
         evals = len(candidates) * len(w.bars)
         self.extra["label_bar_evals"] = self.extra.get("label_bar_evals", 0.0) + evals
         self.extra["label_seconds"] = self.extra.get("label_seconds", 0.0) + elapsed
-        self.emit("labels", f"{w.symbol}: {len(candidates)} x {len(w.bars)} labels "
-                            f"({evals / max(elapsed, 1e-9):,.0f} bar-evals/s)",
-                  step=len(candidates), total=len(candidates), symbol=w.symbol)
+        self.emit(
+            "labels",
+            f"{w.symbol}: {len(candidates)} x {len(w.bars)} labels ({evals / max(elapsed, 1e-9):,.0f} bar-evals/s)",
+            step=len(candidates),
+            total=len(candidates),
+            symbol=w.symbol,
+        )
 
     def find_champion(self, w: SymbolWork) -> None:
         """What is live for the key on the decision's day (another job's row), else the strategy defaults."""
@@ -517,13 +618,17 @@ class _JobRun:
 
         job = self.job
         with self.engine.connect() as conn:
-            row = live_row(conn, job.strategy, w.symbol, job.interval, on_or_before=w.valid_for,
-                           excluding_job=str(job.job_id))
+            row = live_row(
+                conn, job.strategy, w.symbol, job.interval, on_or_before=w.valid_for, excluding_job=str(job.job_id)
+            )
         w.champion = resolve_champion(row, self.strategy.space, self.strategy_defaults)
         if w.champion.note:
             w.notes.append(w.champion.note)
-        w.champion_live = "nothing published: the strategy defaults" if row is None else (
-            f"{ARM_LABELS[w.champion.arm]} published for {row.valid_for} by job {row.job_id}")
+        w.champion_live = (
+            "nothing published: the strategy defaults"
+            if row is None
+            else (f"{ARM_LABELS[w.champion.arm]} published for {row.valid_for} by job {row.job_id}")
+        )
 
     def _arm_names(self, w: SymbolWork) -> list[str]:
         assert w.champion is not None
@@ -533,9 +638,15 @@ class _JobRun:
 
     def _study_attrs(self, w: SymbolWork, purpose: str) -> dict[str, Any]:
         phase = "model_search" if purpose == "model" else purpose
-        return {"job_id": str(self.job.job_id), "strategy": self.job.strategy, "symbol": w.symbol,
-                "interval": self.job.interval, "phase": phase, "mode": self.job.mode,
-                "objective": self.job.objective}
+        return {
+            "job_id": str(self.job.job_id),
+            "strategy": self.job.strategy,
+            "symbol": w.symbol,
+            "interval": self.job.interval,
+            "phase": phase,
+            "mode": self.job.mode,
+            "objective": self.job.objective,
+        }
 
     def model_search(self, w: SymbolWork, executor: Executor, share: float) -> None:
         """Optuna over the model's hyperparameters, on walk-forward folds before the first origin."""
@@ -546,24 +657,46 @@ class _JobRun:
             study = self._study(w, "model", pruner=make_pruner(n_startup_trials=max(2, target // 4)))
             done = finished_trials(study)
             # a resumed search must not replay the random start-up points of the first run
-            study.sampler = make_sampler(job.search.sampler, self.seed + done,
-                                         n_startup_trials=min(10, max(3, target // 3)))
+            study.sampler = make_sampler(
+                job.search.sampler, self.seed + done, n_startup_trials=min(10, max(3, target // 3))
+            )
             todo = missing_trials(study, target)
-            self.emit("search", f"{w.symbol}: model search, {done} of {target} trials already done"
-                      if done else f"{w.symbol}: model search, {target} trials",
-                      step=done, total=target, symbol=w.symbol, best=_best_value(study))
+            self.emit(
+                "search",
+                f"{w.symbol}: model search, {done} of {target} trials already done"
+                if done
+                else f"{w.symbol}: model search, {target} trials",
+                step=done,
+                total=target,
+                symbol=w.symbol,
+                best=_best_value(study),
+            )
             timeout = self._time_left(share)
             objective = CPOModelObjective(
-                w.conditions.values, w.labels, w.folds, objective=job.objective, cost_bps=job.cost_bps,
-                bars_per_year=self.bars_per_year, device=str(self.device), seed=self.seed,
-                space=self.model_space, deadline=None if timeout is None else time.monotonic() + timeout)
+                w.conditions.values,
+                w.labels,
+                w.folds,
+                objective=job.objective,
+                cost_bps=job.cost_bps,
+                bars_per_year=self.bars_per_year,
+                device=str(self.device),
+                seed=self.seed,
+                space=self.model_space,
+                deadline=None if timeout is None else time.monotonic() + timeout,
+            )
 
             def emit(i: int, total: int, best: float | None, trial: optuna.trial.FrozenTrial) -> None:
                 state = trial.state.name.lower()
                 value = f" {job.objective}={trial.value:.4f}" if trial.value is not None else ""
                 why = trial.user_attrs.get("fail_reason") or trial.user_attrs.get("prune_reason") or ""
-                self.emit("search", f"{w.symbol}: trial {i}/{total} {state}{value}{(' - ' + why) if why else ''}",
-                          step=i, total=total, best=best, symbol=w.symbol)
+                self.emit(
+                    "search",
+                    f"{w.symbol}: trial {i}/{total} {state}{value}{(' - ' + why) if why else ''}",
+                    step=i,
+                    total=total,
+                    best=best,
+                    symbol=w.symbol,
+                )
 
             if todo:
                 executor.run(study, objective, todo, timeout, progress_callback(target, done, emit))
@@ -583,33 +716,56 @@ class _JobRun:
         target = self.job.search.baseline_trials
         with self.timed("baseline"):
             w.baseline, w.baseline_value, w.baseline_trials = self._theta_search(
-                w, "baseline", SAMPLER_TPE, w.origins.stop + 1, target)
+                w, "baseline", SAMPLER_TPE, w.origins.stop + 1, target
+            )
             pos, _ = positions_chunk(self.strategy, w.bars, str(self.device), self.job.cost_bps, [w.baseline])
             w.baseline_positions = pos[0].astype(np.float64)
 
-    def _theta_search(self, w: SymbolWork, purpose: str, sampler: str, stop: int | None,
-                      target: int) -> tuple[dict[str, Any], float, int]:
+    def _theta_search(
+        self, w: SymbolWork, purpose: str, sampler: str, stop: int | None, target: int
+    ) -> tuple[dict[str, Any], float, int]:
         job = self.job
         study = self._study(w, purpose)
         done = finished_trials(study)
         study.sampler = make_sampler(sampler, self.seed + done, n_startup_trials=min(10, max(3, target // 3)))
-        objective = StrategyObjective(self.strategy, w.bars, space=self.space, objective=job.objective,
-                                      cost_bps=job.cost_bps, bars_per_year=self.bars_per_year, stop=stop,
-                                      device=str(self.device), start=0 if w.origins is None else w.origins.first)
+        objective = StrategyObjective(
+            self.strategy,
+            w.bars,
+            space=self.space,
+            objective=job.objective,
+            cost_bps=job.cost_bps,
+            bars_per_year=self.bars_per_year,
+            stop=stop,
+            device=str(self.device),
+            start=0 if w.origins is None else w.origins.first,
+        )
         label = "unconditional θ search" if purpose == "baseline" else "static search"
-        self.emit("search", f"{w.symbol}: {label}, {target} trials", step=done, total=target, symbol=w.symbol,
-                  best=_best_value(study))
+        self.emit(
+            "search",
+            f"{w.symbol}: {label}, {target} trials",
+            step=done,
+            total=target,
+            symbol=w.symbol,
+            best=_best_value(study),
+        )
 
         def emit(i: int, total: int, best: float | None, trial: optuna.trial.FrozenTrial) -> None:
             if i == total or i % BASELINE_BATCH == 0:
-                self.emit("search", f"{w.symbol}: {label} trial {i}/{total}", step=i, total=total, best=best,
-                          symbol=w.symbol)
+                self.emit(
+                    "search", f"{w.symbol}: {label} trial {i}/{total}", step=i, total=total, best=best, symbol=w.symbol
+                )
 
         todo = missing_trials(study, target)
         if todo:
-            run_batched(study, objective, todo, batch_size=BASELINE_BATCH, timeout_s=None,
-                        on_trial_done=progress_callback(target, done, emit),
-                        enqueue=[self.defaults] if done == 0 else None)
+            run_batched(
+                study,
+                objective,
+                todo,
+                batch_size=BASELINE_BATCH,
+                timeout_s=None,
+                on_trial_done=progress_callback(target, done, emit),
+                enqueue=[self.defaults] if done == 0 else None,
+            )
         best = best_trial(study)
         if best is None:
             raise SearchFailedError(f"{w.symbol}: every {label} trial failed: {failure_summary(study)}")
@@ -630,12 +786,21 @@ class _JobRun:
             if stop >= len(w.bars):
                 assert w.baseline is not None and w.baseline_positions is not None
                 return [(w.baseline, w.baseline_positions)]
-            study = optuna.create_study(direction="maximize",
-                                        sampler=make_sampler(SAMPLER_TPE, self.seed + stop,
-                                                             n_startup_trials=min(10, max(3, target // 3))))
-            objective = StrategyObjective(self.strategy, w.bars, space=self.space, objective=job.objective,
-                                          cost_bps=job.cost_bps, bars_per_year=self.bars_per_year, stop=stop,
-                                          device=str(self.device), start=origins.first)
+            study = optuna.create_study(
+                direction="maximize",
+                sampler=make_sampler(SAMPLER_TPE, self.seed + stop, n_startup_trials=min(10, max(3, target // 3))),
+            )
+            objective = StrategyObjective(
+                self.strategy,
+                w.bars,
+                space=self.space,
+                objective=job.objective,
+                cost_bps=job.cost_bps,
+                bars_per_year=self.bars_per_year,
+                stop=stop,
+                device=str(self.device),
+                start=origins.first,
+            )
             run_batched(study, objective, target, batch_size=BASELINE_BATCH, enqueue=[self.defaults])
             best = best_trial(study)
             if best is None:
@@ -664,8 +829,14 @@ class _JobRun:
         assert w.labels is not None and w.conditions is not None and w.champion is not None
         job = self.job
         default_k = w.labels.candidates.index(self.defaults)
-        data = ArmData(labels=w.labels, conditions=w.conditions.values, cost_bps=job.cost_bps,
-                       bars_per_year=self.bars_per_year, objective=job.objective, default_k=default_k)
+        data = ArmData(
+            labels=w.labels,
+            conditions=w.conditions.values,
+            cost_bps=job.cost_bps,
+            bars_per_year=self.bars_per_year,
+            objective=job.objective,
+            default_k=default_k,
+        )
         rolling_window = job.challengers.rolling_window_bars or round(self.bars_per_year)
         rolling_refit = job.challengers.rolling_refit_bars or max(1, round(self.bars_per_year / 4))
         arms: list[Arm] = []
@@ -683,8 +854,11 @@ class _JobRun:
             elif name == ARM_CPO:
                 assert w.model_params is not None
                 seeds = [self.seed + i for i in range(job.search.seeds)]
-                arms.append(CPOArm(data, ModelConfig(**w.model_params), seeds, device=str(self.device),
-                                   map_fn=self.executor.map))
+                arms.append(
+                    CPOArm(
+                        data, ModelConfig(**w.model_params), seeds, device=str(self.device), map_fn=self.executor.map
+                    )
+                )
             elif name == ARM_POLICY_GRADIENT:
                 arms.append(PolicyGradientArm(data, seed=self.seed, device=str(self.device)))
         return arms
@@ -696,20 +870,32 @@ class _JobRun:
         with self.timed("evaluation"):
             w.arms = self.build_arms(w)
             total = w.origins.n_windows * len(w.arms)
-            seeds = f", the CPO model {job_seeds}x per origin" if (job_seeds := self.job.search.seeds) and any(
-                a.name == ARM_CPO for a in w.arms) else ""
-            self.emit("gate", f"{w.symbol}: {len(w.arms)} arms refitted at each of {w.origins.n_windows} origins "
-                              f"({w.origins.oos_bars} out-of-sample bars){seeds}", step=0, total=total,
-                      symbol=w.symbol)
+            seeds = (
+                f", the CPO model {job_seeds}x per origin"
+                if (job_seeds := self.job.search.seeds) and any(a.name == ARM_CPO for a in w.arms)
+                else ""
+            )
+            self.emit(
+                "gate",
+                f"{w.symbol}: {len(w.arms)} arms refitted at each of {w.origins.n_windows} origins "
+                f"({w.origins.oos_bars} out-of-sample bars){seeds}",
+                step=0,
+                total=total,
+                symbol=w.symbol,
+            )
             done = [0]
 
             def on_window(i: int, n: int, arm: str) -> None:
                 done[0] += 1
-                self.emit("gate", f"{w.symbol}: window {i + 1}/{n}: {ARM_LABELS.get(arm, arm)} refitted",
-                          step=done[0], total=total, symbol=w.symbol)
+                self.emit(
+                    "gate",
+                    f"{w.symbol}: window {i + 1}/{n}: {ARM_LABELS.get(arm, arm)} refitted",
+                    step=done[0],
+                    total=total,
+                    symbol=w.symbol,
+                )
 
-            w.evaluation = evaluate(w.arms, w.origins, w.labels.close_returns, self.job.cost_bps,
-                                    on_window=on_window)
+            w.evaluation = evaluate(w.arms, w.origins, w.labels.close_returns, self.job.cost_bps, on_window=on_window)
 
     def decide(self, w: SymbolWork) -> None:
         from ludus.cpo.decision import decide
@@ -719,24 +905,49 @@ class _JobRun:
         assert w.evaluation is not None and w.labels is not None and w.champion is not None
         job = self.job
         with self.timed("decision"):
-            w.ledger = ledger.LedgerEntry(strategy=job.strategy, symbol=w.symbol, interval=job.interval,
-                                          job_id=str(job.job_id), candidates=w.labels.n_candidates,
-                                          model_trials=w.model_trials, baseline_trials=w.baseline_trials,
-                                          challengers=len(w.arms) - 1)
+            w.ledger = ledger.LedgerEntry(
+                strategy=job.strategy,
+                symbol=w.symbol,
+                interval=job.interval,
+                job_id=str(job.job_id),
+                candidates=w.labels.n_candidates,
+                model_trials=w.model_trials,
+                baseline_trials=w.baseline_trials,
+                challengers=len(w.arms) - 1,
+            )
             assert w.ledger_before is not None  # read by prefetch
             w.configurations = ledger.plus(w.ledger_before, w.ledger)
-            w.decision = decide(w.evaluation, w.champion.arm, n_configurations=max(1, w.configurations.total),
-                                alpha=job.gate.alpha, min_improvement=job.gate.min_improvement,
-                                bars_per_year=self.bars_per_year, samples=job.gate.bootstrap_samples,
-                                seed=self.seed, period=period(w.evaluation, w.bars.timestamps))
+            w.decision = decide(
+                w.evaluation,
+                w.champion.arm,
+                n_configurations=max(1, w.configurations.total),
+                alpha=job.gate.alpha,
+                min_improvement=job.gate.min_improvement,
+                bars_per_year=self.bars_per_year,
+                samples=job.gate.bootstrap_samples,
+                seed=self.seed,
+                period=period(w.evaluation, w.bars.timestamps),
+            )
             w.holdout = holdout_comparison(w.decision)
-            w.evidence = decision_evidence(job_id=job.job_id, strategy=job.strategy, symbol=w.symbol,
-                                           interval=job.interval, report=w.decision, evaluation=w.evaluation,
-                                           labels=w.labels, timestamps=w.bars.timestamps,
-                                           configurations=w.configurations, cost_bps=job.cost_bps,
-                                           arms=w.arms)
-        self.emit("gate", f"{w.symbol}: {w.decision.reason}", symbol=w.symbol,
-                  best=w.decision.verdict(w.decision.chosen).sharpe)
+            w.evidence = decision_evidence(
+                job_id=job.job_id,
+                strategy=job.strategy,
+                symbol=w.symbol,
+                interval=job.interval,
+                report=w.decision,
+                evaluation=w.evaluation,
+                labels=w.labels,
+                timestamps=w.bars.timestamps,
+                configurations=w.configurations,
+                cost_bps=job.cost_bps,
+                arms=w.arms,
+            )
+        self.emit(
+            "gate",
+            f"{w.symbol}: {w.decision.reason}",
+            symbol=w.symbol,
+            best=w.decision.verdict(w.decision.chosen).sharpe,
+        )
 
     def _held_position(self, w: SymbolWork) -> float:
         """The position the live θ holds at the last bar: what Constellations holds now."""
@@ -765,8 +976,9 @@ class _JobRun:
         cpo = next((a for a in w.arms if isinstance(a, CPOArm)), None)
         trained_on = f"decision rows before {str(w.bars.timestamps[w.origins.starts[-1]])[:10]}"
         with self.timed("training"):
-            self.emit("training", f"{w.symbol}: {ARM_LABELS[chosen]} refitted on all {w.labels.n_bars} bars",
-                      symbol=w.symbol)
+            self.emit(
+                "training", f"{w.symbol}: {ARM_LABELS[chosen]} refitted on all {w.labels.n_bars} bars", symbol=w.symbol
+            )
             arm.fit(w.origins.train_idx(w.origins.n_windows))
             if arm is cpo:
                 trained_on = "every usable bar"
@@ -780,10 +992,18 @@ class _JobRun:
                 w.onnx = to_onnx(cpo.model)
                 scorer = OnnxScorer(w.onnx, self.settings.device)
                 last = w.labels.n_bars - 1
-                rec = recommend(scorer, w.conditions.values[last], w.labels.theta, w.labels.candidates,
-                                w.labels.position_inputs(np.array([last]))[0].numpy(), held, self.job.cost_bps)
-                recommendation = Recommendation(parameters=rec.parameters, k=rec.k,
-                                                expected_return=rec.expected_return, held_position=held)
+                rec = recommend(
+                    scorer,
+                    w.conditions.values[last],
+                    w.labels.theta,
+                    w.labels.candidates,
+                    w.labels.position_inputs(np.array([last]))[0].numpy(),
+                    held,
+                    self.job.cost_bps,
+                )
+                recommendation = Recommendation(
+                    parameters=rec.parameters, k=rec.k, expected_return=rec.expected_return, held_position=held
+                )
                 if arm is cpo:
                     # the ONNX artifact is what `ludus recommend` re-scores: publish exactly its choice
                     w.parameters, w.expected_return = dict(rec.parameters), float(rec.expected_return)
@@ -799,9 +1019,12 @@ class _JobRun:
         if w.stale_sessions <= limit:
             return True
         refuse = self.job.publish.on_stale == "refuse"
-        w.notes.insert(0, f"stale data {'refused' if refuse else 'flagged'}: the last bar "
-                          f"({str(w.bars.timestamps[-1])[:10]}) is {w.stale_sessions:,} {w.exchange} sessions old "
-                          f"(> publish.max_stale_sessions {limit})")
+        w.notes.insert(
+            0,
+            f"stale data {'refused' if refuse else 'flagged'}: the last bar "
+            f"({str(w.bars.timestamps[-1])[:10]}) is {w.stale_sessions:,} {w.exchange} sessions old "
+            f"(> publish.max_stale_sessions {limit})",
+        )
         return not refuse
 
     def _card(self, w: SymbolWork, cpo: CPOArm, trained_on: str, rec: Recommendation | None) -> ModelCard:
@@ -814,18 +1037,35 @@ class _JobRun:
         mine, champ, base = by_name.get(ARM_CPO), by_name[d.champion], by_name.get(ARM_BEST_FIXED)
         judged = mine is not None and mine.name != d.champion
         return ModelCard(
-            job_id=job.job_id, strategy=job.strategy, symbol=w.symbol, interval=job.interval, exchange=w.exchange,
-            objective=job.objective, cost_bps=job.cost_bps, model_params=dict(w.model_params or {}),
-            seeds=list(cpo.seeds), model_trials=w.model_trials, validation_value=w.model_value,
-            bars=len(w.bars), conditions=list(w.conditions.names), conditions_from=list(job.conditions_from),
+            job_id=job.job_id,
+            strategy=job.strategy,
+            symbol=w.symbol,
+            interval=job.interval,
+            exchange=w.exchange,
+            objective=job.objective,
+            cost_bps=job.cost_bps,
+            model_params=dict(w.model_params or {}),
+            seeds=list(cpo.seeds),
+            model_trials=w.model_trials,
+            validation_value=w.model_value,
+            bars=len(w.bars),
+            conditions=list(w.conditions.names),
+            conditions_from=list(job.conditions_from),
             candidates=[dict(c) for c in w.labels.candidates],
-            theta=np.asarray(w.labels.theta, dtype=np.float64).tolist(), trained_on=trained_on,
+            theta=np.asarray(w.labels.theta, dtype=np.float64).tolist(),
+            trained_on=trained_on,
             trained_until=w.bars.timestamps[-1].astype("datetime64[D]").astype(date),
-            decision=d.outcome, arm=d.chosen, reason=d.reason, cpo_sharpe=None if mine is None else mine.sharpe,
-            champion_sharpe=champ.sharpe, baseline_sharpe=None if base is None else base.sharpe,
+            decision=d.outcome,
+            arm=d.chosen,
+            reason=d.reason,
+            cpo_sharpe=None if mine is None else mine.sharpe,
+            champion_sharpe=champ.sharpe,
+            baseline_sharpe=None if base is None else base.sharpe,
             improvement=mine.delta_sharpe if mine is not None and judged else None,
             dsr=deflated_confidence(mine.z, d.n_configurations) if mine is not None and judged else None,
-            recommendation=rec, valid_for=w.valid_for)
+            recommendation=rec,
+            valid_for=w.valid_for,
+        )
 
     # --- static mode ------------------------------------------------------------------------------------
 
@@ -836,9 +1076,16 @@ class _JobRun:
         with self.timed("model_search"):
             params, value, tried = self._theta_search(w, "static", job.search.sampler, None, job.search.trials)
         # every θ a static search tried is one more configuration on the key: a later decision deflates for it
-        w.ledger = ledger.LedgerEntry(strategy=job.strategy, symbol=w.symbol, interval=job.interval,
-                                      job_id=str(job.job_id), candidates=0, model_trials=0, baseline_trials=tried,
-                                      challengers=0)
+        w.ledger = ledger.LedgerEntry(
+            strategy=job.strategy,
+            symbol=w.symbol,
+            interval=job.interval,
+            job_id=str(job.job_id),
+            candidates=0,
+            model_trials=0,
+            baseline_trials=tried,
+            challengers=0,
+        )
         with self.engine.connect() as conn:
             before = ledger.totals(conn, job.strategy, w.symbol, job.interval, excluding_job=str(job.job_id))
         w.configurations = ledger.plus(before, w.ledger)
@@ -846,9 +1093,11 @@ class _JobRun:
         w.baseline = params
         w.baseline_value = value
         w.published = self._check_staleness(w)
-        w.reason = (f"static search: best of {self.job.search.trials} trials, "
-                    f"{self.job.objective}={value:.4f} over {len(w.bars)} bars (in sample: no decision)"
-                    + "".join(f"; {n}" for n in w.notes))
+        w.reason = (
+            f"static search: best of {self.job.search.trials} trials, "
+            f"{self.job.objective}={value:.4f} over {len(w.bars)} bars (in sample: no decision)"
+            + "".join(f"; {n}" for n in w.notes)
+        )
 
     # --- publish ----------------------------------------------------------------------------------------
 
@@ -858,8 +1107,12 @@ class _JobRun:
 
         with self.timed("publish"):
             w.model_version = persist_symbol(self.engine, self.job, w, owner=self.owner)
-        self.emit("persisted", f"{w.symbol}: {'published' if w.published else 'not published'} for {w.valid_for}"
-                               + (f" ({w.decision.outcome})" if w.decision is not None else ""), symbol=w.symbol)
+        self.emit(
+            "persisted",
+            f"{w.symbol}: {'published' if w.published else 'not published'} for {w.valid_for}"
+            + (f" ({w.decision.outcome})" if w.decision is not None else ""),
+            symbol=w.symbol,
+        )
 
     def symbol_result(self, w: SymbolWork) -> SymbolResult:
         from ludus.pipeline.outcome import champion_info, window_infos
@@ -867,20 +1120,32 @@ class _JobRun:
         d = w.decision
         cpo = next((a for a in w.arm_results if a.name == ARM_CPO and a.role != ROLE_CHAMPION), None)
         return SymbolResult(
-            symbol=w.symbol, parameters=w.parameters or {}, baseline_parameters=w.baseline,
-            default_parameters=self.strategy_defaults, expected_return=w.expected_return, published=w.published,
-            reason=w.reason, holdout=w.holdout or HoldoutComparison(),
+            symbol=w.symbol,
+            parameters=w.parameters or {},
+            baseline_parameters=w.baseline,
+            default_parameters=self.strategy_defaults,
+            expected_return=w.expected_return,
+            published=w.published,
+            reason=w.reason,
+            holdout=w.holdout or HoldoutComparison(),
             improvement=None if cpo is None else cpo.delta_sharpe,
-            psr=None if d is None else d.psr, dsr=None if d is None else d.dsr,
-            model_version=w.model_version, valid_for=w.valid_for,
-            decision=None if d is None else d.outcome, arm=w.arm,
-            champion=None if w.champion is None else champion_info(w.champion), arms=w.arm_results,
-            z_threshold=None if d is None else d.z_threshold, configurations=w.configurations,
+            psr=None if d is None else d.psr,
+            dsr=None if d is None else d.dsr,
+            model_version=w.model_version,
+            valid_for=w.valid_for,
+            decision=None if d is None else d.outcome,
+            arm=w.arm,
+            champion=None if w.champion is None else champion_info(w.champion),
+            arms=w.arm_results,
+            z_threshold=None if d is None else d.z_threshold,
+            configurations=w.configurations,
             windows=[] if w.evaluation is None else window_infos(w.evaluation, w.bars.timestamps),
             oos_bars=w.evidence_bars,
-            history_start=None if w.origins is None else
-            w.bars.timestamps[w.origins.first].astype("datetime64[D]").astype(date),
-            stale_sessions=w.stale_sessions, error=w.error,
+            history_start=None
+            if w.origins is None
+            else w.bars.timestamps[w.origins.first].astype("datetime64[D]").astype(date),
+            stale_sessions=w.stale_sessions,
+            error=w.error,
         )
 
     def finish(self, works: list[SymbolWork], started: float) -> JobResult:
@@ -898,14 +1163,25 @@ class _JobRun:
             timings["label_bar_evals_per_s"] = round(self.extra["label_bar_evals"] / self.extra["label_seconds"], 1)
         timings["total"] = round(time.perf_counter() - started, 4)
         timings["torch_threads"] = float(_torch_threads())  # the driver's (workers pin their own)
-        result = JobResult(job_id=job.job_id, status=JOB_SUCCEEDED, strategy=job.strategy, interval=job.interval,
-                           mode=job.mode, symbols=[self.symbol_result(w) for w in works],
-                           model_version=works[0].model_version if len(works) == 1 else None, timings=timings)
+        result = JobResult(
+            job_id=job.job_id,
+            status=JOB_SUCCEEDED,
+            strategy=job.strategy,
+            interval=job.interval,
+            mode=job.mode,
+            symbols=[self.symbol_result(w) for w in works],
+            model_version=works[0].model_version if len(works) == 1 else None,
+            timings=timings,
+        )
         finish_job(self.engine, job, result, owner=self.owner)
         failures = f"; failed: {', '.join(w.symbol for w in failed)}" if failed else ""
-        self.emit("persisted", f"{sum(s.published for s in result.symbols)} of {len(result.symbols)} symbol(s) "
-                               f"written for {works[0].valid_for}{failures}",
-                  step=len(result.symbols), total=len(result.symbols))
+        self.emit(
+            "persisted",
+            f"{sum(s.published for s in result.symbols)} of {len(result.symbols)} symbol(s) "
+            f"written for {works[0].valid_for}{failures}",
+            step=len(result.symbols),
+            total=len(result.symbols),
+        )
         return result
 
 
@@ -913,8 +1189,13 @@ class _SymbolDone:
     """What a symbol's chain sends back from a worker: its results (the heavy inputs left behind), its
     phase timings, and the trials its searches added."""
 
-    def __init__(self, work: SymbolWork, timings: dict[str, float], extra: dict[str, float],
-                 trials: dict[str, list[optuna.trial.FrozenTrial]]) -> None:
+    def __init__(
+        self,
+        work: SymbolWork,
+        timings: dict[str, float],
+        extra: dict[str, float],
+        trials: dict[str, list[optuna.trial.FrozenTrial]],
+    ) -> None:
         self.work = work
         self.timings = timings
         self.extra = extra
@@ -942,8 +1223,7 @@ class _SymbolTask:
             run.cpo_symbol(w, executor, share=self.share)
         finally:
             executor.close()
-        trials = {purpose: study.get_trials(deepcopy=True)[seeded:]
-                  for purpose, (study, seeded) in run._memory.items()}
+        trials = {purpose: study.get_trials(deepcopy=True)[seeded:] for purpose, (study, seeded) in run._memory.items()}
         run._memory = None
         # the driver needs the decision, the result and what it publishes, not the labels or the arms
         w.labels, w.conditions, w.arms, w.folds, w.baseline_positions = None, None, [], [], None

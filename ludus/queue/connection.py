@@ -42,7 +42,13 @@ def connect(url: str, *, name: str, heartbeat: int = 30) -> pika.BlockingConnect
 
 def refused_credentials(exc: BaseException) -> bool:
     """True when the broker refused the user, password or vhost (not when it is merely unreachable)."""
-    if isinstance(exc, (pika.exceptions.ProbableAuthenticationError, pika.exceptions.AuthenticationError,
-                        pika.exceptions.ProbableAccessDeniedError)):
+    if isinstance(
+        exc,
+        (
+            pika.exceptions.ProbableAuthenticationError,
+            pika.exceptions.AuthenticationError,
+            pika.exceptions.ProbableAccessDeniedError,
+        ),
+    ):
         return True
     return "ACCESS_REFUSED" in str(exc) or "403" in str(getattr(exc, "args", ""))[:20]

@@ -37,9 +37,23 @@ H_WORKER = "x-ludus-worker"
 H_REPLAYS = "x-ludus-replays"
 H_DROPPED = "x-ludus-headers-dropped"
 # headers that describe one dead-lettering; a replay strips them so the job starts clean
-_DEAD_HEADERS = (H_FIELD, H_VALUE, H_REASON, H_KIND, H_AT, H_WORKER, H_DROPPED, "x-death", "x-first-death-exchange",
-                 "x-first-death-queue", "x-first-death-reason", "x-last-death-exchange", "x-last-death-queue",
-                 "x-last-death-reason", "x-delivery-count")
+_DEAD_HEADERS = (
+    H_FIELD,
+    H_VALUE,
+    H_REASON,
+    H_KIND,
+    H_AT,
+    H_WORKER,
+    H_DROPPED,
+    "x-death",
+    "x-first-death-exchange",
+    "x-first-death-queue",
+    "x-first-death-reason",
+    "x-last-death-exchange",
+    "x-last-death-queue",
+    "x-last-death-reason",
+    "x-delivery-count",
+)
 
 #: total size of the headers Ludus publishes (encoded), far below RabbitMQ's default frame_max of 128 KiB
 HEADERS_BUDGET = 32 * 1024
@@ -96,8 +110,9 @@ def safe_value(value: Any, depth: int = 0) -> Any:
     return safe_text(value, 200)
 
 
-def bounded_headers(headers: dict[str, Any] | None, budget: int = HEADERS_BUDGET, *,
-                    drop: tuple[str, ...] = ()) -> tuple[dict[str, Any], list[str]]:
+def bounded_headers(
+    headers: dict[str, Any] | None, budget: int = HEADERS_BUDGET, *, drop: tuple[str, ...] = ()
+) -> tuple[dict[str, Any], list[str]]:
     """Copy of ``headers`` with safe values that fits in ``budget`` bytes; returns (headers, dropped names).
 
     Headers are kept in their order while they fit; one that is too large (or cannot be encoded) is dropped
@@ -123,8 +138,15 @@ def bounded_headers(headers: dict[str, Any] | None, budget: int = HEADERS_BUDGET
     return out, dropped
 
 
-def dead_letter_headers(original: dict[str, Any] | None, error: dict[str, Any], *, job_id: str | None, worker: str,
-                        cause: str = "", budget: int = HEADERS_BUDGET) -> dict[str, Any]:
+def dead_letter_headers(
+    original: dict[str, Any] | None,
+    error: dict[str, Any],
+    *,
+    job_id: str | None,
+    worker: str,
+    cause: str = "",
+    budget: int = HEADERS_BUDGET,
+) -> dict[str, Any]:
     """The headers of a dead letter: the reason (field, value, rule, kind), who and when, and as many of the
     original headers as fit in ``budget`` bytes (the names of those left out in ``x-ludus-headers-dropped``)."""
     ours = {
@@ -163,8 +185,14 @@ def replay_count(headers: dict[str, Any] | None) -> int:
 
 def publish_dead_letter(publisher: Publisher, topology: Topology, body: bytes, headers: dict[str, Any]) -> None:
     """Put a copy of a rejected message on the dead-letter exchange (confirmed)."""
-    publisher.publish(topology.dead_letter_exchange, topology.jobs_queue, body, headers=headers, mandatory=True,
-                      content_type="application/octet-stream")
+    publisher.publish(
+        topology.dead_letter_exchange,
+        topology.jobs_queue,
+        body,
+        headers=headers,
+        mandatory=True,
+        content_type="application/octet-stream",
+    )
 
 
 @dataclass
@@ -193,8 +221,13 @@ def describe(headers: dict[str, Any] | None, body: bytes) -> DeadLetter:
         at = stamp.isoformat() if isinstance(stamp, datetime) else _text(stamp)
     return DeadLetter(
         job_id=_text(headers.get(H_JOB_ID)) or job_id_of(body),
-        reason=reason, field=_text(headers.get(H_FIELD)), value=_text(headers.get(H_VALUE)), at=at,
-        kind=_text(headers.get(H_KIND)), body=body, headers=dict(headers),
+        reason=reason,
+        field=_text(headers.get(H_FIELD)),
+        value=_text(headers.get(H_VALUE)),
+        at=at,
+        kind=_text(headers.get(H_KIND)),
+        body=body,
+        headers=dict(headers),
     )
 
 
@@ -237,12 +270,14 @@ def replay_refusal(letter: DeadLetter) -> str | None:
     sending a corrected job; a job rejected for something the world lacked (an unknown symbol, a missing
     strategy) or that failed runs again as a new attempt."""
     if letter.kind == CAUSE_CONFLICT:
-        return (f"{letter.reason}; replaying cannot help: give the job a new job_id and resubmit it "
-                "with `ludus submit JOB.json`")
+        return (
+            f"{letter.reason}; replaying cannot help: give the job a new job_id and resubmit it "
+            "with `ludus submit JOB.json`"
+        )
     try:
         parse_job(letter.body)
     except InputError as exc:
-        return (f"the message is not a valid job ({exc}); fix it and resubmit it with `ludus submit JOB.json`")
+        return f"the message is not a valid job ({exc}); fix it and resubmit it with `ludus submit JOB.json`"
     return None
 
 
@@ -273,8 +308,14 @@ def replay(connection: Any, topology: Topology, *, job_id: str | None = None) ->
                 continue  # stays, returned when the channel closes
             headers = requeue_headers({k: v for k, v in (props.headers or {}).items() if k not in _DEAD_HEADERS})
             headers[H_REPLAYS] = replay_count(props.headers) + 1
-            publisher.publish(topology.jobs_exchange, topology.jobs_routing_key, body, headers=headers,
-                              message_id=props.message_id, content_type=props.content_type or "application/json")
+            publisher.publish(
+                topology.jobs_exchange,
+                topology.jobs_routing_key,
+                body,
+                headers=headers,
+                message_id=props.message_id,
+                content_type=props.content_type or "application/json",
+            )
             channel.basic_ack(method.delivery_tag)
             moved.append(letter)
         return moved, refused

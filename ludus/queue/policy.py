@@ -106,8 +106,15 @@ class Decision:
         return self.action in (Action.REJECT, Action.FAIL)
 
 
-def decide(exc: BaseException | None, stage: Stage = Stage.RUN, *, attempt: int = 0, held_s: float = 0.0,
-           stopping: bool = False, lease_lost: bool = False) -> Decision:
+def decide(
+    exc: BaseException | None,
+    stage: Stage = Stage.RUN,
+    *,
+    attempt: int = 0,
+    held_s: float = 0.0,
+    stopping: bool = False,
+    lease_lost: bool = False,
+) -> Decision:
     """Map the outcome of an attempt (``exc`` None: it returned) to what happens next.
 
     ``attempt``: retries so far (0 on the first failure); ``held_s``: how long the work has been held;
@@ -169,8 +176,11 @@ def _error_of(exc: InputError) -> dict[str, Any]:
         raw = exc.to_dict()
     except Exception:  # noqa: BLE001 - a value whose repr fails still leaves the field and the rule
         raw = {"field": exc.field, "value": "", "reason": exc.rule}
-    return {"field": safe_text(raw.get("field", ""), 200), "value": safe_text(raw.get("value", ""), 500),
-            "reason": safe_text(raw.get("reason", ""), REASON_CHARS)}
+    return {
+        "field": safe_text(raw.get("field", ""), 200),
+        "value": safe_text(raw.get("value", ""), 500),
+        "reason": safe_text(raw.get("reason", ""), REASON_CHARS),
+    }
 
 
 def _reason(exc: BaseException) -> str:
@@ -228,8 +238,9 @@ def _is_broker_error(exc: BaseException) -> bool:
     # under AMQPChannelError, and taking them for one made every unroutable result reopen the connection.
     if isinstance(exc, (pika.exceptions.UnroutableError, pika.exceptions.NackError)):
         return False
-    return isinstance(exc, (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError,
-                            pika.exceptions.StreamLostError))
+    return isinstance(
+        exc, (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError, pika.exceptions.StreamLostError)
+    )
 
 
 def is_database_error(exc: BaseException) -> bool:

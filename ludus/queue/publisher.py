@@ -54,9 +54,17 @@ class Publisher:
         except (AttributeError, TypeError, ValueError):
             return DEFAULT_FRAME_MAX
 
-    def publish(self, exchange: str, routing_key: str, body: Any, *, mandatory: bool = True,
-                headers: dict[str, Any] | None = None, message_id: str | None = None,
-                content_type: str = JSON) -> None:
+    def publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: Any,
+        *,
+        mandatory: bool = True,
+        headers: dict[str, Any] | None = None,
+        message_id: str | None = None,
+        content_type: str = JSON,
+    ) -> None:
         """Publish a persistent message and wait for the broker's confirm.
 
         Raises UnroutableError when a mandatory message was returned and TransientError when the broker
@@ -78,7 +86,8 @@ class Publisher:
             self.channel.basic_publish(exchange, routing_key, encode(body), props, mandatory=mandatory)
         except pika.exceptions.UnroutableError as exc:
             raise UnroutableError(
-                f"message to exchange {exchange!r} with key {routing_key!r} reached no queue") from exc
+                f"message to exchange {exchange!r} with key {routing_key!r} reached no queue"
+            ) from exc
         except pika.exceptions.NackError as exc:
             raise TransientError(f"broker refused the message to {exchange!r} (nack)") from exc
         except (pika.exceptions.AMQPError, OSError) as exc:

@@ -19,8 +19,9 @@ if TYPE_CHECKING:
     from ludus.report.document import Report
 
 
-def report_for_job(engine: Engine, settings: Settings, job_id: object, *, symbol: str | None = None,
-                   dashboard_url: str | None = None) -> Report:
+def report_for_job(
+    engine: Engine, settings: Settings, job_id: object, *, symbol: str | None = None, dashboard_url: str | None = None
+) -> Report:
     """Load the job's records and build its report."""
     from ludus.report.build import build_report
     from ludus.report.records import load_records

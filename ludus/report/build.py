@@ -63,12 +63,21 @@ MAX_POINTS = 4000
 #: sessions without a bar (or bars outside a session) listed by date at most; the rest are counted
 MAX_LISTED_DAYS = 10
 # result fields shown as text, not in the numbers table
-_TEXT_FIELDS = {"symbol", "parameters", "baseline_parameters", "default_parameters", "reason", "published",
-                "valid_for", "model_version"}
+_TEXT_FIELDS = {
+    "symbol",
+    "parameters",
+    "baseline_parameters",
+    "default_parameters",
+    "reason",
+    "published",
+    "valid_for",
+    "model_version",
+}
 
 
-def build_report(records: JobRecords, *, dashboard_url: str | None = None,
-                 generated_at: datetime | None = None) -> Report:
+def build_report(
+    records: JobRecords, *, dashboard_url: str | None = None, generated_at: datetime | None = None
+) -> Report:
     """The report of one job. ``dashboard_url``: where optuna-dashboard serves this database (links)."""
     base = _dashboard_base(dashboard_url)
     job = records.job
@@ -87,8 +96,7 @@ def build_report(records: JobRecords, *, dashboard_url: str | None = None,
 def dashboard(masked_database_url: str, dashboard_url: str | None = None) -> Dashboard:
     """The optuna-dashboard command for this database and the URL it then serves."""
     base = _dashboard_base(dashboard_url)
-    return Dashboard(command=f"optuna-dashboard --port {_port(base)} '{masked_database_url}'",
-                     url=f"{base}/dashboard")
+    return Dashboard(command=f"optuna-dashboard --port {_port(base)} '{masked_database_url}'", url=f"{base}/dashboard")
 
 
 def _dashboard_base(dashboard_url: str | None) -> str:
@@ -103,14 +111,29 @@ def _job_summary(records: JobRecords, payload: dict[str, Any]) -> JobSummary:
     result = job.result or {}
     timings = result.get("timings") or {}
     return JobSummary(
-        job_id=job.job_id, status=job.status, strategy=payload.get("strategy"), interval=payload.get("interval"),
-        mode=payload.get("mode"), attempts=job.attempts, created_at=_iso(job.created_at),
-        started_at=_iso(job.started_at), finished_at=_iso(job.finished_at),
+        job_id=job.job_id,
+        status=job.status,
+        strategy=payload.get("strategy"),
+        interval=payload.get("interval"),
+        mode=payload.get("mode"),
+        attempts=job.attempts,
+        created_at=_iso(job.created_at),
+        started_at=_iso(job.started_at),
+        finished_at=_iso(job.finished_at),
         error=job.error or _error_text(result.get("error")),
         progress=progress(payload, [st for sym in records.symbols for st in sym.studies]),
-        timings=Table(title="phase timings", note="seconds per phase, from the stored result",
-                      rows=[Number(key=f"timings.{k}", label=k, value=v, unit="s" if k != "label_bar_evals_per_s"
-                                   else "bar-evals/s") for k, v in timings.items()]) if timings else None,
+        timings=Table(
+            title="phase timings",
+            note="seconds per phase, from the stored result",
+            rows=[
+                Number(
+                    key=f"timings.{k}", label=k, value=v, unit="s" if k != "label_bar_evals_per_s" else "bar-evals/s"
+                )
+                for k, v in timings.items()
+            ],
+        )
+        if timings
+        else None,
         payload=payload,
     )
 
@@ -174,12 +197,17 @@ def _provenance(sym: SymbolRecords, payload: dict[str, Any]) -> Provenance:
     bars = sym.bars
     result = sym.result or {}
     interval = str(payload.get("interval") or "")
-    note = ("bars re-read from the price store over the job's lookback, ending before valid_for"
-            if result.get("valid_for") else "bars the job's lookback selects in the price store now")
+    note = (
+        "bars re-read from the price store over the job's lookback, ending before valid_for"
+        if result.get("valid_for")
+        else "bars the job's lookback selects in the price store now"
+    )
     stored_bars = _stored_bar_count(sym)
     if bars is not None and stored_bars is not None and stored_bars != len(bars):
-        sym_problem = (f"the price store now gives {len(bars)} bars for the job's window, the model version "
-                       f"records {stored_bars}: the history was rewritten since the job ran")
+        sym_problem = (
+            f"the price store now gives {len(bars)} bars for the job's window, the model version "
+            f"records {stored_bars}: the history was rewritten since the job ran"
+        )
         note = f"{note}; {sym_problem}"
     exchange = str((payload.get("exchanges") or {}).get(sym.symbol) or payload.get("exchange") or DEFAULT_EXCHANGE)
     lags, limited_by = _context_lags(sym)
@@ -194,17 +222,31 @@ def _provenance(sym: SymbolRecords, payload: dict[str, Any]) -> Provenance:
     stale_sessions = result.get("stale_sessions")
     max_stale = publish.get("max_stale_sessions")
     return Provenance(
-        symbol=sym.symbol, interval=interval, bars=0 if bars is None else len(bars),
+        symbol=sym.symbol,
+        interval=interval,
+        bars=0 if bars is None else len(bars),
         first=None if bars is None else _ts(bars.timestamps[0]),
         last=None if bars is None else _ts(bars.timestamps[-1]),
         lookback={k: v for k, v in (payload.get("lookback") or {}).items() if v is not None},
-        context=[ContextSeries(symbol=name, bars=len(ctx), first=_ts(ctx.timestamps[0]) if len(ctx) else None,
-                               last=_ts(ctx.timestamps[-1]) if len(ctx) else None, lag_bars=lags.get(name),
-                               limits_history=name == limited_by)
-                 for name, ctx in sym.context.items()],
-        calendar=calendar, exchange=exchange, calendar_check=check, valid_for=_text(result.get("valid_for")),
-        history_start=_text(result.get("history_start")), stale_sessions=stale_sessions,
-        max_stale_sessions=max_stale, on_stale=publish.get("on_stale"),
+        context=[
+            ContextSeries(
+                symbol=name,
+                bars=len(ctx),
+                first=_ts(ctx.timestamps[0]) if len(ctx) else None,
+                last=_ts(ctx.timestamps[-1]) if len(ctx) else None,
+                lag_bars=lags.get(name),
+                limits_history=name == limited_by,
+            )
+            for name, ctx in sym.context.items()
+        ],
+        calendar=calendar,
+        exchange=exchange,
+        calendar_check=check,
+        valid_for=_text(result.get("valid_for")),
+        history_start=_text(result.get("history_start")),
+        stale_sessions=stale_sessions,
+        max_stale_sessions=max_stale,
+        on_stale=publish.get("on_stale"),
         stale=None if stale_sessions is None or max_stale is None else int(stale_sessions) > int(max_stale),
         note=note,
     )
@@ -241,10 +283,17 @@ def calendar_check(bars: Bars, interval: str, exchange: str, valid_for: date | N
     between = np.arange(days[-1] + 1, np.datetime64(target, "D"), dtype="datetime64[D]")
     weekdays = between[np.is_busday(between)]
     return CalendarCheck(
-        exchange=exchange, name=str(cal.name), timezone=str(cal.tz), sessions=int(sessions.size),
-        missing_sessions=[str(d) for d in missing[:MAX_LISTED_DAYS]], missing_count=int(missing.size),
-        off_session_bars=[str(d) for d in off[:MAX_LISTED_DAYS]], off_session_count=int(off.size),
-        next_session=after.isoformat(), skipped_days=[str(d) for d in weekdays])
+        exchange=exchange,
+        name=str(cal.name),
+        timezone=str(cal.tz),
+        sessions=int(sessions.size),
+        missing_sessions=[str(d) for d in missing[:MAX_LISTED_DAYS]],
+        missing_count=int(missing.size),
+        off_session_bars=[str(d) for d in off[:MAX_LISTED_DAYS]],
+        off_session_count=int(off.size),
+        next_session=after.isoformat(),
+        skipped_days=[str(d) for d in weekdays],
+    )
 
 
 def _stored_bar_count(sym: SymbolRecords) -> int | None:
@@ -259,13 +308,20 @@ def _decision(sym: SymbolRecords, job_id: str) -> Decision:
     result = sym.result or {}
     numbers = [n for n in flatten_numbers(result) if n.key.split(".")[0] not in _TEXT_FIELDS]
     return Decision(
-        published=result.get("published"), reason=str(result.get("reason") or ""),
-        decision=_text(result.get("decision")), arm=_text(result.get("arm")),
+        published=result.get("published"),
+        reason=str(result.get("reason") or ""),
+        decision=_text(result.get("decision")),
+        arm=_text(result.get("arm")),
         parameters=dict(result.get("parameters") or {}),
-        baseline_parameters=result.get("baseline_parameters"), default_parameters=result.get("default_parameters"),
-        valid_for=_text(result.get("valid_for")), model_version=_text(result.get("model_version")),
-        numbers=Table(title="the decision's numbers", rows=numbers,
-                      note="every number of the job's stored result for this symbol, as stored"),
+        baseline_parameters=result.get("baseline_parameters"),
+        default_parameters=result.get("default_parameters"),
+        valid_for=_text(result.get("valid_for")),
+        model_version=_text(result.get("model_version")),
+        numbers=Table(
+            title="the decision's numbers",
+            rows=numbers,
+            note="every number of the job's stored result for this symbol, as stored",
+        ),
         published_row=_row_text(sym, job_id),
     )
 
@@ -293,16 +349,18 @@ def flatten_numbers(data: Mapping[str, Any], prefix: str = "") -> list[Number]:
 # --- the published θ against buy-and-hold -----------------------------------------------------------------
 
 
-def _published_equity(strategy: Any, sym: SymbolRecords, payload: dict[str, Any],
-                      interval: str) -> tuple[EquityPanel, list[Breakdown]]:
+def _published_equity(
+    strategy: Any, sym: SymbolRecords, payload: dict[str, Any], interval: str
+) -> tuple[EquityPanel, list[Breakdown]]:
     bars = sym.bars
     assert bars is not None and sym.result is not None
     bpy = interval_bars_per_year(interval)
     cost = float(payload.get("cost_bps") or 0.0)
     params = strategy.space.validate(sym.result["parameters"])
     market = MarketTensors.from_bars(bars, dtype=torch.float64)
-    run = run_backtest(strategy, market, [params], cost_bps=cost, bars_per_year=bpy, keep_returns=True,
-                       keep_positions=True)
+    run = run_backtest(
+        strategy, market, [params], cost_bps=cost, bars_per_year=bpy, keep_returns=True, keep_positions=True
+    )
     bh = buy_and_hold(market, cost_bps=cost, bars_per_year=bpy)
     names = (CURVE_PUBLISHED, CURVE_BUY_AND_HOLD)
     nets = {names[0]: _kept(run.returns)[0].double().numpy(), names[1]: _kept(bh.returns)[0].double().numpy()}
@@ -316,13 +374,21 @@ def _published_equity(strategy: Any, sym: SymbolRecords, payload: dict[str, Any]
         r = close_returns(bars.close)
         for name in names:
             window_metrics[name] = path_from_positions(positions[name], r, held_out, cost).metrics(bpy)
-        windows.append(Window(label=f"holdout ({len(held_out)} bars)", start=_ts(bars.timestamps[held_out[0]]),
-                              end=_ts(bars.timestamps[min(held_out[-1] + 1, len(bars) - 1)])))
-        note = ("the holdout is marked; its metrics are computed as the job's gate computed them (the decision "
-                "at each holdout bar's close earns the next bar)")
+        windows.append(
+            Window(
+                label=f"holdout ({len(held_out)} bars)",
+                start=_ts(bars.timestamps[held_out[0]]),
+                end=_ts(bars.timestamps[min(held_out[-1] + 1, len(bars) - 1)]),
+            )
+        )
+        note = (
+            "the holdout is marked; its metrics are computed as the job's gate computed them (the decision "
+            "at each holdout bar's close earns the next bar)"
+        )
     else:
-        windows.append(Window(label="searched (in-sample)", start=_ts(bars.timestamps[0]),
-                              end=_ts(bars.timestamps[-1])))
+        windows.append(
+            Window(label="searched (in-sample)", start=_ts(bars.timestamps[0]), end=_ts(bars.timestamps[-1]))
+        )
         note = "every bar was used to choose θ: these curves are in-sample, not out-of-sample evidence"
 
     step = max(1, math.ceil(len(bars) / MAX_POINTS))
@@ -331,24 +397,36 @@ def _published_equity(strategy: Any, sym: SymbolRecords, payload: dict[str, Any]
     for name in names:
         equity = np.cumprod(1.0 + nets[name])
         drawdown = equity / np.maximum(1.0, np.maximum.accumulate(equity)) - 1.0
-        metrics = [Number(key=f"{_slug(name)}.all.{k}", label=f"{k} (all bars)", value=_finite(full[name][k]))
-                   for k in METRICS]
-        metrics += [Number(key=f"{_slug(name)}.holdout.{k}", label=f"{k} (holdout)", value=_finite(v))
-                    for k, v in window_metrics.get(name, {}).items() if k in METRICS]
-        curves.append(Curve(name=name, equity=_rounded(equity[keep]), drawdown=_rounded(drawdown[keep]),
-                            metrics=metrics))
+        metrics = [
+            Number(key=f"{_slug(name)}.all.{k}", label=f"{k} (all bars)", value=_finite(full[name][k])) for k in METRICS
+        ]
+        metrics += [
+            Number(key=f"{_slug(name)}.holdout.{k}", label=f"{k} (holdout)", value=_finite(v))
+            for k, v in window_metrics.get(name, {}).items()
+            if k in METRICS
+        ]
+        curves.append(
+            Curve(name=name, equity=_rounded(equity[keep]), drawdown=_rounded(drawdown[keep]), metrics=metrics)
+        )
     if step > 1:
         note += f"; plotted every {step}th bar (metrics use every bar)"
     panel = EquityPanel(
         title=f"{sym.symbol}: published θ ({_params_text(params)}) against buy-and-hold, net of {cost:g} bps",
-        timestamps=[_ts(t) for t in bars.timestamps[keep]], curves=curves, windows=windows, note=note)
+        timestamps=[_ts(t) for t in bars.timestamps[keep]],
+        curves=curves,
+        windows=windows,
+        note=note,
+    )
     stamps = bars.timestamps
-    return panel, [sharpe_by_year(stamps, nets, bpy),
-                   sharpe_by_volatility(trailing_volatility(bars.close, bpy), nets, bpy)]
+    return panel, [
+        sharpe_by_year(stamps, nets, bpy),
+        sharpe_by_volatility(trailing_volatility(bars.close, bpy), nets, bpy),
+    ]
 
 
-def _holdout_idx(result: dict[str, Any], payload: dict[str, Any], n_bars: int,
-                 timestamps: np.ndarray | None = None) -> np.ndarray | None:
+def _holdout_idx(
+    result: dict[str, Any], payload: dict[str, Any], n_bars: int, timestamps: np.ndarray | None = None
+) -> np.ndarray | None:
     """The decision bars of the job's holdout, when its result carries a holdout comparison: its rolling
     out-of-sample windows (first to last decision day), or the single holdout of older results."""
     holdout = result.get("holdout") or {}
@@ -393,16 +471,24 @@ def seed_spread(sym: SymbolRecords) -> Table | None:
     seeds = list(card.get("seeds") or []) if card else []
     if len(seeds) != len(sharpes):
         seeds = list(range(1, len(sharpes) + 1))
-    rows = [Number(key=f"seeds.{seed}.sharpe", label=f"seed {seed} alone", value=value)
-            for seed, value in zip(seeds, sharpes, strict=True)]
-    rows += [Number(key="seeds.spread", label="spread (max − min)", value=max(sharpes) - min(sharpes)),
-             Number(key="seeds.std", label="standard deviation", value=float(np.std(sharpes))),
-             Number(key=f"arms.{ARM_CPO}.seed_ensemble", label=f"{arm_label(ARM_CPO)} (their average)",
-                    value=cpo.get("sharpe"))]
-    return Table(title=f"Seed spread: {len(sharpes)} seeds of the CPO model, out-of-sample Sharpe", rows=rows,
-                 note="each seed's model run alone as a policy over the same windows (refitted at each origin); "
-                      "the published policy scores candidates by their average, so its Sharpe need not lie "
-                      "between them")
+    rows = [
+        Number(key=f"seeds.{seed}.sharpe", label=f"seed {seed} alone", value=value)
+        for seed, value in zip(seeds, sharpes, strict=True)
+    ]
+    rows += [
+        Number(key="seeds.spread", label="spread (max − min)", value=max(sharpes) - min(sharpes)),
+        Number(key="seeds.std", label="standard deviation", value=float(np.std(sharpes))),
+        Number(
+            key=f"arms.{ARM_CPO}.seed_ensemble", label=f"{arm_label(ARM_CPO)} (their average)", value=cpo.get("sharpe")
+        ),
+    ]
+    return Table(
+        title=f"Seed spread: {len(sharpes)} seeds of the CPO model, out-of-sample Sharpe",
+        rows=rows,
+        note="each seed's model run alone as a policy over the same windows (refitted at each origin); "
+        "the published policy scores candidates by their average, so its Sharpe need not lie "
+        "between them",
+    )
 
 
 def _own_card(sym: SymbolRecords) -> dict[str, Any] | None:
@@ -422,20 +508,35 @@ def study_section(study: StudyRecord, dashboard_url: str | None = None) -> Study
     best = (max if maximize else min)(scored, key=lambda vt: vt[0])[1] if scored else None
     importances, note = _importances(study, complete)
     return StudySection(
-        name=study.name, purpose=str(study.user_attrs.get("phase") or study.purpose), direction=study.direction,
-        trials=[TrialPoint(number=t.number, state=t.state.name.lower(), value=_finite(t.value),
-                           params=_jsonable(t.user_attrs.get("params") or t.params)) for t in trials],
-        complete=len(complete), failed=sum(t.state == TrialState.FAIL for t in trials),
+        name=study.name,
+        purpose=str(study.user_attrs.get("phase") or study.purpose),
+        direction=study.direction,
+        trials=[
+            TrialPoint(
+                number=t.number,
+                state=t.state.name.lower(),
+                value=_finite(t.value),
+                params=_jsonable(t.user_attrs.get("params") or t.params),
+            )
+            for t in trials
+        ],
+        complete=len(complete),
+        failed=sum(t.state == TrialState.FAIL for t in trials),
         pruned=sum(t.state == TrialState.PRUNED for t in trials),
         best_value=None if best is None else _finite(best.value),
         best_params=None if best is None else _jsonable(best.user_attrs.get("params") or best.params),
-        importances=importances, importance_note=note, dashboard_url=dashboard_url,
+        importances=importances,
+        importance_note=note,
+        dashboard_url=dashboard_url,
     )
 
 
 def _importances(study: StudyRecord, complete: list[optuna.trial.FrozenTrial]) -> tuple[dict[str, float] | None, str]:
-    varying = {name for name in {n for t in complete for n in t.params}
-               if len({repr(t.params.get(name)) for t in complete}) > 1}
+    varying = {
+        name
+        for name in {n for t in complete for n in t.params}
+        if len({repr(t.params.get(name)) for t in complete}) > 1
+    }
     if len(complete) < 2 or not varying:
         return None, "importances need at least 2 completed trials whose parameters differ"
     copy = optuna.create_study(direction=StudyDirection[study.direction.upper()])  # in memory: nothing is written
@@ -444,13 +545,16 @@ def _importances(study: StudyRecord, complete: list[optuna.trial.FrozenTrial]) -
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # PED-ANOVA warns about few trials; the note says how many
             values = optuna.importance.get_param_importances(
-                copy, evaluator=optuna.importance.PedAnovaImportanceEvaluator(), params=sorted(varying))
+                copy, evaluator=optuna.importance.PedAnovaImportanceEvaluator(), params=sorted(varying)
+            )
     except (RuntimeError, ValueError) as exc:
         return None, f"importances not computable: {exc}"
     if not values:
         return None, f"PED-ANOVA found no importance among {len(complete)} completed trials"
-    return ({k: float(v) for k, v in values.items()},
-            f"PED-ANOVA (the evaluator optuna-dashboard uses) over {len(complete)} completed trials")
+    return (
+        {k: float(v) for k, v in values.items()},
+        f"PED-ANOVA (the evaluator optuna-dashboard uses) over {len(complete)} completed trials",
+    )
 
 
 # --- model versions ---------------------------------------------------------------------------------------
@@ -459,14 +563,25 @@ def _importances(study: StudyRecord, complete: list[optuna.trial.FrozenTrial]) -
 def _version_row(version: Any, job_id: str) -> ModelVersionRow:
     metrics = version.metrics or {}
     key = f"model_version.{version.id}"
-    numbers = [Number(key=f"{key}.{k}", label=k, value=_finite(v)) for k, v in metrics.items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    numbers = [
+        Number(key=f"{key}.{k}", label=k, value=_finite(v))
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    ]
     gate = metrics.get("gate") or {}
-    numbers += [Number(key=f"{key}.gate.{k}", label=f"gate {k}", value=_finite(v)) for k, v in gate.items()
-                if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    return ModelVersionRow(id=int(version.id), status=version.status, job_id=version.job_id,
-                           created_at=_iso(version.created_at), trained_on=metrics.get("trained_on"),
-                           numbers=numbers)
+    numbers += [
+        Number(key=f"{key}.gate.{k}", label=f"gate {k}", value=_finite(v))
+        for k, v in gate.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    ]
+    return ModelVersionRow(
+        id=int(version.id),
+        status=version.status,
+        job_id=version.job_id,
+        created_at=_iso(version.created_at),
+        trained_on=metrics.get("trained_on"),
+        numbers=numbers,
+    )
 
 
 # --- formatting helpers -----------------------------------------------------------------------------------

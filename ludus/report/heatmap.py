@@ -20,8 +20,15 @@ class Heatmap:
     sets_per_cell: int  # the most sets that shared one cell (1: no other parameter varied)
 
 
-def heatmap_grid(sets: Sequence[Mapping[str, Any]], values: Sequence[float], x_name: str, y_name: str,
-                 metric: str, *, lower_is_better: bool = False) -> Heatmap:
+def heatmap_grid(
+    sets: Sequence[Mapping[str, Any]],
+    values: Sequence[float],
+    x_name: str,
+    y_name: str,
+    metric: str,
+    *,
+    lower_is_better: bool = False,
+) -> Heatmap:
     """Best value per (x, y) cell; the other parameters are maximized over (minimized if lower is better)."""
     if len(sets) != len(values):
         raise ValueError(f"{len(sets)} sets for {len(values)} values")
@@ -32,8 +39,15 @@ def heatmap_grid(sets: Sequence[Mapping[str, Any]], values: Sequence[float], x_n
     ys = sorted({k[1] for k in cells}, key=_order)
     pick = min if lower_is_better else max
     z = [[pick(cells[(x, y)]) if (x, y) in cells else None for x in xs] for y in ys]
-    return Heatmap(x_name=x_name, y_name=y_name, metric=metric, x=xs, y=ys, z=z,
-                   sets_per_cell=max((len(v) for v in cells.values()), default=0))
+    return Heatmap(
+        x_name=x_name,
+        y_name=y_name,
+        metric=metric,
+        x=xs,
+        y=ys,
+        z=z,
+        sets_per_cell=max((len(v) for v in cells.values()), default=0),
+    )
 
 
 def _order(value: Any) -> tuple[int, Any]:

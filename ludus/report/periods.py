@@ -37,16 +37,21 @@ def sharpe(net: np.ndarray, bars_per_year: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def sharpe_by_year(timestamps: np.ndarray, nets: Mapping[str, np.ndarray], bars_per_year: float,
-                   note: str = "") -> Breakdown:
+def sharpe_by_year(
+    timestamps: np.ndarray, nets: Mapping[str, np.ndarray], bars_per_year: float, note: str = ""
+) -> Breakdown:
     """Annualized Sharpe of each policy's net returns per calendar year of ``timestamps``."""
     years = np.asarray(timestamps).astype("datetime64[Y]").astype(int) + 1970
     periods = sorted(set(years.tolist()))
     masks = [years == y for y in periods]
-    return Breakdown(title="Sharpe per calendar year", metric="sharpe", periods=[str(y) for y in periods],
-                     values={name: [sharpe(net[m], bars_per_year) for m in masks] for name, net in nets.items()},
-                     bars=[int(m.sum()) for m in masks],
-                     note=note or f"annualized; a year with fewer than {MIN_PERIOD_BARS} bars is left blank")
+    return Breakdown(
+        title="Sharpe per calendar year",
+        metric="sharpe",
+        periods=[str(y) for y in periods],
+        values={name: [sharpe(net[m], bars_per_year) for m in masks] for name, net in nets.items()},
+        bars=[int(m.sum()) for m in masks],
+        note=note or f"annualized; a year with fewer than {MIN_PERIOD_BARS} bars is left blank",
+    )
 
 
 def trailing_volatility(close: np.ndarray, bars_per_year: float) -> np.ndarray:
@@ -56,28 +61,45 @@ def trailing_volatility(close: np.ndarray, bars_per_year: float) -> np.ndarray:
     vol = np.full(len(r), np.nan)
     if len(r) > VOL_WINDOW + 1:
         win = np.lib.stride_tricks.sliding_window_view(r[1:], VOL_WINDOW)  # r[1..] : r[0] is not a return
-        vol[VOL_WINDOW + 1:] = win[:-1].std(axis=1) * math.sqrt(bars_per_year)
+        vol[VOL_WINDOW + 1 :] = win[:-1].std(axis=1) * math.sqrt(bars_per_year)
     return vol
 
 
-def sharpe_by_volatility(vol: np.ndarray, nets: Mapping[str, np.ndarray], bars_per_year: float,
-                         note: str = "") -> Breakdown:
+def sharpe_by_volatility(
+    vol: np.ndarray, nets: Mapping[str, np.ndarray], bars_per_year: float, note: str = ""
+) -> Breakdown:
     """Sharpe per volatility regime: return i falls in the tercile of ``vol[i]`` (the trailing volatility known
     when its position was set), terciles taken over the returns given."""
     known = np.isfinite(vol)
     title = "Sharpe per volatility regime"
     if known.sum() < 3 * MIN_PERIOD_BARS:
-        return Breakdown(title=title, metric="sharpe", periods=[], values={}, bars=[],
-                         note="too few bars to sort into volatility regimes")
+        return Breakdown(
+            title=title,
+            metric="sharpe",
+            periods=[],
+            values={},
+            bars=[],
+            note="too few bars to sort into volatility regimes",
+        )
     lo, hi = np.quantile(vol[known], [1 / 3, 2 / 3])
     masks = [known & (vol <= lo), known & (vol > lo) & (vol <= hi), known & (vol > hi)]
     labels = [f"{VOL_REGIMES[0]} (<= {lo:.0%})", f"{VOL_REGIMES[1]}", f"{VOL_REGIMES[2]} (> {hi:.0%})"]
-    return Breakdown(title=title, metric="sharpe", periods=labels,
-                     values={name: [sharpe(net[m], bars_per_year) for m in masks] for name, net in nets.items()},
-                     bars=[int(m.sum()) for m in masks],
-                     note=note or f"regimes: terciles of the annualized volatility of the {VOL_WINDOW} bars before "
-                                  "each bar")
+    return Breakdown(
+        title=title,
+        metric="sharpe",
+        periods=labels,
+        values={name: [sharpe(net[m], bars_per_year) for m in masks] for name, net in nets.items()},
+        bars=[int(m.sum()) for m in masks],
+        note=note or f"regimes: terciles of the annualized volatility of the {VOL_WINDOW} bars before each bar",
+    )
 
 
-__all__ = ["MIN_PERIOD_BARS", "VOL_REGIMES", "VOL_WINDOW", "sharpe", "sharpe_by_volatility", "sharpe_by_year",
-           "trailing_volatility"]
+__all__ = [
+    "MIN_PERIOD_BARS",
+    "VOL_REGIMES",
+    "VOL_WINDOW",
+    "sharpe",
+    "sharpe_by_volatility",
+    "sharpe_by_year",
+    "trailing_volatility",
+]

@@ -81,8 +81,7 @@ class JobRecords:
     problems: list[str] = field(default_factory=list)
 
 
-def load_records(engine: Engine, settings: Settings, job_id: object, *,
-                 symbol: str | None = None) -> JobRecords:
+def load_records(engine: Engine, settings: Settings, job_id: object, *, symbol: str | None = None) -> JobRecords:
     """Read everything the report of ``job_id`` needs (``symbol``: only that symbol of the job)."""
     from ludus.data.symbols import validate_symbol
 
@@ -102,12 +101,12 @@ def load_records(engine: Engine, settings: Settings, job_id: object, *,
     results = {s.get("symbol"): s for s in (job.result or {}).get("symbols") or []}
     studies = _studies(settings.database_url, engine, job.job_id)
     out = [
-        _symbol_records(engine, payload, job.job_id, sym, results.get(sym),
-                        [s for s in studies if s.symbol == sym])
+        _symbol_records(engine, payload, job.job_id, sym, results.get(sym), [s for s in studies if s.symbol == sym])
         for sym in symbols
     ]
-    return JobRecords(job=job, symbols=out, strategy=strategy, database_url=mask_url(settings.database_url),
-                      problems=problems)
+    return JobRecords(
+        job=job, symbols=out, strategy=strategy, database_url=mask_url(settings.database_url), problems=problems
+    )
 
 
 def _strategy(name: Any, settings: Settings, problems: list[str]) -> Any:
@@ -122,8 +121,14 @@ def _strategy(name: Any, settings: Settings, problems: list[str]) -> Any:
         return None
 
 
-def _symbol_records(engine: Engine, payload: dict[str, Any], job_id: str, symbol: str,
-                    result: dict[str, Any] | None, studies: list[StudyRecord]) -> SymbolRecords:
+def _symbol_records(
+    engine: Engine,
+    payload: dict[str, Any],
+    job_id: str,
+    symbol: str,
+    result: dict[str, Any] | None,
+    studies: list[StudyRecord],
+) -> SymbolRecords:
     interval = str(payload.get("interval") or "")
     strategy = str(payload.get("strategy") or "")
     problems: list[str] = []
@@ -152,12 +157,22 @@ def _symbol_records(engine: Engine, payload: dict[str, Any], job_id: str, symbol
         evidence = evidence_store.load(conn, job_id, symbol) if result and result.get("decision") else None
     if result and result.get("decision") and evidence is None:
         problems.append("the decision's evidence (every arm's out-of-sample path) is not in the database")
-    return SymbolRecords(symbol=symbol, result=result, bars=bars, context=context, studies=studies,
-                         versions=versions, published_row=row, evidence=evidence, problems=problems)
+    return SymbolRecords(
+        symbol=symbol,
+        result=result,
+        bars=bars,
+        context=context,
+        studies=studies,
+        versions=versions,
+        published_row=row,
+        evidence=evidence,
+        problems=problems,
+    )
 
 
-def read_job_window(store: PriceStore, symbol: str, interval: str, lookback: dict[str, Any],
-                    valid_for: date | None) -> Bars:
+def read_job_window(
+    store: PriceStore, symbol: str, interval: str, lookback: dict[str, Any], valid_for: date | None
+) -> Bars:
     """The bars a job with ``lookback`` learned from, when it published for ``valid_for`` (None: as of now)."""
     end: datetime | None = None
     if lookback.get("end"):
@@ -187,15 +202,23 @@ def studies_by_job(url: str, engine: Engine, job_ids: list[str]) -> dict[str, li
     out: dict[str, list[StudyRecord]] = {}
     for study in storage.get_all_studies():
         # a job id is a canonical UUID (36 characters), so the prefix is the name's first 43 characters
-        prefix = study.study_name[:len(OPTUNA_STUDY_PREFIX) + 38]
+        prefix = study.study_name[: len(OPTUNA_STUDY_PREFIX) + 38]
         job_id = prefixes.get(prefix)
         if job_id is None:
             continue
-        symbol, _, purpose = study.study_name[len(prefix):].partition("-")
+        symbol, _, purpose = study.study_name[len(prefix) :].partition("-")
         trials = sorted(storage.get_all_trials(study._study_id, deepcopy=False), key=lambda t: t.number)
-        out.setdefault(job_id, []).append(StudyRecord(
-            name=study.study_name, study_id=study._study_id, symbol=symbol, purpose=purpose,
-            direction=study.direction.name.lower(), user_attrs=dict(study.user_attrs), trials=trials))
+        out.setdefault(job_id, []).append(
+            StudyRecord(
+                name=study.study_name,
+                study_id=study._study_id,
+                symbol=symbol,
+                purpose=purpose,
+                direction=study.direction.name.lower(),
+                user_attrs=dict(study.user_attrs),
+                trials=trials,
+            )
+        )
     for studies in out.values():
         studies.sort(key=lambda s: s.study_id)
     return out

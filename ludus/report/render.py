@@ -42,7 +42,8 @@ from ludus.stores.jobs import FAILED, REJECTED, RUNNING, SUCCEEDED
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
 COLORS = ("#1f77b4", "#ff7f0e", "#d62728", "#2ca02c", "#9467bd", "#17becf", "#8c564b", "#e377c2", "#bcbd22")
 
-STYLE = """
+STYLE = (
+    """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1b1f24;background:#f6f7f9}
 header,main,footer{max-width:1180px;margin:0 auto;padding:0 20px}
 header{padding-top:18px}
@@ -68,17 +69,22 @@ nav a{margin-right:14px}
 table.matrix td,table.matrix th{white-space:nowrap}
 .detail{display:block;color:#5d6670;font-size:.78rem}
 .muted.small{font-size:.8rem}
-""" + "".join(f".decision-tag.{d}{{font-weight:600}}" for d in (DECISION_CHANGED, DECISION_KEPT)) + """
-""" + "".join(f".status.{status}{{background:{color}}}" for status, color in (
-    (SUCCEEDED, "#d3f2dc"), (FAILED, "#f8d7da"), (REJECTED, "#f8d7da"), (RUNNING, "#fff0c2")))
+"""
+    + "".join(f".decision-tag.{d}{{font-weight:600}}" for d in (DECISION_CHANGED, DECISION_KEPT))
+    + """
+"""
+    + "".join(
+        f".status.{status}{{background:{color}}}"
+        for status, color in ((SUCCEEDED, "#d3f2dc"), (FAILED, "#f8d7da"), (REJECTED, "#f8d7da"), (RUNNING, "#fff0c2"))
+    )
+)
 
 
 class PlotlyMissingError(LudusError):
     """Plotly is not installed (it comes with the ``report`` extra)."""
 
     def __init__(self) -> None:
-        super().__init__("plotly is not installed: the report needs the 'report' extra "
-                         "(pip install 'ludus[report]')")
+        super().__init__("plotly is not installed: the report needs the 'report' extra (pip install 'ludus[report]')")
 
 
 def plotly_js() -> str:
@@ -108,27 +114,38 @@ def render_html(report: Report, *, plotly_src: str | None = None, nav: Sequence[
     page = _Page()
     job = report.job
     title = f"Ludus report: {job.strategy or 'job'} {job.interval or ''} — {job.job_id}"
-    body = [f'<header>{_nav(nav)}<h1>{_e(title)}</h1>{_job_header(report)}</header><main>']
+    body = [f"<header>{_nav(nav)}<h1>{_e(title)}</h1>{_job_header(report)}</header><main>"]
     for sym in report.symbols:
         body.append(_symbol(page, sym, report))
     if not report.symbols:
         body.append('<section class="card"><p class="muted">This job names no symbol.</p></section>')
     if job.timings is not None:
         body.append(f'<h2>Timings</h2><section class="card">{_table(job.timings)}</section>')
-    body.append(f'<h2>Job message</h2><section class="card"><details><summary>payload</summary>'
-                f'<pre>{_e(json.dumps(job.payload, indent=2, default=str))}</pre></details></section>')
-    body.append(f'</main><footer><p class="muted">generated {_e(report.generated_at)} by <code>ludus report'
-                f'</code>; the same data is in the JSON file beside this page.</p></footer>')
-    script = (f'<script src="{_e(plotly_src)}"></script>' if plotly_src
-              else f"<script>{plotly_js()}</script>" if page.plots else "")
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style>{script}'
-            f'</head><body data-job-id="{_e(job.job_id)}" data-status="{_e(job.status)}">'
-            f'{"".join(body)}</body></html>')
+    body.append(
+        f'<h2>Job message</h2><section class="card"><details><summary>payload</summary>'
+        f"<pre>{_e(json.dumps(job.payload, indent=2, default=str))}</pre></details></section>"
+    )
+    body.append(
+        f'</main><footer><p class="muted">generated {_e(report.generated_at)} by <code>ludus report'
+        f"</code>; the same data is in the JSON file beside this page.</p></footer>"
+    )
+    script = (
+        f'<script src="{_e(plotly_src)}"></script>'
+        if plotly_src
+        else f"<script>{plotly_js()}</script>"
+        if page.plots
+        else ""
+    )
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style>{script}'
+        f'</head><body data-job-id="{_e(job.job_id)}" data-status="{_e(job.status)}">'
+        f"{''.join(body)}</body></html>"
+    )
 
 
 def _nav(nav: Sequence[tuple[str, str]]) -> str:
-    return f'<nav>{"".join(f"<a href={_q(href)}>{_e(label)}</a>" for label, href in nav)}</nav>' if nav else ""
+    return f"<nav>{''.join(f'<a href={_q(href)}>{_e(label)}</a>' for label, href in nav)}</nav>" if nav else ""
 
 
 def _job_header(report: Report) -> str:
@@ -136,18 +153,27 @@ def _job_header(report: Report) -> str:
     p = job.progress
     rows = [
         ("status", f'<span class="status {_e(job.status)}" id="job-status">{_e(job.status)}</span>'),
-        ("mode", _e(job.mode or "–")), ("attempts", _e(job.attempts)),
-        ("created", _e(job.created_at or "–")), ("started", _e(job.started_at or "–")),
+        ("mode", _e(job.mode or "–")),
+        ("attempts", _e(job.attempts)),
+        ("created", _e(job.created_at or "–")),
+        ("started", _e(job.started_at or "–")),
         ("finished", _e(job.finished_at or "–")),
-        ("progress", (f'<progress max="{max(p.total, 1)}" value="{p.done}"></progress> '
-                      f'<span id="job-progress">{p.done}/{p.total} trials</span> '
-                      f'<span class="muted">{_e("; ".join(p.detail))}</span>')),
+        (
+            "progress",
+            (
+                f'<progress max="{max(p.total, 1)}" value="{p.done}"></progress> '
+                f'<span id="job-progress">{p.done}/{p.total} trials</span> '
+                f'<span class="muted">{_e("; ".join(p.detail))}</span>'
+            ),
+        ),
     ]
     if job.error:
         rows.append(("error", f'<span class="problem">{_e(job.error)}</span>'))
     if report.dashboard is not None:
-        link = (f'<code>{_e(report.dashboard.command)}</code> then open '
-                f'<a class="dashboard" href={_q(report.dashboard.url)}>{_e(report.dashboard.url)}</a>')
+        link = (
+            f"<code>{_e(report.dashboard.command)}</code> then open "
+            f'<a class="dashboard" href={_q(report.dashboard.url)}>{_e(report.dashboard.url)}</a>'
+        )
         rows.append(("optuna-dashboard", link))
     return "<table>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows) + "</table>"
 
@@ -161,16 +187,20 @@ def _symbol(page: _Page, sym: SymbolReport, report: Report) -> str:
     if sym.arms:
         out.extend(_block(page, block, sym.symbol) for block in sym.arms)
     elif sym.decision is not None and sym.decision.decision is None:
-        out.append('<section class="card"><p class="muted">No champion/challenger decision: this job searched θ '
-                   "in sample (a static search).</p></section>")
+        out.append(
+            '<section class="card"><p class="muted">No champion/challenger decision: this job searched θ '
+            "in sample (a static search).</p></section>"
+        )
     else:
-        out.append('<section class="card"><p class="muted">This job stored no per-arm out-of-sample evidence; '
-                   "the decision's numbers above are all it recorded.</p></section>")
+        out.append(
+            '<section class="card"><p class="muted">This job stored no per-arm out-of-sample evidence; '
+            "the decision's numbers above are all it recorded.</p></section>"
+        )
     out.append("</div>")
     if sym.equity is not None:
-        out.append(f'<h3>{_e(sym.equity.title)}</h3>{_equity(page, sym.equity, sym.symbol)}')
+        out.append(f"<h3>{_e(sym.equity.title)}</h3>{_equity(page, sym.equity, sym.symbol)}")
     for b in sym.breakdowns:
-        out.append(f'<h3>{_e(b.title)}</h3>{_breakdown(page, b, sym.symbol)}')
+        out.append(f"<h3>{_e(b.title)}</h3>{_breakdown(page, b, sym.symbol)}")
     out.append(_search(page, sym))
     out.append(_provenance(sym))
     out.append(_models(sym, report.job.job_id))
@@ -181,24 +211,41 @@ def _symbol(page: _Page, sym: SymbolReport, report: Report) -> str:
 def _decision(sym: SymbolReport, report: Report) -> str:
     d = sym.decision
     if d is None:
-        return (f'<section class="card decision"><p class="reason">No decision yet: the job is '
-                f'{_e(report.job.status)}.</p></section>')
+        return (
+            f'<section class="card decision"><p class="reason">No decision yet: the job is '
+            f"{_e(report.job.status)}.</p></section>"
+        )
     verdict = {True: "published", False: "not published", None: "–"}[d.published]
     rows = [("outcome", f'<b id="published-{_e(sym.symbol)}">{verdict}</b>')]
     if d.decision is not None:
         arm = ARM_LABELS.get(d.arm or "", d.arm or "–")
-        rows.append(("decision", (f'<span class="badge {_e(d.decision)}" id="decision-{_e(sym.symbol)}" '
-                                 f'data-key="decision" data-value={_q(json.dumps(d.decision))}>{_e(d.decision)}'
-                                 f'</span> the row carries the θ of the {_e(arm)}')))
-    rows += [("parameters", _params(d.parameters)),
-            ("baseline θ", _params(d.baseline_parameters)), ("defaults", _params(d.default_parameters)),
-            ("valid for", (f'<span data-key="valid_for" data-value={_q(json.dumps(d.valid_for))}>'
-                          f'{_e(d.valid_for or "–")}</span>')), ("model version", _e(d.model_version or "–"))]
+        rows.append(
+            (
+                "decision",
+                (
+                    f'<span class="badge {_e(d.decision)}" id="decision-{_e(sym.symbol)}" '
+                    f'data-key="decision" data-value={_q(json.dumps(d.decision))}>{_e(d.decision)}'
+                    f"</span> the row carries the θ of the {_e(arm)}"
+                ),
+            )
+        )
+    rows += [
+        ("parameters", _params(d.parameters)),
+        ("baseline θ", _params(d.baseline_parameters)),
+        ("defaults", _params(d.default_parameters)),
+        (
+            "valid for",
+            (f'<span data-key="valid_for" data-value={_q(json.dumps(d.valid_for))}>{_e(d.valid_for or "–")}</span>'),
+        ),
+        ("model version", _e(d.model_version or "–")),
+    ]
     if d.published_row:
         rows.append(("live row", _e(d.published_row)))
     head = "<table>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows) + "</table>"
-    return (f'<section class="card decision"><p class="reason" data-key="reason">{_e(d.reason)}</p>{head}'
-            f'<details open><summary>{_e(d.numbers.title)}</summary>{_table(d.numbers)}</details></section>')
+    return (
+        f'<section class="card decision"><p class="reason" data-key="reason">{_e(d.reason)}</p>{head}'
+        f"<details open><summary>{_e(d.numbers.title)}</summary>{_table(d.numbers)}</details></section>"
+    )
 
 
 def _search(page: _Page, sym: SymbolReport) -> str:
@@ -215,12 +262,17 @@ def _search(page: _Page, sym: SymbolReport) -> str:
 
 
 def _study(page: _Page, study: StudySection, symbol: str) -> str:
-    link = (f' — <a class="dashboard" href={_q(study.dashboard_url)}>open in optuna-dashboard</a>'
-            if study.dashboard_url else "")
-    summary = (f'<p><b>{_e(study.purpose)}</b> <code>{_e(study.name)}</code>{link}<br>'
-               f'<span class="muted">{study.complete} complete, {study.failed} failed, {study.pruned} pruned; '
-               f'best value {_num(Number(key=f"{study.name}.best_value", label="best", value=study.best_value))} '
-               f'with {_params(study.best_params)}</span></p>')
+    link = (
+        f' — <a class="dashboard" href={_q(study.dashboard_url)}>open in optuna-dashboard</a>'
+        if study.dashboard_url
+        else ""
+    )
+    summary = (
+        f"<p><b>{_e(study.purpose)}</b> <code>{_e(study.name)}</code>{link}<br>"
+        f'<span class="muted">{study.complete} complete, {study.failed} failed, {study.pruned} pruned; '
+        f"best value {_num(Number(key=f'{study.name}.best_value', label='best', value=study.best_value))} "
+        f"with {_params(study.best_params)}</span></p>"
+    )
     history = page.plot(PLOT_HISTORY, symbol, _history_figure(study)) if study.trials else ""
     if study.importances:
         importance = page.plot(PLOT_IMPORTANCE, symbol, _importance_figure(study))
@@ -235,33 +287,61 @@ def _provenance(sym: SymbolReport) -> str:
         return ""
     context = []
     for c in p.context:
-        lag = ("" if c.lag_bars is None else
-               "; lagged one bar (its timestamps do not prove it was known at the decision)" if c.lag_bars
-               else "; used at the same bar (stamped before the decision)")
+        lag = (
+            ""
+            if c.lag_bars is None
+            else "; lagged one bar (its timestamps do not prove it was known at the decision)"
+            if c.lag_bars
+            else "; used at the same bar (stamped before the decision)"
+        )
         limits = "; starts later than the symbol: every arm's history begins with it" if c.limits_history else ""
-        context.append(f'<span class="context" data-symbol="{_e(c.symbol)}">{_e(c.symbol)}: {c.bars:,} bars '
-                       f'{_e(c.first)} .. {_e(c.last)}{_e(lag)}{_e(limits)}</span>')
-    rows = [("bars", _num(Number(key="provenance.bars", label="bars", value=p.bars))),
-            ("first bar", _e(p.first or "–")), ("last bar", _e(p.last or "–")),
-            ("interval", _e(p.interval)), ("lookback", _e(json.dumps(p.lookback))),
-            ("history learned from", _e(p.history_start or "–") + ' <span class="muted">(the first decision row '
-                                     "with every condition known)</span>" if p.history_start else "–"),
-            ("context series", "<br>".join(context) or "none"),
-            ("exchange calendar", _e(p.calendar) + _calendar(p))]
-    rows.append(("valid for", f'<span data-key="provenance.valid_for" data-value={_q(json.dumps(p.valid_for))}>'
-                              f'{_e(p.valid_for or "–")}</span>' + _next_session(p)))
+        context.append(
+            f'<span class="context" data-symbol="{_e(c.symbol)}">{_e(c.symbol)}: {c.bars:,} bars '
+            f"{_e(c.first)} .. {_e(c.last)}{_e(lag)}{_e(limits)}</span>"
+        )
+    rows = [
+        ("bars", _num(Number(key="provenance.bars", label="bars", value=p.bars))),
+        ("first bar", _e(p.first or "–")),
+        ("last bar", _e(p.last or "–")),
+        ("interval", _e(p.interval)),
+        ("lookback", _e(json.dumps(p.lookback))),
+        (
+            "history learned from",
+            _e(p.history_start or "–") + ' <span class="muted">(the first decision row '
+            "with every condition known)</span>"
+            if p.history_start
+            else "–",
+        ),
+        ("context series", "<br>".join(context) or "none"),
+        ("exchange calendar", _e(p.calendar) + _calendar(p)),
+    ]
+    rows.append(
+        (
+            "valid for",
+            f'<span data-key="provenance.valid_for" data-value={_q(json.dumps(p.valid_for))}>'
+            f"{_e(p.valid_for or '–')}</span>" + _next_session(p),
+        )
+    )
     if p.stale_sessions is not None:
-        flag = ("" if p.stale is None else
-                f' <span class="badge {"stale" if p.stale else "fresh"}" id="stale-{_e(p.symbol)}" '
-                f'data-value={_q(json.dumps(p.stale))}>'
-                f'{"stale: " + (p.on_stale or "flag") + "ged" if p.stale else "fresh"}</span>')
+        flag = (
+            ""
+            if p.stale is None
+            else f' <span class="badge {"stale" if p.stale else "fresh"}" id="stale-{_e(p.symbol)}" '
+            f"data-value={_q(json.dumps(p.stale))}>"
+            f"{'stale: ' + (p.on_stale or 'flag') + 'ged' if p.stale else 'fresh'}</span>"
+        )
         limit = f" (allowed: {p.max_stale_sessions})" if p.max_stale_sessions is not None else ""
-        rows.append(("data age", _num(Number(key="provenance.stale_sessions", label="sessions",
-                                             value=p.stale_sessions))
-                     + f" sessions between the last bar and the run{_e(limit)}{flag}"))
+        rows.append(
+            (
+                "data age",
+                _num(Number(key="provenance.stale_sessions", label="sessions", value=p.stale_sessions))
+                + f" sessions between the last bar and the run{_e(limit)}{flag}",
+            )
+        )
     table = "<table>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows) + "</table>"
-    return (f'<h3>Data provenance</h3><section class="card provenance">{table}'
-            f'<p class="muted">{_e(p.note)}</p></section>')
+    return (
+        f'<h3>Data provenance</h3><section class="card provenance">{table}<p class="muted">{_e(p.note)}</p></section>'
+    )
 
 
 def _calendar(p: Any) -> str:
@@ -270,13 +350,17 @@ def _calendar(p: Any) -> str:
         return ""
     parts = [f"{c.sessions:,} sessions from the first to the last bar"]
     if p.interval.endswith("d"):
-        parts.append("no session without a bar" if not c.missing_count else
-                     f"{c.missing_count} session(s) without a bar: {', '.join(c.missing_sessions)}"
-                     + (" …" if c.missing_count > len(c.missing_sessions) else ""))
+        parts.append(
+            "no session without a bar"
+            if not c.missing_count
+            else f"{c.missing_count} session(s) without a bar: {', '.join(c.missing_sessions)}"
+            + (" …" if c.missing_count > len(c.missing_sessions) else "")
+        )
     if c.off_session_count:
-        parts.append(f"{c.off_session_count} bar(s) on a day the exchange was closed: "
-                     f"{', '.join(c.off_session_bars)}"
-                     + (" …" if c.off_session_count > len(c.off_session_bars) else ""))
+        parts.append(
+            f"{c.off_session_count} bar(s) on a day the exchange was closed: "
+            f"{', '.join(c.off_session_bars)}" + (" …" if c.off_session_count > len(c.off_session_bars) else "")
+        )
     return f'<br><span class="muted">{_e("; ".join(parts))}</span>'
 
 
@@ -299,10 +383,14 @@ def _models(sym: SymbolReport, job_id: str) -> str:
     for v in sym.models:
         numbers = ", ".join(f"{_e(n.label)} {_num(n)}" for n in v.numbers)
         mine = " (this job)" if v.job_id == job_id else ""
-        rows.append(f"<tr><td>{v.id}{mine}</td><td>{_e(v.status)}</td><td>{_e(v.created_at or '–')}</td>"
-                    f"<td>{_e(v.trained_on or '–')}</td><td class='muted'>{numbers}</td></tr>")
-    return ('<h3>Model versions of this key</h3><section class="card"><table><tr><th>version</th><th>status</th>'
-            '<th>created</th><th>trained on</th><th>numbers</th></tr>' + "".join(rows) + "</table></section>")
+        rows.append(
+            f"<tr><td>{v.id}{mine}</td><td>{_e(v.status)}</td><td>{_e(v.created_at or '–')}</td>"
+            f"<td>{_e(v.trained_on or '–')}</td><td class='muted'>{numbers}</td></tr>"
+        )
+    return (
+        '<h3>Model versions of this key</h3><section class="card"><table><tr><th>version</th><th>status</th>'
+        "<th>created</th><th>trained on</th><th>numbers</th></tr>" + "".join(rows) + "</table></section>"
+    )
 
 
 # --- blocks -----------------------------------------------------------------------------------------------
@@ -328,13 +416,18 @@ def _verdict(v: Verdict) -> str:
     champion = ARM_LABELS.get(v.champion, v.champion)
     chosen = ARM_LABELS.get(v.chosen, v.chosen)
     source = {"published": "what was published for this key", "defaults": "nothing was published for this key"}
-    head = (f'<p><span class="badge {_e(v.decision)}" data-key="arms.decision" '
-            f'data-value={_q(json.dumps(v.decision))}>{_e(v.decision)}</span> '
-            f'champion: <b>{_e(champion)}</b> ({_params(v.champion_parameters)}'
-            + (f"; {_e(source.get(v.champion_source or '', v.champion_source or ''))}" if v.champion_source else "")
-            + f'); published: <b data-key="arms.chosen" data-value={_q(json.dumps(v.chosen))}>{_e(chosen)}</b></p>')
-    numbers = ('<table class="numbers">' + "".join(f"<tr><th>{_e(n.label)}</th>{_num_cell(n)}</tr>"
-                                                   for n in v.numbers) + "</table>")
+    head = (
+        f'<p><span class="badge {_e(v.decision)}" data-key="arms.decision" '
+        f"data-value={_q(json.dumps(v.decision))}>{_e(v.decision)}</span> "
+        f"champion: <b>{_e(champion)}</b> ({_params(v.champion_parameters)}"
+        + (f"; {_e(source.get(v.champion_source or '', v.champion_source or ''))}" if v.champion_source else "")
+        + f'); published: <b data-key="arms.chosen" data-value={_q(json.dumps(v.chosen))}>{_e(chosen)}</b></p>'
+    )
+    numbers = (
+        '<table class="numbers">'
+        + "".join(f"<tr><th>{_e(n.label)}</th>{_num_cell(n)}</tr>" for n in v.numbers)
+        + "</table>"
+    )
     # the reason sentence is the decision card's, just above
     return f'<section class="card verdict">{head}{numbers}<p class="muted">{_e(v.note)}</p></section>'
 
@@ -343,8 +436,14 @@ def _matrix(m: Matrix) -> str:
     head = "<tr><th></th>" + "".join(f"<th>{_e(c)}</th>" for c in m.columns) + "</tr>"
     rows = []
     for r in m.rows:
-        cells = "".join(_num_cell(c) if isinstance(c, Number) else
-                        f"<td>{_e(c)}</td>" if c is not None else "<td class='num'>–</td>" for c in r.cells)
+        cells = "".join(
+            _num_cell(c)
+            if isinstance(c, Number)
+            else f"<td>{_e(c)}</td>"
+            if c is not None
+            else "<td class='num'>–</td>"
+            for c in r.cells
+        )
         rows.append(f"<tr><th>{_e(r.label)}</th>{cells}</tr>")
     note = f'<p class="muted">{_e(m.note)}</p>' if m.note else ""
     return f'<table class="matrix">{head}{"".join(rows)}</table>{note}'
@@ -358,8 +457,10 @@ def _line_chart(page: _Page, chart: LineChart, symbol: str) -> str:
 def _equity(page: _Page, panel: EquityPanel, symbol: str) -> str:
     equity = page.plot(PLOT_EQUITY, symbol, _lines_figure(page, panel, "equity", "equity (start = 1)"))
     drawdown = page.plot(PLOT_DRAWDOWN, symbol, _lines_figure(page, panel, "drawdown", "drawdown"))
-    return (f'<section class="card">{equity}{drawdown}<p class="muted">{_e(panel.note)}</p>'
-            f'{_metrics_matrix(panel)}</section>')
+    return (
+        f'<section class="card">{equity}{drawdown}<p class="muted">{_e(panel.note)}</p>'
+        f"{_metrics_matrix(panel)}</section>"
+    )
 
 
 def _metrics_matrix(panel: EquityPanel) -> str:
@@ -384,8 +485,10 @@ def _breakdown(page: _Page, b: Breakdown, symbol: str) -> str:
     for i, period in enumerate(b.periods):
         cells = "".join(_breakdown_cell(b, name, i, period) for name in b.values)
         rows.append(f"<tr><th>{_e(period)}</th><td class='num'>{b.bars[i]}</td>{cells}</tr>")
-    return (f'<section class="card">{plot}<p class="muted">{_e(b.note)}</p>'
-            f'<details><summary>table</summary><table>{head}{"".join(rows)}</table></details></section>')
+    return (
+        f'<section class="card">{plot}<p class="muted">{_e(b.note)}</p>'
+        f"<details><summary>table</summary><table>{head}{''.join(rows)}</table></details></section>"
+    )
 
 
 def _breakdown_cell(b: Breakdown, name: str, i: int, period: str) -> str:
@@ -412,13 +515,19 @@ def _table(table: Table) -> str:
     for group, columns in groups.items():
         leaves = list(dict.fromkeys(leaf for col in columns.values() for leaf in col))
         head = f"<tr><th>{_e(group)}</th>" + "".join(f"<th>{_e(c)}</th>" for c in columns) + "</tr>"
-        body = "".join(f"<tr><th>{_e(leaf)}</th>" + "".join(_num_cell(col[leaf]) if leaf in col else "<td></td>"
-                                                           for col in columns.values()) + "</tr>"
-                       for leaf in leaves)
+        body = "".join(
+            f"<tr><th>{_e(leaf)}</th>"
+            + "".join(_num_cell(col[leaf]) if leaf in col else "<td></td>" for col in columns.values())
+            + "</tr>"
+            for leaf in leaves
+        )
         html_.append(f'<table class="numbers">{head}{body}</table>')
     if plain:
-        html_.append('<table class="numbers">' + "".join(f"<tr><th>{_e(n.label)}</th>{_num_cell(n)}</tr>"
-                                                         for n in plain) + "</table>")
+        html_.append(
+            '<table class="numbers">'
+            + "".join(f"<tr><th>{_e(n.label)}</th>{_num_cell(n)}</tr>" for n in plain)
+            + "</table>"
+        )
     note = f'<p class="muted">{_e(table.note)}</p>' if table.note else ""
     return "".join(html_) + note
 
@@ -430,8 +539,10 @@ def _num_cell(n: Number) -> str:
 def _num(n: Number) -> str:
     unit = f" {_e(n.unit)}" if n.unit else ""
     detail = f"<span class='detail'>{_e(n.detail)}</span>" if n.detail else ""
-    return (f"<span class='number' data-key={_q(n.key)} data-value={_q(json.dumps(n.value))}>"
-            f"{_e(format_number(n.value))}</span>{unit}{detail}")
+    return (
+        f"<span class='number' data-key={_q(n.key)} data-value={_q(json.dumps(n.value))}>"
+        f"{_e(format_number(n.value))}</span>{unit}{detail}"
+    )
 
 
 # --- figures ----------------------------------------------------------------------------------------------
@@ -468,16 +579,24 @@ def _go() -> Any:
 
 
 def _layout(fig: Any, title: str, ytitle: str, height: int = 340) -> Any:
-    fig.update_layout(title={"text": title, "font": {"size": 14}}, height=height, template="plotly_white",
-                      margin={"l": 60, "r": 20, "t": 40, "b": 40}, yaxis_title=ytitle,
-                      legend={"orientation": "h", "y": -0.15})
+    fig.update_layout(
+        title={"text": title, "font": {"size": 14}},
+        height=height,
+        template="plotly_white",
+        margin={"l": 60, "r": 20, "t": 40, "b": 40},
+        yaxis_title=ytitle,
+        legend={"orientation": "h", "y": -0.15},
+    )
     return fig
 
 
 def _line_style(page: _Page, name: str) -> dict[str, Any]:
     heavy = name.endswith(CHAMPION_SUFFIX)
-    return {"color": page.color(name), "width": 2.6 if heavy else 1.5,
-            "dash": "dash" if name == CURVE_BUY_AND_HOLD else "solid"}
+    return {
+        "color": page.color(name),
+        "width": 2.6 if heavy else 1.5,
+        "dash": "dash" if name == CURVE_BUY_AND_HOLD else "solid",
+    }
 
 
 def _lines_figure(page: _Page, panel: EquityPanel, field: str, ytitle: str) -> Any:
@@ -485,8 +604,16 @@ def _lines_figure(page: _Page, panel: EquityPanel, field: str, ytitle: str) -> A
     fig = go.Figure()
     fill = field == "drawdown" and len(panel.curves) <= 2  # filled areas of many curves hide each other
     for curve in panel.curves:
-        fig.add_trace(go.Scatter(x=panel.timestamps, y=getattr(curve, field), mode="lines", name=curve.name,
-                                 line=_line_style(page, curve.name), fill="tozeroy" if fill else None))
+        fig.add_trace(
+            go.Scatter(
+                x=panel.timestamps,
+                y=getattr(curve, field),
+                mode="lines",
+                name=curve.name,
+                line=_line_style(page, curve.name),
+                fill="tozeroy" if fill else None,
+            )
+        )
     _mark_windows(fig, panel.windows)
     if field == "drawdown":
         fig.update_yaxes(tickformat=".0%")
@@ -497,8 +624,15 @@ def _mark_windows(fig: Any, windows: Sequence[Any], *, labels: bool = True, **wh
     # adjacent windows alternate their shade, so each stays visible; a line marks each origin
     for i, w in enumerate(windows):
         text = {"annotation_text": w.label, "annotation_position": "top left"} if labels else {}
-        fig.add_vrect(x0=w.start, x1=w.end, fillcolor="#f2c94c" if i % 2 == 0 else "#56ccf2", opacity=0.12,
-                      line_width=0, **text, **where)
+        fig.add_vrect(
+            x0=w.start,
+            x1=w.end,
+            fillcolor="#f2c94c" if i % 2 == 0 else "#56ccf2",
+            opacity=0.12,
+            line_width=0,
+            **text,
+            **where,
+        )
         if len(windows) > 1:
             fig.add_vline(x=w.start, line_width=1, line_dash="dot", line_color="#8a8f98", **where)
 
@@ -508,22 +642,37 @@ def _line_chart_figure(page: _Page, chart: LineChart) -> Any:
 
     go = _go()
     n = max(1, len(chart.rows))
-    fig = make_subplots(rows=n, cols=1, shared_xaxes=True, vertical_spacing=0.05,
-                        subplot_titles=[r.title for r in chart.rows])
+    fig = make_subplots(
+        rows=n, cols=1, shared_xaxes=True, vertical_spacing=0.05, subplot_titles=[r.title for r in chart.rows]
+    )
     shown: set[str] = set()
     for i, row in enumerate(chart.rows, start=1):
         for j, series in enumerate(row.series):
             style = {**_line_style(page, series.name), "shape": "hv"}
             if j > 0:
                 style["dash"] = "dot"  # the first series (CPO) is the subject; the others are references
-            fig.add_trace(go.Scatter(x=chart.timestamps, y=series.values, mode="lines", name=series.name,
-                                     legendgroup=series.name, showlegend=series.name not in shown, line=style),
-                          row=i, col=1)
+            fig.add_trace(
+                go.Scatter(
+                    x=chart.timestamps,
+                    y=series.values,
+                    mode="lines",
+                    name=series.name,
+                    legendgroup=series.name,
+                    showlegend=series.name not in shown,
+                    line=style,
+                ),
+                row=i,
+                col=1,
+            )
             shown.add(series.name)
         _mark_windows(fig, chart.windows, labels=i == 1, row=i, col=1)
-    fig.update_layout(title={"text": chart.title, "font": {"size": 14}}, height=150 * n + 110,
-                      template="plotly_white", margin={"l": 70, "r": 20, "t": 70, "b": 40},
-                      legend={"orientation": "h", "y": -0.06})
+    fig.update_layout(
+        title={"text": chart.title, "font": {"size": 14}},
+        height=150 * n + 110,
+        template="plotly_white",
+        margin={"l": 70, "r": 20, "t": 70, "b": 40},
+        legend={"orientation": "h", "y": -0.06},
+    )
     return fig
 
 
@@ -532,8 +681,17 @@ def _breakdown_figure(page: _Page, b: Breakdown) -> Any:
     bars = []
     for name, vals in b.values.items():
         errors = b.errors.get(name)
-        error_y = ({"type": "data", "array": [0 if e is None else e for e in errors], "visible": True,
-                    "color": "#3d3d3d", "thickness": 1.2} if errors else None)
+        error_y = (
+            {
+                "type": "data",
+                "array": [0 if e is None else e for e in errors],
+                "visible": True,
+                "color": "#3d3d3d",
+                "thickness": 1.2,
+            }
+            if errors
+            else None
+        )
         bars.append(go.Bar(x=b.periods, y=vals, name=name, marker_color=page.color(name), error_y=error_y))
     fig = go.Figure(bars)
     fig.update_layout(barmode="group")
@@ -547,13 +705,26 @@ def _history_figure(study: StudySection) -> Any:
     for value in [t.value for t in done if t.value is not None]:  # every trial of done (said for the type checker)
         better = not best or (value > best[-1] if study.direction == "maximize" else value < best[-1])
         best.append(value if better else best[-1])
-    fig = go.Figure([
-        go.Scatter(x=[t.number for t in done], y=[t.value for t in done], mode="markers", name="trial value",
-                   marker={"color": COLORS[0]}, text=[_params_plain(t.params) for t in done],
-                   hovertemplate="trial %{x}: %{y:.4f}<br>%{text}<extra></extra>"),
-        go.Scatter(x=[t.number for t in done], y=best, mode="lines", name="best so far", line={"shape": "hv",
-                                                                                              "color": COLORS[2]}),
-    ])
+    fig = go.Figure(
+        [
+            go.Scatter(
+                x=[t.number for t in done],
+                y=[t.value for t in done],
+                mode="markers",
+                name="trial value",
+                marker={"color": COLORS[0]},
+                text=[_params_plain(t.params) for t in done],
+                hovertemplate="trial %{x}: %{y:.4f}<br>%{text}<extra></extra>",
+            ),
+            go.Scatter(
+                x=[t.number for t in done],
+                y=best,
+                mode="lines",
+                name="best so far",
+                line={"shape": "hv", "color": COLORS[2]},
+            ),
+        ]
+    )
     fig.update_xaxes(title="trial")
     return _layout(fig, f"optimization history ({study.purpose})", "objective", height=300)
 
@@ -561,27 +732,42 @@ def _history_figure(study: StudySection) -> Any:
 def _importance_figure(study: StudySection) -> Any:
     go = _go()
     items = sorted((study.importances or {}).items(), key=lambda kv: kv[1])
-    fig = go.Figure(go.Bar(x=[v for _, v in items], y=[k for k, _ in items], orientation="h",
-                           marker_color=COLORS[3]))
+    fig = go.Figure(go.Bar(x=[v for _, v in items], y=[k for k, _ in items], orientation="h", marker_color=COLORS[3]))
     return _layout(fig, f"parameter importances ({study.purpose})", "", height=300)
 
 
-def heatmap_page(title: str, x_name: str, y_name: str, x: Sequence[Any], y: Sequence[Any],
-                 z: Sequence[Sequence[float | None]], metric: str, note: str = "") -> str:
+def heatmap_page(
+    title: str,
+    x_name: str,
+    y_name: str,
+    x: Sequence[Any],
+    y: Sequence[Any],
+    z: Sequence[Sequence[float | None]],
+    metric: str,
+    note: str = "",
+) -> str:
     """A self-contained page with one heatmap of ``metric`` over two parameters (``ludus sweep --plot``)."""
     go = _go()
     page = _Page()
-    fig = go.Figure(go.Heatmap(x=list(x), y=list(y), z=[list(row) for row in z], colorscale="RdBu",
-                               zmid=0 if metric in ("sharpe", "sortino", "total_return", "cagr", "calmar") else None,
-                               colorbar={"title": metric},
-                               hovertemplate=f"{x_name}=%{{x}}<br>{y_name}=%{{y}}<br>{metric}=%{{z:.4f}}"
-                                             "<extra></extra>"))
+    fig = go.Figure(
+        go.Heatmap(
+            x=list(x),
+            y=list(y),
+            z=[list(row) for row in z],
+            colorscale="RdBu",
+            zmid=0 if metric in ("sharpe", "sortino", "total_return", "cagr", "calmar") else None,
+            colorbar={"title": metric},
+            hovertemplate=f"{x_name}=%{{x}}<br>{y_name}=%{{y}}<br>{metric}=%{{z:.4f}}<extra></extra>",
+        )
+    )
     fig.update_xaxes(title=x_name)
     fig.update_yaxes(title=y_name)
     plot = page.plot(PLOT_HEATMAP, "", _layout(fig, title, y_name, height=560))
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
-            f'<style>{STYLE}</style><script>{plotly_js()}</script></head><body><main><h1>{_e(title)}</h1>'
-            f'<section class="card">{plot}<p class="muted">{_e(note)}</p></section></main></body></html>')
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+        f"<style>{STYLE}</style><script>{plotly_js()}</script></head><body><main><h1>{_e(title)}</h1>"
+        f'<section class="card">{plot}<p class="muted">{_e(note)}</p></section></main></body></html>'
+    )
 
 
 # --- small helpers ----------------------------------------------------------------------------------------

@@ -60,9 +60,18 @@ class Scheduler:
     """Fires the slots of ``spec``. ``tick()`` does one pass (tests drive it with a fake ``clock``);
     ``run(stop)`` ticks until ``stop`` is set. ``publish(job, headers)`` defaults to the jobs exchange."""
 
-    def __init__(self, settings: Settings, spec: ScheduleFile, *, engine: Engine | None = None,
-                 publish: Publish | None = None, clock: Callable[[], datetime] = utcnow,
-                 owner: str | None = None, claim_timeout_s: float = 120.0, poll_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        spec: ScheduleFile,
+        *,
+        engine: Engine | None = None,
+        publish: Publish | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        owner: str | None = None,
+        claim_timeout_s: float = 120.0,
+        poll_s: float = 30.0,
+    ) -> None:
         if engine is None:
             from ludus.db.engine import make_engine
 
@@ -106,22 +115,26 @@ class Scheduler:
     def next_slots(self, count: int = 3, now: datetime | None = None) -> dict[str, list[datetime]]:
         """The next ``count`` slots of every schedule (retention included), for ``ludus schedule list``."""
         now = now or self.clock()
-        entries: list[tuple[str, str, str]] = [(s.name, s.cron, s.sessions) for s in self.spec.schedules
-                                               if s.enabled]
+        entries: list[tuple[str, str, str]] = [(s.name, s.cron, s.sessions) for s in self.spec.schedules if s.enabled]
         if self.spec.retention is not None and self.spec.retention.enabled:
             entries.append((RETENTION_SCHEDULE, self.spec.retention.cron, self.spec.retention.sessions))
-        return {name: next_times(cron, self.spec.calendar, rule, self.zone, now, count)
-                for name, cron, rule in entries}
+        return {name: next_times(cron, self.spec.calendar, rule, self.zone, now, count) for name, cron, rule in entries}
 
     def run(self, stop: threading.Event) -> None:
         """Tick until ``stop`` is set; a failing tick (database or broker down) is logged and retried."""
-        log.info("scheduler %s: %d schedule(s) from %s on %s", self.owner, len(self.spec.schedules),
-                 self.spec.source or "?", self.spec.calendar)
+        log.info(
+            "scheduler %s: %d schedule(s) from %s on %s",
+            self.owner,
+            len(self.spec.schedules),
+            self.spec.source or "?",
+            self.spec.calendar,
+        )
         while not stop.is_set():
             try:
                 for f in self.tick():
-                    log.info("slot %s %s: %s %s %s", f.schedule, f.slot_at.isoformat(), f.outcome, f.job_id or "",
-                             f.detail)
+                    log.info(
+                        "slot %s %s: %s %s %s", f.schedule, f.slot_at.isoformat(), f.outcome, f.job_id or "", f.detail
+                    )
             except Exception as exc:  # noqa: BLE001 - the next tick retries; claims keep it exactly-once
                 log.warning("scheduler tick failed: %s", exc)
             stop.wait(self._sleep_s())
@@ -201,17 +214,25 @@ class Scheduler:
                 return Fired(RETENTION_SCHEDULE, at, None, ELSEWHERE)
         s = self.settings
         try:
-            report = prune(s.database_url,
-                           models_older_than=timedelta(days=s.retention_models_days),
-                           studies_older_than=timedelta(days=s.retention_studies_days), now=now)
+            report = prune(
+                s.database_url,
+                models_older_than=timedelta(days=s.retention_models_days),
+                studies_older_than=timedelta(days=s.retention_studies_days),
+                now=now,
+            )
         except Exception as exc:  # noqa: BLE001 - recorded; the next retention slot tries again
             with transaction(self.engine) as conn:
                 slots.mark_failed(conn, RETENTION_SCHEDULE, at, self.owner, f"{type(exc).__name__}: {exc}")
             return Fired(RETENTION_SCHEDULE, at, None, REFUSED, str(exc))
         with transaction(self.engine) as conn:
             slots.mark_published(conn, RETENTION_SCHEDULE, at, self.owner, now=self.clock())
-        return Fired(RETENTION_SCHEDULE, at, None, PRUNED,
-                     f"{len(report.model_versions)} model version(s), {len(report.studies)} study(ies)")
+        return Fired(
+            RETENTION_SCHEDULE,
+            at,
+            None,
+            PRUNED,
+            f"{len(report.model_versions)} model version(s), {len(report.studies)} study(ies)",
+        )
 
     def _sleep_s(self) -> float:
         now = self.clock()
@@ -238,8 +259,13 @@ class BrokerPublisher:
         conn = connect(self.settings.amqp_url, name="ludus scheduler")
         try:
             declare(conn.channel(), self.topology)
-            Publisher(conn.channel()).publish(self.topology.jobs_exchange, self.topology.jobs_routing_key,
-                                              job.to_json(), message_id=str(job.job_id), headers=headers)
+            Publisher(conn.channel()).publish(
+                self.topology.jobs_exchange,
+                self.topology.jobs_routing_key,
+                job.to_json(),
+                message_id=str(job.job_id),
+                headers=headers,
+            )
         finally:
             if conn.is_open:
                 conn.close()
@@ -253,8 +279,9 @@ class SchedulerThread:
 
         self.scheduler = Scheduler(settings, load_schedule(settings.schedule_file, settings.trials_dir))
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self.scheduler.run, args=(self._stop,), name="ludus-scheduler",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self.scheduler.run, args=(self._stop,), name="ludus-scheduler", daemon=True
+        )
 
     def start(self) -> SchedulerThread:
         self._thread.start()

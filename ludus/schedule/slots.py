@@ -27,13 +27,24 @@ def cron_times(cron: str, zone: ZoneInfo, after: datetime, until: datetime) -> I
         if at > until:
             return
         yield at
-    raise InputError("cron", cron, f"fires more than {MAX_SLOTS_PER_WINDOW:,} times between {after.isoformat()} "
-                                   f"and {until.isoformat()}; use a coarser cron or a shorter "
-                                   "LUDUS_SCHEDULE_CATCHUP_S")
+    raise InputError(
+        "cron",
+        cron,
+        f"fires more than {MAX_SLOTS_PER_WINDOW:,} times between {after.isoformat()} "
+        f"and {until.isoformat()}; use a coarser cron or a shorter "
+        "LUDUS_SCHEDULE_CATCHUP_S",
+    )
 
 
-def next_times(cron: str, calendar: str, rule: str, zone: ZoneInfo, after: datetime, count: int,
-               horizon: timedelta = timedelta(days=400)) -> list[datetime]:
+def next_times(
+    cron: str,
+    calendar: str,
+    rule: str,
+    zone: ZoneInfo,
+    after: datetime,
+    count: int,
+    horizon: timedelta = timedelta(days=400),
+) -> list[datetime]:
     """The first ``count`` slots after ``after`` (within ``horizon``), for listings."""
     it = croniter(cron, after.astimezone(zone))
     out: list[datetime] = []
@@ -55,8 +66,7 @@ def in_sessions(calendar: str, rule: str, at: datetime, zone: ZoneInfo) -> bool:
     return is_session_day(calendar, at.astimezone(zone).date())
 
 
-def slot_times(cron: str, calendar: str, rule: str, zone: ZoneInfo, after: datetime,
-               until: datetime) -> list[datetime]:
+def slot_times(cron: str, calendar: str, rule: str, zone: ZoneInfo, after: datetime, until: datetime) -> list[datetime]:
     """The slots of a schedule in ``(after, until]``: cron times that fall in the calendar's sessions."""
     return [at for at in cron_times(cron, zone, after, until) if in_sessions(calendar, rule, at, zone)]
 

@@ -106,14 +106,17 @@ class ScheduleFile(_Spec):
         path = Path(schedule.job)
         if not path.is_absolute():
             beside = Path(self.source).parent / path if self.source else None
-            path = beside if beside is not None and beside.is_file() else (catalog.find(schedule.job, trials_dir)
-                                                                        or path)
+            path = (
+                beside if beside is not None and beside.is_file() else (catalog.find(schedule.job, trials_dir) or path)
+            )
         try:
             data = json.loads(path.read_text(encoding="utf-8-sig"))
         except OSError as exc:
-            raise InputError(f"schedules.{schedule.name}.job", schedule.job,
-                             f"cannot be read ({exc.strerror}); looked in "
-                             f"{catalog.sources(trials_dir).where()}") from None
+            raise InputError(
+                f"schedules.{schedule.name}.job",
+                schedule.job,
+                f"cannot be read ({exc.strerror}); looked in {catalog.sources(trials_dir).where()}",
+            ) from None
         except json.JSONDecodeError as exc:
             raise InputError(f"schedules.{schedule.name}.job", str(path), f"is not JSON: {exc.msg}") from None
         if not isinstance(data, dict):
@@ -126,8 +129,9 @@ def load_schedule(path: Path | str | None = None, trials_dir: Path | str | None 
     if path is None:
         found = catalog.find(SCHEDULE_FILE, trials_dir)
         if found is None:
-            raise InputError("schedule_file", SCHEDULE_FILE,
-                             f"no schedule file; looked in {catalog.sources(trials_dir).where()}")
+            raise InputError(
+                "schedule_file", SCHEDULE_FILE, f"no schedule file; looked in {catalog.sources(trials_dir).where()}"
+            )
         path = found
     path = Path(path)
     try:

@@ -62,8 +62,7 @@ def suggest_from_space(trial: optuna.Trial, space: Mapping[str, Mapping[str, Any
         if kind == "int":
             out[name] = trial.suggest_int(name, int(spec["low"]), int(spec["high"]), log=bool(spec.get("log")))
         elif kind == "float":
-            out[name] = trial.suggest_float(name, float(spec["low"]), float(spec["high"]),
-                                            log=bool(spec.get("log")))
+            out[name] = trial.suggest_float(name, float(spec["low"]), float(spec["high"]), log=bool(spec.get("log")))
         elif kind == "categorical":
             out[name] = trial.suggest_categorical(name, list(spec["choices"]))
         elif kind == "fixed":
@@ -83,8 +82,9 @@ def model_space(overrides: Mapping[str, Mapping[str, Any]] | None = None) -> dic
     space = {k: dict(v) for k, v in ModelConfig.search_space().items()}
     for name, spec in (overrides or {}).items():
         if name not in ModelConfig.model_fields:
-            raise InputError(f"model_space.{name}", spec, f"unknown model setting; one of "
-                                                          f"{', '.join(ModelConfig.model_fields)}")
+            raise InputError(
+                f"model_space.{name}", spec, f"unknown model setting; one of {', '.join(ModelConfig.model_fields)}"
+            )
         if not isinstance(spec, Mapping):
             raise InputError(f"model_space.{name}", spec, "must be a mapping with a type")
         space[name] = dict(spec)
@@ -122,10 +122,21 @@ class CPOModelObjective:
     after fold i the value so far is reported as step i (the pruner compares trials at equal steps).
     """
 
-    def __init__(self, conditions: np.ndarray, labels: Any, folds: list[tuple[np.ndarray, np.ndarray]], *,
-                 objective: str, cost_bps: float, bars_per_year: float, device: Any = "cpu", seed: int = 0,
-                 space: Mapping[str, Mapping[str, Any]] | None = None,
-                 base_config: Mapping[str, Any] | None = None, deadline: float | None = None) -> None:
+    def __init__(
+        self,
+        conditions: np.ndarray,
+        labels: Any,
+        folds: list[tuple[np.ndarray, np.ndarray]],
+        *,
+        objective: str,
+        cost_bps: float,
+        bars_per_year: float,
+        device: Any = "cpu",
+        seed: int = 0,
+        space: Mapping[str, Mapping[str, Any]] | None = None,
+        base_config: Mapping[str, Any] | None = None,
+        deadline: float | None = None,
+    ) -> None:
         self.conditions = conditions
         self.labels = labels
         self.folds = folds
@@ -164,8 +175,15 @@ class CPOModelObjective:
         value = float("nan")
         for step, (train_idx, val_idx) in enumerate(self.folds):
             try:
-                model = fit(config, self.conditions, self.labels, train_idx, device=self.device,
-                            seed=self.seed + 1000 * ctx.number + step, should_stop=should_stop)
+                model = fit(
+                    config,
+                    self.conditions,
+                    self.labels,
+                    train_idx,
+                    device=self.device,
+                    seed=self.seed + 1000 * ctx.number + step,
+                    should_stop=should_stop,
+                )
             except TrainingDiverged as exc:
                 raise TrialFailed(f"training diverged on fold {step}: {exc}") from None
             check_finite_model(model)
@@ -184,8 +202,9 @@ class CPOModelObjective:
                 # the Deflated Sharpe Ratio of the gate needs the spread of the trials' per-bar Sharpe ratios
                 set_attr("val_sharpe_per_bar", per_bar_sharpe(torch.cat(pieces)))
             if step < len(self.folds) - 1 and ctx.should_prune():
-                raise optuna.TrialPruned(f"pruned after fold {step + 1}/{len(self.folds)} "
-                                         f"({self.objective}={value:.4f})")
+                raise optuna.TrialPruned(
+                    f"pruned after fold {step + 1}/{len(self.folds)} ({self.objective}={value:.4f})"
+                )
         return value
 
 
@@ -207,8 +226,19 @@ class StrategyObjective:
     in one vectorized call.
     """
 
-    def __init__(self, strategy: Any, bars: Any, *, space: Any, objective: str, cost_bps: float,
-                 bars_per_year: float, stop: int | None = None, device: Any = "cpu", start: int = 0) -> None:
+    def __init__(
+        self,
+        strategy: Any,
+        bars: Any,
+        *,
+        space: Any,
+        objective: str,
+        cost_bps: float,
+        bars_per_year: float,
+        stop: int | None = None,
+        device: Any = "cpu",
+        start: int = 0,
+    ) -> None:
         from ludus.strategies.market import MarketTensors
 
         self.strategy = strategy
@@ -232,8 +262,9 @@ class StrategyObjective:
         from ludus.strategies.engine import compute_metrics, run_backtest
 
         if self.start == 0:
-            result = run_backtest(self.strategy, self.market, params, cost_bps=self.cost_bps,
-                                  bars_per_year=self.bars_per_year)
+            result = run_backtest(
+                self.strategy, self.market, params, cost_bps=self.cost_bps, bars_per_year=self.bars_per_year
+            )
             values = result.metrics[self.objective]
         else:
             from ludus.cpo.labels import positions_chunk
@@ -241,17 +272,25 @@ class StrategyObjective:
             # decision-aligned net returns of rows start .. n-2 (the last bar has no outcome)
             pos, labels = positions_chunk(self.strategy, self.bars, self.device, self.cost_bps, list(params))
             rows = slice(self.start, self.n_bars - 1)
-            values = compute_metrics(torch.from_numpy(labels[:, rows]).double(), torch.from_numpy(pos[:, rows]),
-                                     self.bars_per_year)[self.objective]
+            values = compute_metrics(
+                torch.from_numpy(labels[:, rows]).double(), torch.from_numpy(pos[:, rows]), self.bars_per_year
+            )[self.objective]
         return [float(v) for v in values.detach().to("cpu", torch.float64).tolist()]
 
     def __call__(self, ctx: TrialContext) -> float:
         return self.evaluate_batch([ctx.params])[0]
 
 
-def run_batched(study: optuna.Study, objective: StrategyObjective, n_trials: int, *, batch_size: int = 32,
-                timeout_s: float | None = None, on_trial_done: TrialCallback | None = None,
-                enqueue: list[dict[str, Any]] | None = None) -> None:
+def run_batched(
+    study: optuna.Study,
+    objective: StrategyObjective,
+    n_trials: int,
+    *,
+    batch_size: int = 32,
+    timeout_s: float | None = None,
+    on_trial_done: TrialCallback | None = None,
+    enqueue: list[dict[str, Any]] | None = None,
+) -> None:
     """:class:`BatchedExecutor` ``.run`` with ``enqueue`` θ (e.g. the strategy's defaults) tried first.
 
     The executor contract holds unchanged: ``n_trials`` new trials, failures counted and given up on the same
@@ -263,9 +302,9 @@ def run_batched(study: optuna.Study, objective: StrategyObjective, n_trials: int
         executor.run(study, objective, n_trials, timeout_s, on_trial_done)
 
 
-def progress_callback(total: int, done_before: int,
-                      emit: Callable[[int, int, float | None, optuna.trial.FrozenTrial], None]
-                      ) -> TrialCallback:
+def progress_callback(
+    total: int, done_before: int, emit: Callable[[int, int, float | None, optuna.trial.FrozenTrial], None]
+) -> TrialCallback:
     """An ``on_trial_done`` that calls ``emit(i, total, best_value_so_far, trial)`` after each trial."""
     state = {"i": done_before}
 

@@ -19,8 +19,9 @@ from ludus.vocabulary import (
 )
 
 
-def make_sampler(name: str = DEFAULT_SAMPLER, seed: int | None = 0, *, n_startup_trials: int | None = None
-                 ) -> optuna.samplers.BaseSampler:
+def make_sampler(
+    name: str = DEFAULT_SAMPLER, seed: int | None = 0, *, n_startup_trials: int | None = None
+) -> optuna.samplers.BaseSampler:
     """A seeded sampler.
 
     ``tpe`` (default) is multivariate with ``constant_liar`` so that trials running in parallel do not all
@@ -30,22 +31,29 @@ def make_sampler(name: str = DEFAULT_SAMPLER, seed: int | None = 0, *, n_startup
     key = (name or DEFAULT_SAMPLER).strip().lower()
     startup: dict[str, Any] = {} if n_startup_trials is None else {"n_startup_trials": max(1, int(n_startup_trials))}
     if key == SAMPLER_TPE:
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True,
-                                          **startup)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True, **startup)
     if key == SAMPLER_GP:
         return optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False, **startup)
     if key == SAMPLER_CMAES:
         fallback = optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
-        return optuna.samplers.CmaEsSampler(seed=seed, independent_sampler=fallback,
-                                            warn_independent_sampling=False,
-                                            n_startup_trials=startup.get("n_startup_trials", 1))
+        return optuna.samplers.CmaEsSampler(
+            seed=seed,
+            independent_sampler=fallback,
+            warn_independent_sampling=False,
+            n_startup_trials=startup.get("n_startup_trials", 1),
+        )
     if key == SAMPLER_RANDOM:
         return optuna.samplers.RandomSampler(seed=seed)
     if key == SAMPLER_QMC:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed,
-                                              warn_asynchronous_seeding=False, warn_independent_sampling=False)
+            return optuna.samplers.QMCSampler(
+                qmc_type="sobol",
+                scramble=True,
+                seed=seed,
+                warn_asynchronous_seeding=False,
+                warn_independent_sampling=False,
+            )
     raise InputError("search.sampler", name, f"unknown sampler; one of {', '.join(SAMPLERS)}")
 
 

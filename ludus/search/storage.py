@@ -59,11 +59,16 @@ def study_name(job_id: UUID | str, purpose: str, symbol: str | None = None) -> s
     return f"{OPTUNA_STUDY_PREFIX}-{job_id}-{symbol or 'all'}-{purpose}"
 
 
-def open_study(storage: optuna.storages.BaseStorage | str, name: str, *,
-               direction: Literal["minimize", "maximize"] = "maximize",
-               sampler: optuna.samplers.BaseSampler | None = None,
-               pruner: optuna.pruners.BasePruner | None = None,
-               user_attrs: dict[str, Any] | None = None, resume: bool = True) -> optuna.Study:
+def open_study(
+    storage: optuna.storages.BaseStorage | str,
+    name: str,
+    *,
+    direction: Literal["minimize", "maximize"] = "maximize",
+    sampler: optuna.samplers.BaseSampler | None = None,
+    pruner: optuna.pruners.BasePruner | None = None,
+    user_attrs: dict[str, Any] | None = None,
+    resume: bool = True,
+) -> optuna.Study:
     """Create or (``resume``) reload a study; trials a crash left RUNNING are marked FAIL with a reason.
 
     With ``resume=False`` an existing study of that name is deleted first: the search starts over.
@@ -75,8 +80,9 @@ def open_study(storage: optuna.storages.BaseStorage | str, name: str, *,
             optuna.delete_study(study_name=name, storage=storage)
         except KeyError:
             pass
-    study = optuna.create_study(storage=storage, study_name=name, direction=direction, sampler=sampler,
-                                pruner=pruner, load_if_exists=True)
+    study = optuna.create_study(
+        storage=storage, study_name=name, direction=direction, sampler=sampler, pruner=pruner, load_if_exists=True
+    )
     for key, value in (user_attrs or {}).items():
         study.set_user_attr(key, value)
     fail_interrupted(study)
@@ -126,6 +132,7 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
     if not done:
         return None
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+
     def value(t: optuna.trial.FrozenTrial) -> float:
         return float(t.value) if t.value is not None else float("nan")
 
@@ -180,7 +187,7 @@ def delete_study(url: str, name: str) -> bool:
 
 
 def _job_id_of(name: str) -> str | None:
-    candidate = name[len(OPTUNA_STUDY_PREFIX) + 1:][:36]
+    candidate = name[len(OPTUNA_STUDY_PREFIX) + 1 :][:36]
     try:
         return str(UUID(candidate))
     except ValueError:

@@ -129,8 +129,9 @@ def evaluate(trial_fn: TrialFunction, ctx: TrialContext) -> TrialOutcome:
 def tell_trial(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome) -> FrozenTrial:
     """Record an outcome on the study (driver side) and return the finished trial."""
     if outcome.reason and outcome.state != TrialState.COMPLETE:
-        trial.set_user_attr(FAIL_REASON_ATTR if outcome.state == TrialState.FAIL else PRUNE_REASON_ATTR,
-                            outcome.reason[:1000])
+        trial.set_user_attr(
+            FAIL_REASON_ATTR if outcome.state == TrialState.FAIL else PRUNE_REASON_ATTR, outcome.reason[:1000]
+        )
     trial.set_user_attr("duration_s", round(outcome.duration_s, 4))
     values = outcome.value if outcome.state == TrialState.COMPLETE else None
     return study.tell(trial, values, state=outcome.state, skip_if_finished=True)
@@ -188,10 +189,11 @@ class TooManyFailedTrials(LudusError):
         self.finished = finished
         self.reasons = list(reasons)
         self.limit = limit
-        why = (f"max_failures={limit} reached" if rule == GiveUp.MAX_FAILURES
-               else f"the first {limit} all failed")
-        super().__init__(f"{failed} of {finished} trials failed ({why}) - stopping the search; reasons: "
-                         + "; ".join(self.reasons[:3]))
+        why = f"max_failures={limit} reached" if rule == GiveUp.MAX_FAILURES else f"the first {limit} all failed"
+        super().__init__(
+            f"{failed} of {finished} trials failed ({why}) - stopping the search; reasons: "
+            + "; ".join(self.reasons[:3])
+        )
 
 
 class ExecutorClosedError(LudusError):
@@ -216,8 +218,14 @@ class TrialBudget:
     finishes every started trial not yet told as FAIL with why the search stopped.
     """
 
-    def __init__(self, study: optuna.Study, n_trials: int, timeout_s: float | None, max_failures: int | None,
-                 on_trial_done: TrialCallback | None) -> None:
+    def __init__(
+        self,
+        study: optuna.Study,
+        n_trials: int,
+        timeout_s: float | None,
+        max_failures: int | None,
+        on_trial_done: TrialCallback | None,
+    ) -> None:
         self.study = study
         self.n_trials = max(0, int(n_trials))
         self.deadline = None if timeout_s is None else time.monotonic() + max(0.0, float(timeout_s))
@@ -264,17 +272,18 @@ class TrialBudget:
         if self.on_trial_done is not None:
             self.on_trial_done(self.study, frozen)
         if self.failed >= NOTHING_WORKED_AFTER and self.failed == self.finished:
-            raise TooManyFailedTrials(GiveUp.NOTHING_WORKED, self.failed, self.finished, self.reasons,
-                                      NOTHING_WORKED_AFTER)
+            raise TooManyFailedTrials(
+                GiveUp.NOTHING_WORKED, self.failed, self.finished, self.reasons, NOTHING_WORKED_AFTER
+            )
         if self.failed >= self.max_failures:
-            raise TooManyFailedTrials(GiveUp.MAX_FAILURES, self.failed, self.finished, self.reasons,
-                                      self.max_failures)
+            raise TooManyFailedTrials(GiveUp.MAX_FAILURES, self.failed, self.finished, self.reasons, self.max_failures)
 
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self._pending:
             why = f"search stopped: {type(exc).__name__}: {exc}" if exc is not None else "search stopped"
             for trial in self._pending.values():
@@ -334,8 +343,14 @@ class BaseExecutor(ABC):
     _closed: bool = False
 
     @abstractmethod
-    def run(self, study: optuna.Study, trial_fn: TrialFunction, n_trials: int, timeout_s: float | None = None,
-            on_trial_done: TrialCallback | None = None) -> None:
+    def run(
+        self,
+        study: optuna.Study,
+        trial_fn: TrialFunction,
+        n_trials: int,
+        timeout_s: float | None = None,
+        on_trial_done: TrialCallback | None = None,
+    ) -> None:
         """Run ``n_trials`` new trials of ``study`` (see the class doc for what is guaranteed)."""
 
     @abstractmethod
@@ -360,8 +375,9 @@ class BaseExecutor(ABC):
         if self._closed:
             raise ExecutorClosedError(f"this {type(self).__name__} is closed")
 
-    def _budget(self, study: optuna.Study, n_trials: int, timeout_s: float | None,
-                on_trial_done: TrialCallback | None) -> TrialBudget:
+    def _budget(
+        self, study: optuna.Study, n_trials: int, timeout_s: float | None, on_trial_done: TrialCallback | None
+    ) -> TrialBudget:
         return TrialBudget(study, n_trials, timeout_s, self.max_failures, on_trial_done)
 
     def __enter__(self) -> Self:
@@ -381,8 +397,14 @@ class InProcessExecutor(BaseExecutor):
     def __init__(self, *, max_failures: int | None = None) -> None:
         self.max_failures = max_failures
 
-    def run(self, study: optuna.Study, trial_fn: TrialFunction, n_trials: int, timeout_s: float | None = None,
-            on_trial_done: TrialCallback | None = None) -> None:
+    def run(
+        self,
+        study: optuna.Study,
+        trial_fn: TrialFunction,
+        n_trials: int,
+        timeout_s: float | None = None,
+        on_trial_done: TrialCallback | None = None,
+    ) -> None:
         self._check_open()
         with self._budget(study, n_trials, timeout_s, on_trial_done) as budget:
             while budget.may_start():
@@ -409,15 +431,23 @@ class BatchedExecutor(InProcessExecutor):
             raise ValueError(f"batch_size={batch_size}: must be >= 1")
         self.batch_size = int(batch_size)
 
-    def run(self, study: optuna.Study, trial_fn: TrialFunction, n_trials: int, timeout_s: float | None = None,
-            on_trial_done: TrialCallback | None = None) -> None:
+    def run(
+        self,
+        study: optuna.Study,
+        trial_fn: TrialFunction,
+        n_trials: int,
+        timeout_s: float | None = None,
+        on_trial_done: TrialCallback | None = None,
+    ) -> None:
         self._check_open()
         with self._budget(study, n_trials, timeout_s, on_trial_done) as budget:
             while size := budget.may_start(self.batch_size):
                 asked = [budget.ask(trial_fn) for _ in range(size)]
                 # the whole batch is stored before the first callback: a give-up there keeps the others' endings
-                told = [tell_trial(study, trial, outcome)
-                        for (trial, _), outcome in zip(asked, self._evaluate(trial_fn, asked), strict=True)]
+                told = [
+                    tell_trial(study, trial, outcome)
+                    for (trial, _), outcome in zip(asked, self._evaluate(trial_fn, asked), strict=True)
+                ]
                 for frozen in told:
                     budget.told(frozen)
 
@@ -432,8 +462,12 @@ class BatchedExecutor(InProcessExecutor):
                 values = None
             if values is not None and len(values) == len(asked):
                 each = (time.perf_counter() - start) / len(asked)
-                return [TrialOutcome(TrialState.COMPLETE, v, None, each) if math.isfinite(v)
-                        else TrialOutcome.failed(f"objective is not finite ({v})", each) for v in values]
+                return [
+                    TrialOutcome(TrialState.COMPLETE, v, None, each)
+                    if math.isfinite(v)
+                    else TrialOutcome.failed(f"objective is not finite ({v})", each)
+                    for v in values
+                ]
         return [evaluate(trial_fn, OptunaTrialContext(trial, params)) for trial, params in asked]
 
 

@@ -57,8 +57,16 @@ class ModelChange:
     at: datetime
 
 
-def activate(conn: Connection, version_id: int, choice: LiveChoice, *, actor: str, reason: str,
-             action: str = ACTIVATE, now: datetime | None = None) -> ModelChange:
+def activate(
+    conn: Connection,
+    version_id: int,
+    choice: LiveChoice,
+    *,
+    actor: str,
+    reason: str,
+    action: str = ACTIVATE,
+    now: datetime | None = None,
+) -> ModelChange:
     """Make ``version_id`` the active version of its key and publish ``choice`` for it; records the change."""
     _check(action, actor, reason)
     version = models.get(conn, version_id, with_onnx=False)
@@ -68,32 +76,87 @@ def activate(conn: Connection, version_id: int, choice: LiveChoice, *, actor: st
     before = active_version_id(conn, *key)
     row = read_active(conn, *key)
     models.set_status(conn, int(version_id), models.ACTIVE)
-    upsert_parameters(conn, [ParameterRow(
-        strategy=key[0], symbol=key[1], interval=key[2], valid_for=choice.valid_for,
-        parameters=dict(choice.parameters), expected_metric=choice.expected_metric,
-        baseline_parameters=row.baseline_parameters if row is not None else None, model_version=int(version_id),
-        job_id=version.job_id)])
-    return _record(conn, key, action, before, int(version_id), choice.valid_for,
-                   row.parameters if row is not None else None, dict(choice.parameters), actor, reason, now)
+    upsert_parameters(
+        conn,
+        [
+            ParameterRow(
+                strategy=key[0],
+                symbol=key[1],
+                interval=key[2],
+                valid_for=choice.valid_for,
+                parameters=dict(choice.parameters),
+                expected_metric=choice.expected_metric,
+                baseline_parameters=row.baseline_parameters if row is not None else None,
+                model_version=int(version_id),
+                job_id=version.job_id,
+            )
+        ],
+    )
+    return _record(
+        conn,
+        key,
+        action,
+        before,
+        int(version_id),
+        choice.valid_for,
+        row.parameters if row is not None else None,
+        dict(choice.parameters),
+        actor,
+        reason,
+        now,
+    )
 
 
-def restore_baseline(conn: Connection, strategy: str, symbol: str, interval: str, *, actor: str, reason: str,
-                     action: str = ROLLBACK, now: datetime | None = None) -> ModelChange:
+def restore_baseline(
+    conn: Connection,
+    strategy: str,
+    symbol: str,
+    interval: str,
+    *,
+    actor: str,
+    reason: str,
+    action: str = ROLLBACK,
+    now: datetime | None = None,
+) -> ModelChange:
     """Retire the key's active version and publish the unconditional baseline of its latest row again."""
     _check(action, actor, reason)
     row = read_active(conn, strategy, symbol, interval)
     if row is None or not row.baseline_parameters:
-        raise InputError("model_version", "baseline", f"{strategy} {symbol} {interval} has no published baseline "
-                                                      "to go back to")
+        raise InputError(
+            "model_version", "baseline", f"{strategy} {symbol} {interval} has no published baseline to go back to"
+        )
     before = active_version_id(conn, strategy, symbol, interval)
     if before is not None:
         models.set_status(conn, before, models.RETIRED)
-    upsert_parameters(conn, [ParameterRow(
-        strategy=strategy, symbol=symbol, interval=interval, valid_for=row.valid_for,
-        parameters=dict(row.baseline_parameters), expected_metric=None,
-        baseline_parameters=row.baseline_parameters, model_version=None, job_id=row.job_id)])
-    return _record(conn, (strategy, symbol, interval), action, before, None, row.valid_for, row.parameters,
-                   dict(row.baseline_parameters), actor, reason, now)
+    upsert_parameters(
+        conn,
+        [
+            ParameterRow(
+                strategy=strategy,
+                symbol=symbol,
+                interval=interval,
+                valid_for=row.valid_for,
+                parameters=dict(row.baseline_parameters),
+                expected_metric=None,
+                baseline_parameters=row.baseline_parameters,
+                model_version=None,
+                job_id=row.job_id,
+            )
+        ],
+    )
+    return _record(
+        conn,
+        (strategy, symbol, interval),
+        action,
+        before,
+        None,
+        row.valid_for,
+        row.parameters,
+        dict(row.baseline_parameters),
+        actor,
+        reason,
+        now,
+    )
 
 
 def rollback_target(conn: Connection, strategy: str, symbol: str, interval: str) -> int | None:
@@ -119,13 +182,23 @@ def rollback_target(conn: Connection, strategy: str, symbol: str, interval: str)
 def _retired_other_than(conn: Connection, strategy: str, symbol: str, interval: str, current: int | None) -> int:
     retired = models.last_retired(conn, strategy, symbol, interval)
     if retired is None or retired.id is None or retired.id == current:
-        raise InputError("model_version", current, f"nothing to roll back to for {strategy} {symbol} {interval}: "
-                                                   "no earlier version was ever active")
+        raise InputError(
+            "model_version",
+            current,
+            f"nothing to roll back to for {strategy} {symbol} {interval}: no earlier version was ever active",
+        )
     return int(retired.id)
 
 
-def changes(conn: Connection, *, strategy: str | None = None, symbol: str | None = None,
-            interval: str | None = None, version: int | None = None, limit: int = 50) -> list[ModelChange]:
+def changes(
+    conn: Connection,
+    *,
+    strategy: str | None = None,
+    symbol: str | None = None,
+    interval: str | None = None,
+    version: int | None = None,
+    limit: int = 50,
+) -> list[ModelChange]:
     """Recorded changes, newest first, of a key (or every key), or those touching one version."""
     q = sa.select(T).order_by(T.c.id.desc()).limit(limit)
     for column, value in (("strategy", strategy), ("symbol", symbol), ("interval", interval)):
@@ -138,8 +211,9 @@ def changes(conn: Connection, *, strategy: str | None = None, symbol: str | None
 
 def active_version_id(conn: Connection, strategy: str, symbol: str, interval: str) -> int | None:
     """The id of the key's active version, or None."""
-    found = models.find_versions(conn, strategy=strategy, symbol=symbol, interval=interval, status=models.ACTIVE,
-                                 limit=1)
+    found = models.find_versions(
+        conn, strategy=strategy, symbol=symbol, interval=interval, status=models.ACTIVE, limit=1
+    )
     return int(found[0].id) if found and found[0].id is not None else None
 
 
@@ -152,13 +226,33 @@ def _check(action: str, actor: str, reason: str) -> None:
         raise InputError("reason", reason, "say why (it is kept with the change)")
 
 
-def _record(conn: Connection, key: tuple[str, str, str], action: str, before: int | None, after: int | None,
-            valid_for: date | None, previous: dict[str, Any] | None, parameters: dict[str, Any] | None,
-            actor: str, reason: str, now: datetime | None) -> ModelChange:
-    values: dict[str, Any] = {"strategy": key[0], "symbol": key[1], "interval": key[2], "action": action,
-              "from_version": before, "to_version": after, "valid_for": valid_for,
-              "previous_parameters": previous, "parameters": parameters, "actor": actor.strip(),
-              "reason": reason.strip(), "at": now or utcnow()}
+def _record(
+    conn: Connection,
+    key: tuple[str, str, str],
+    action: str,
+    before: int | None,
+    after: int | None,
+    valid_for: date | None,
+    previous: dict[str, Any] | None,
+    parameters: dict[str, Any] | None,
+    actor: str,
+    reason: str,
+    now: datetime | None,
+) -> ModelChange:
+    values: dict[str, Any] = {
+        "strategy": key[0],
+        "symbol": key[1],
+        "interval": key[2],
+        "action": action,
+        "from_version": before,
+        "to_version": after,
+        "valid_for": valid_for,
+        "previous_parameters": previous,
+        "parameters": parameters,
+        "actor": actor.strip(),
+        "reason": reason.strip(),
+        "at": now or utcnow(),
+    }
     pk = conn.execute(sa.insert(T).values(**values)).inserted_primary_key
     assert pk is not None
     new_id = pk[0]

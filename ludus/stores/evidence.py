@@ -13,8 +13,9 @@ from ludus.stores.upsert import upsert_row
 def save(conn: Connection, evidence: DecisionEvidence) -> None:
     """Store (or replace) the evidence of ``evidence.job_id`` for its symbol."""
     key = {"job_id": str(evidence.job_id), "symbol": evidence.symbol}
-    upsert_row(conn, T, key, {"strategy": evidence.strategy, "interval": evidence.interval,
-                              "evidence": evidence.to_dict()})
+    upsert_row(
+        conn, T, key, {"strategy": evidence.strategy, "interval": evidence.interval, "evidence": evidence.to_dict()}
+    )
 
 
 def load(conn: Connection, job_id: str, symbol: str) -> DecisionEvidence | None:

@@ -62,9 +62,12 @@ class PayloadConflictError(InputError):
     """A job id already recorded with a different payload: one id names one job."""
 
     def __init__(self, job_id: str, stored: str, offered: str) -> None:
-        super().__init__("job_id", job_id,
-                         f"this job id is already recorded with a different payload (stored sha256 {stored[:12]}, "
-                         f"this message {offered[:12]}); a job id names one job: give this job a new job_id")
+        super().__init__(
+            "job_id",
+            job_id,
+            f"this job id is already recorded with a different payload (stored sha256 {stored[:12]}, "
+            f"this message {offered[:12]}); a job id names one job: give this job a new job_id",
+        )
         self.stored_hash = stored
         self.offered_hash = offered
 
@@ -110,8 +113,14 @@ def normalize_job_id(job_id: object) -> str:
         raise InputError("job_id", job_id, "must be a UUID") from None
 
 
-def accept(conn: Connection, job_id: object, payload: dict[str, Any], *, now: datetime | None = None,
-           canonical: Canonical | None = None) -> tuple[JobRecord, bool]:
+def accept(
+    conn: Connection,
+    job_id: object,
+    payload: dict[str, Any],
+    *,
+    now: datetime | None = None,
+    canonical: Canonical | None = None,
+) -> tuple[JobRecord, bool]:
     """Record a job once; returns (record, created). A known job id with the same payload returns the stored
     record unchanged; with another payload it raises PayloadConflictError (nothing is written).
 
@@ -124,8 +133,18 @@ def accept(conn: Connection, job_id: object, payload: dict[str, Any], *, now: da
         # Insert first (a write takes SQLite's write lock at once); the SAVEPOINT keeps a duplicate from
         # aborting the caller's transaction on PostgreSQL.
         with conn.begin_nested():
-            conn.execute(sa.insert(T).values(job_id=jid, status=ACCEPTED, payload=payload, attempts=0,
-                                             created_at=now, updated_at=now, payload_hash=digest, replays=0))
+            conn.execute(
+                sa.insert(T).values(
+                    job_id=jid,
+                    status=ACCEPTED,
+                    payload=payload,
+                    attempts=0,
+                    created_at=now,
+                    updated_at=now,
+                    payload_hash=digest,
+                    replays=0,
+                )
+            )
         created = True
     except sa.exc.IntegrityError:
         created = False
@@ -136,8 +155,9 @@ def accept(conn: Connection, job_id: object, payload: dict[str, Any], *, now: da
     return record, created
 
 
-def check_payload(conn: Connection, job_id: object, payload: dict[str, Any], *,
-                  canonical: Canonical | None = None) -> JobRecord | None:
+def check_payload(
+    conn: Connection, job_id: object, payload: dict[str, Any], *, canonical: Canonical | None = None
+) -> JobRecord | None:
     """The stored record of ``job_id`` (None when unknown); PayloadConflictError when it holds another payload."""
     record = get(conn, job_id)
     if record is not None:
@@ -169,10 +189,19 @@ def claim(conn: Connection, job_id: object, owner: str, lease_s: float, *, now: 
     now = now or utcnow()
     stmt = (
         sa.update(T)
-        .where(T.c.job_id == jid, T.c.status.in_((ACCEPTED, RUNNING)),
-               sa.or_(T.c.lease_owner.is_(None), T.c.lease_expires_at.is_(None), T.c.lease_expires_at < now))
-        .values(status=RUNNING, lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease_s),
-                attempts=T.c.attempts + 1, started_at=sa.func.coalesce(T.c.started_at, now), updated_at=now)
+        .where(
+            T.c.job_id == jid,
+            T.c.status.in_((ACCEPTED, RUNNING)),
+            sa.or_(T.c.lease_owner.is_(None), T.c.lease_expires_at.is_(None), T.c.lease_expires_at < now),
+        )
+        .values(
+            status=RUNNING,
+            lease_owner=owner,
+            lease_expires_at=now + timedelta(seconds=lease_s),
+            attempts=T.c.attempts + 1,
+            started_at=sa.func.coalesce(T.c.started_at, now),
+            updated_at=now,
+        )
     )
     return conn.execute(stmt).rowcount == 1
 
@@ -181,14 +210,26 @@ def heartbeat(conn: Connection, job_id: object, owner: str, lease_s: float, *, n
     """Extend the owner's lease to ``now + lease_s``; False when ``owner`` no longer holds the job."""
     jid = normalize_job_id(job_id)
     now = now or utcnow()
-    stmt = (sa.update(T).where(T.c.job_id == jid, T.c.status == RUNNING, T.c.lease_owner == owner)
-            .values(lease_expires_at=now + timedelta(seconds=lease_s), updated_at=now))
+    stmt = (
+        sa.update(T)
+        .where(T.c.job_id == jid, T.c.status == RUNNING, T.c.lease_owner == owner)
+        .values(lease_expires_at=now + timedelta(seconds=lease_s), updated_at=now)
+    )
     return conn.execute(stmt).rowcount == 1
 
 
-def finish(conn: Connection, job_id: object, owner: str | None, status: str, result: dict[str, Any] | None, *,
-           error: str | None = None, now: datetime | None = None, announce: bool = True,
-           dead_letter: tuple[bytes, dict[str, Any]] | None = None) -> None:
+def finish(
+    conn: Connection,
+    job_id: object,
+    owner: str | None,
+    status: str,
+    result: dict[str, Any] | None,
+    *,
+    error: str | None = None,
+    now: datetime | None = None,
+    announce: bool = True,
+    dead_letter: tuple[bytes, dict[str, Any]] | None = None,
+) -> None:
     """Record the outcome, release the lease and (``announce``) queue its messages in the outbox.
 
     Allowed for the lease owner of a running job, or (``owner`` None) for a job nobody claimed yet (a
@@ -209,30 +250,67 @@ def finish(conn: Connection, job_id: object, owner: str | None, status: str, res
         who = sa.and_(T.c.status == ACCEPTED, T.c.lease_owner.is_(None))
     else:
         who = sa.and_(T.c.status == RUNNING, T.c.lease_owner == owner)
-    stmt = (sa.update(T).where(T.c.job_id == jid, who)
-            .values(status=status, result=result, error=error, finished_at=now, updated_at=now,
-                    lease_owner=None, lease_expires_at=None))
+    stmt = (
+        sa.update(T)
+        .where(T.c.job_id == jid, who)
+        .values(
+            status=status,
+            result=result,
+            error=error,
+            finished_at=now,
+            updated_at=now,
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+    )
     if conn.execute(stmt).rowcount != 1:
         current = get(conn, jid)
         state = "unknown job" if current is None else f"status {current.status}, lease owner {current.lease_owner}"
         raise LeaseLostError(f"job {jid} cannot be finished by {owner or 'a non-owner'}: {state}")
     if announce:
         claim_until = current.lease_expires_at if current is not None and owner is not None else None
-        _announce(conn, jid, status, result, replays=current.replays if current is not None else 0,
-                  owner=owner if claim_until is not None else None, claim_until=claim_until,
-                  dead_letter=dead_letter, now=now)
+        _announce(
+            conn,
+            jid,
+            status,
+            result,
+            replays=current.replays if current is not None else 0,
+            owner=owner if claim_until is not None else None,
+            claim_until=claim_until,
+            dead_letter=dead_letter,
+            now=now,
+        )
 
 
-def _announce(conn: Connection, jid: str, status: str, result: dict[str, Any] | None, *, replays: int,
-              owner: str | None, claim_until: datetime | None, dead_letter: tuple[bytes, dict[str, Any]] | None,
-              now: datetime) -> None:
+def _announce(
+    conn: Connection,
+    jid: str,
+    status: str,
+    result: dict[str, Any] | None,
+    *,
+    replays: int,
+    owner: str | None,
+    claim_until: datetime | None,
+    dead_letter: tuple[bytes, dict[str, Any]] | None,
+    now: datetime,
+) -> None:
     from ludus.contracts.events import ProgressEvent
 
     # stable ids: a consumer seeing the same message_id twice (an at-least-once redelivery) drops the copy;
     # a replayed re-run announces under new ids
     def add(kind: str, key: str, body: bytes, headers: dict[str, Any] | None = None) -> None:
-        outbox.add(conn, kind, key, body, message_id=f"{jid}:{kind}:{replays}", job_id=jid, headers=headers,
-                   claimed_by=owner, claim_until=claim_until, now=now)
+        outbox.add(
+            conn,
+            kind,
+            key,
+            body,
+            message_id=f"{jid}:{kind}:{replays}",
+            job_id=jid,
+            headers=headers,
+            claimed_by=owner,
+            claim_until=claim_until,
+            now=now,
+        )
 
     error = (result or {}).get("error") or {}
     reason = str(error.get("reason") or "") if isinstance(error, dict) else ""
@@ -245,18 +323,30 @@ def _announce(conn: Connection, jid: str, status: str, result: dict[str, Any] | 
         add(outbox.DEAD_LETTER, c.JOBS_ROUTING_KEY, body, headers)
 
 
-def reopen(conn: Connection, job_id: object, owner: str, lease_s: float, replays: int, *,
-           now: datetime | None = None) -> bool:
+def reopen(
+    conn: Connection, job_id: object, owner: str, lease_s: float, replays: int, *, now: datetime | None = None
+) -> bool:
     """Take a rejected or failed job back to running under ``owner`` for dead-letter replay number ``replays``.
 
     True only once per replay number (a duplicate of the replayed message finds ``replays`` already there and
     gets the stored result instead). The result and error of the earlier run are cleared; attempts go on."""
     jid = normalize_job_id(job_id)
     now = now or utcnow()
-    stmt = (sa.update(T).where(T.c.job_id == jid, T.c.status.in_((FAILED, REJECTED)), T.c.replays < replays)
-            .values(status=RUNNING, lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease_s),
-                    attempts=T.c.attempts + 1, result=None, error=None, finished_at=None, replays=replays,
-                    updated_at=now))
+    stmt = (
+        sa.update(T)
+        .where(T.c.job_id == jid, T.c.status.in_((FAILED, REJECTED)), T.c.replays < replays)
+        .values(
+            status=RUNNING,
+            lease_owner=owner,
+            lease_expires_at=now + timedelta(seconds=lease_s),
+            attempts=T.c.attempts + 1,
+            result=None,
+            error=None,
+            finished_at=None,
+            replays=replays,
+            updated_at=now,
+        )
+    )
     return conn.execute(stmt).rowcount == 1
 
 
@@ -264,8 +354,11 @@ def release(conn: Connection, job_id: object, owner: str, *, now: datetime | Non
     """Give the lease back without finishing (graceful shutdown): the job is claimable again at once."""
     jid = normalize_job_id(job_id)
     now = now or utcnow()
-    stmt = (sa.update(T).where(T.c.job_id == jid, T.c.status == RUNNING, T.c.lease_owner == owner)
-            .values(status=ACCEPTED, lease_owner=None, lease_expires_at=None, updated_at=now))
+    stmt = (
+        sa.update(T)
+        .where(T.c.job_id == jid, T.c.status == RUNNING, T.c.lease_owner == owner)
+        .values(status=ACCEPTED, lease_owner=None, lease_expires_at=None, updated_at=now)
+    )
     return conn.execute(stmt).rowcount == 1
 
 
@@ -278,8 +371,7 @@ def get(conn: Connection, job_id: object) -> JobRecord | None:
 def expired_leases(conn: Connection, now: datetime | None = None) -> list[JobRecord]:
     """Running jobs whose lease ran out (their worker stopped heart-beating), oldest first."""
     now = now or utcnow()
-    q = (sa.select(T).where(T.c.status == RUNNING, T.c.lease_expires_at < now)
-         .order_by(T.c.lease_expires_at))
+    q = sa.select(T).where(T.c.status == RUNNING, T.c.lease_expires_at < now).order_by(T.c.lease_expires_at)
     return [_record(r) for r in conn.execute(q).mappings()]
 
 
@@ -295,8 +387,15 @@ def _record(m: Any) -> JobRecord:
     return JobRecord(**{col.name: m[col.name] for col in T.columns})
 
 
-def find_jobs(conn: Connection, *, status: str | None = None, strategy: str | None = None,
-              symbol: str | None = None, since: datetime | None = None, limit: int = 50) -> list[JobRecord]:
+def find_jobs(
+    conn: Connection,
+    *,
+    status: str | None = None,
+    strategy: str | None = None,
+    symbol: str | None = None,
+    since: datetime | None = None,
+    limit: int = 50,
+) -> list[JobRecord]:
     """Most recently created jobs first, filtered by status, creation time, and the strategy and symbol of
     the stored payload (matched here, not in SQL: JSON paths differ on every backend)."""
     if status is not None and status not in STATUSES:

@@ -42,11 +42,13 @@ def record(conn: Connection, entry: LedgerEntry) -> None:
     upsert_row(conn, T, key, {name: int(getattr(entry, name)) for name in COUNTS})
 
 
-def totals(conn: Connection, strategy: str, symbol: str, interval: str, *,
-           excluding_job: str | None = None) -> ConfigurationCount:
+def totals(
+    conn: Connection, strategy: str, symbol: str, interval: str, *, excluding_job: str | None = None
+) -> ConfigurationCount:
     """Sums over every job of the key (but ``excluding_job``), and the number of those jobs."""
     q = sa.select(*(sa.func.coalesce(sa.func.sum(T.c[name]), 0) for name in COUNTS), sa.func.count()).where(
-        T.c.strategy == strategy, T.c.symbol == symbol, T.c.interval == interval)
+        T.c.strategy == strategy, T.c.symbol == symbol, T.c.interval == interval
+    )
     if excluding_job is not None:
         q = q.where(T.c.job_id != excluding_job)
     row = conn.execute(q).one()
@@ -55,8 +57,9 @@ def totals(conn: Connection, strategy: str, symbol: str, interval: str, *,
 
 def plus(count: ConfigurationCount, entry: LedgerEntry) -> ConfigurationCount:
     """``count`` with one more job's entry added."""
-    return ConfigurationCount(**{name: getattr(count, name) + getattr(entry, name) for name in COUNTS},
-                              jobs=count.jobs + 1)
+    return ConfigurationCount(
+        **{name: getattr(count, name) + getattr(entry, name) for name in COUNTS}, jobs=count.jobs + 1
+    )
 
 
 __all__ = ["COUNTS", "LedgerEntry", "plus", "record", "totals"]

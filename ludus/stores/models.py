@@ -41,10 +41,17 @@ def register(conn: Connection, version: ModelVersion) -> int:
     """Store a new version (as a candidate unless it says otherwise) and return its id."""
     _check_status(version.status)
     now = utcnow()
-    values = {"strategy": version.strategy, "symbol": version.symbol, "interval": version.interval,
-              "job_id": version.job_id, "metrics": version.metrics,
-              "onnx": bytes(version.onnx) if version.onnx is not None else None,
-              "status": CANDIDATE, "created_at": now, "updated_at": now}
+    values = {
+        "strategy": version.strategy,
+        "symbol": version.symbol,
+        "interval": version.interval,
+        "job_id": version.job_id,
+        "metrics": version.metrics,
+        "onnx": bytes(version.onnx) if version.onnx is not None else None,
+        "status": CANDIDATE,
+        "created_at": now,
+        "updated_at": now,
+    }
     pk = conn.execute(sa.insert(T).values(**values)).inserted_primary_key
     assert pk is not None
     new_id = pk[0]
@@ -64,17 +71,31 @@ def set_status(conn: Connection, version_id: int, status: str) -> None:
         raise InputError("model_version", version_id, "no such model version")
     now = utcnow()
     if status == ACTIVE:
-        conn.execute(sa.update(T).where(T.c.strategy == current.strategy, T.c.symbol == current.symbol,
-                                        T.c.interval == current.interval, T.c.status == ACTIVE,
-                                        T.c.id != version_id)
-                     .values(status=RETIRED, updated_at=now))
+        conn.execute(
+            sa.update(T)
+            .where(
+                T.c.strategy == current.strategy,
+                T.c.symbol == current.symbol,
+                T.c.interval == current.interval,
+                T.c.status == ACTIVE,
+                T.c.id != version_id,
+            )
+            .values(status=RETIRED, updated_at=now)
+        )
     conn.execute(sa.update(T).where(T.c.id == version_id).values(status=status, updated_at=now))
 
 
 def active(conn: Connection, strategy: str, symbol: str, interval: str) -> ModelVersion | None:
     """The active version for a key (with its ONNX bytes), or None."""
-    row = conn.execute(sa.select(T).where(T.c.strategy == strategy, T.c.symbol == symbol,
-                                          T.c.interval == interval, T.c.status == ACTIVE)).mappings().first()
+    row = (
+        conn.execute(
+            sa.select(T).where(
+                T.c.strategy == strategy, T.c.symbol == symbol, T.c.interval == interval, T.c.status == ACTIVE
+            )
+        )
+        .mappings()
+        .first()
+    )
     return _version(row) if row is not None else None
 
 
@@ -88,13 +109,23 @@ def get(conn: Connection, version_id: int, *, with_onnx: bool = True) -> ModelVe
 def list_versions(conn: Connection, strategy: str, symbol: str, interval: str) -> list[ModelVersion]:
     """All versions of a key, newest first, without ONNX bytes."""
     cols = [c for c in T.columns if c.name != "onnx"]
-    q = (sa.select(*cols).where(T.c.strategy == strategy, T.c.symbol == symbol, T.c.interval == interval)
-         .order_by(T.c.id.desc()))
+    q = (
+        sa.select(*cols)
+        .where(T.c.strategy == strategy, T.c.symbol == symbol, T.c.interval == interval)
+        .order_by(T.c.id.desc())
+    )
     return [_version(r) for r in conn.execute(q).mappings()]
 
 
-def find_versions(conn: Connection, *, strategy: str | None = None, symbol: str | None = None,
-                  interval: str | None = None, status: str | None = None, limit: int = 100) -> list[ModelVersion]:
+def find_versions(
+    conn: Connection,
+    *,
+    strategy: str | None = None,
+    symbol: str | None = None,
+    interval: str | None = None,
+    status: str | None = None,
+    limit: int = 100,
+) -> list[ModelVersion]:
     """Versions of every key (or the keys given), newest first, without ONNX bytes."""
     if status is not None:
         _check_status(status)
@@ -109,9 +140,12 @@ def find_versions(conn: Connection, *, strategy: str | None = None, symbol: str 
 def last_retired(conn: Connection, strategy: str, symbol: str, interval: str) -> ModelVersion | None:
     """The version retired last for a key (the one that was active before the current one), or None."""
     cols = [c for c in T.columns if c.name != "onnx"]
-    q = (sa.select(*cols).where(T.c.strategy == strategy, T.c.symbol == symbol, T.c.interval == interval,
-                                T.c.status == RETIRED)
-         .order_by(T.c.updated_at.desc(), T.c.id.desc()).limit(1))
+    q = (
+        sa.select(*cols)
+        .where(T.c.strategy == strategy, T.c.symbol == symbol, T.c.interval == interval, T.c.status == RETIRED)
+        .order_by(T.c.updated_at.desc(), T.c.id.desc())
+        .limit(1)
+    )
     row = conn.execute(q).mappings().first()
     return _version(row) if row is not None else None
 
@@ -138,6 +172,15 @@ def _check_status(status: str) -> None:
 
 def _version(m: Any) -> ModelVersion:
     onnx = m.get("onnx")
-    return ModelVersion(strategy=m["strategy"], symbol=m["symbol"], interval=m["interval"], job_id=m["job_id"],
-                     metrics=m["metrics"], onnx=bytes(onnx) if onnx is not None else None, status=m["status"],
-                     id=m["id"], created_at=m["created_at"], updated_at=m["updated_at"])
+    return ModelVersion(
+        strategy=m["strategy"],
+        symbol=m["symbol"],
+        interval=m["interval"],
+        job_id=m["job_id"],
+        metrics=m["metrics"],
+        onnx=bytes(onnx) if onnx is not None else None,
+        status=m["status"],
+        id=m["id"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+    )

@@ -42,9 +42,19 @@ class OutboxMessage:
     delivered_at: datetime | None
 
 
-def add(conn: Connection, kind: str, routing_key: str, body: bytes, *, message_id: str,
-        job_id: str | None = None, headers: dict[str, Any] | None = None, claimed_by: str | None = None,
-        claim_until: datetime | None = None, now: datetime | None = None) -> int:
+def add(
+    conn: Connection,
+    kind: str,
+    routing_key: str,
+    body: bytes,
+    *,
+    message_id: str,
+    job_id: str | None = None,
+    headers: dict[str, Any] | None = None,
+    claimed_by: str | None = None,
+    claim_until: datetime | None = None,
+    now: datetime | None = None,
+) -> int:
     """Queue a message in the caller's transaction; returns its row id.
 
     ``claimed_by``/``claim_until``: the writer delivers it itself right after its commit; others wait until
@@ -52,29 +62,43 @@ def add(conn: Connection, kind: str, routing_key: str, body: bytes, *, message_i
     if kind not in KINDS:
         raise ValueError(f"outbox kind must be one of {KINDS}, got {kind!r}")
     now = now or utcnow()
-    done = conn.execute(sa.insert(T).values(
-        job_id=job_id, kind=kind, routing_key=routing_key, message_id=message_id, body=bytes(body),
-        headers=headers or None, attempts=0, claimed_by=claimed_by,
-        claim_expires_at=claim_until if claimed_by else None, created_at=now,
-    ))
+    done = conn.execute(
+        sa.insert(T).values(
+            job_id=job_id,
+            kind=kind,
+            routing_key=routing_key,
+            message_id=message_id,
+            body=bytes(body),
+            headers=headers or None,
+            attempts=0,
+            claimed_by=claimed_by,
+            claim_expires_at=claim_until if claimed_by else None,
+            created_at=now,
+        )
+    )
     pk = done.inserted_primary_key
     assert pk is not None
     return int(pk[0])
 
 
-def claim(conn: Connection, owner: str, claim_s: float, *, limit: int = 50,
-          now: datetime | None = None) -> list[OutboxMessage]:
+def claim(
+    conn: Connection, owner: str, claim_s: float, *, limit: int = 50, now: datetime | None = None
+) -> list[OutboxMessage]:
     """Take up to ``limit`` undelivered rows, oldest first: unclaimed ones, expired claims and our own."""
     now = now or utcnow()
-    free = sa.and_(T.c.delivered_at.is_(None),
-                   sa.or_(T.c.claimed_by.is_(None), T.c.claimed_by == owner, T.c.claim_expires_at < now))
+    free = sa.and_(
+        T.c.delivered_at.is_(None),
+        sa.or_(T.c.claimed_by.is_(None), T.c.claimed_by == owner, T.c.claim_expires_at < now),
+    )
     ids = [int(i) for i in conn.execute(sa.select(T.c.id).where(free).order_by(T.c.id).limit(limit)).scalars()]
     taken: list[int] = []
     for row_id in ids:
         # one conditional UPDATE per row: of two workers claiming the same row, exactly one gets rowcount 1
-        stmt = (sa.update(T).where(T.c.id == row_id, free)
-                .values(claimed_by=owner, claim_expires_at=now + timedelta(seconds=claim_s),
-                        attempts=T.c.attempts + 1))
+        stmt = (
+            sa.update(T)
+            .where(T.c.id == row_id, free)
+            .values(claimed_by=owner, claim_expires_at=now + timedelta(seconds=claim_s), attempts=T.c.attempts + 1)
+        )
         if conn.execute(stmt).rowcount == 1:
             taken.append(row_id)
     if not taken:
@@ -86,23 +110,29 @@ def claim(conn: Connection, owner: str, claim_s: float, *, limit: int = 50,
 def delivered(conn: Connection, row_id: int, owner: str, *, now: datetime | None = None) -> bool:
     """Mark a row delivered (the broker confirmed it); False when another deliverer took it over meanwhile."""
     now = now or utcnow()
-    stmt = (sa.update(T).where(T.c.id == row_id, T.c.delivered_at.is_(None), T.c.claimed_by == owner)
-            .values(delivered_at=now, claim_expires_at=None, last_error=None))
+    stmt = (
+        sa.update(T)
+        .where(T.c.id == row_id, T.c.delivered_at.is_(None), T.c.claimed_by == owner)
+        .values(delivered_at=now, claim_expires_at=None, last_error=None)
+    )
     return conn.execute(stmt).rowcount == 1
 
 
-def undeliverable(conn: Connection, row_id: int, owner: str, error: str, *, retry_in_s: float,
-                  now: datetime | None = None) -> None:
+def undeliverable(
+    conn: Connection, row_id: int, owner: str, error: str, *, retry_in_s: float, now: datetime | None = None
+) -> None:
     """Record why a delivery failed and keep the claim for ``retry_in_s`` (the backoff before the next try)."""
     now = now or utcnow()
-    conn.execute(sa.update(T).where(T.c.id == row_id, T.c.claimed_by == owner, T.c.delivered_at.is_(None))
-                 .values(last_error=error[:ERROR_CHARS], claim_expires_at=now + timedelta(seconds=retry_in_s)))
+    conn.execute(
+        sa.update(T)
+        .where(T.c.id == row_id, T.c.claimed_by == owner, T.c.delivered_at.is_(None))
+        .values(last_error=error[:ERROR_CHARS], claim_expires_at=now + timedelta(seconds=retry_in_s))
+    )
 
 
 def pending(conn: Connection) -> int:
     """Rows not delivered yet."""
-    return int(conn.execute(sa.select(sa.func.count()).select_from(T).where(T.c.delivered_at.is_(None)))
-               .scalar_one())
+    return int(conn.execute(sa.select(sa.func.count()).select_from(T).where(T.c.delivered_at.is_(None))).scalar_one())
 
 
 def of_job(conn: Connection, job_id: str) -> list[OutboxMessage]:
@@ -116,6 +146,15 @@ def prune(conn: Connection, delivered_before: datetime) -> int:
 
 
 def _message(m: Any) -> OutboxMessage:
-    return OutboxMessage(id=int(m["id"]), job_id=m["job_id"], kind=m["kind"], routing_key=m["routing_key"],
-                         message_id=m["message_id"], body=bytes(m["body"]), headers=m["headers"],
-                         attempts=int(m["attempts"]), created_at=m["created_at"], delivered_at=m["delivered_at"])
+    return OutboxMessage(
+        id=int(m["id"]),
+        job_id=m["job_id"],
+        kind=m["kind"],
+        routing_key=m["routing_key"],
+        message_id=m["message_id"],
+        body=bytes(m["body"]),
+        headers=m["headers"],
+        attempts=int(m["attempts"]),
+        created_at=m["created_at"],
+        delivered_at=m["delivered_at"],
+    )

@@ -13,8 +13,16 @@ from ludus.db.schema import optimized_parameters as T
 from ludus.db.schema import utcnow
 
 KEY = ("strategy", "symbol", "interval", "valid_for")
-VALUE_FIELDS = ("parameters", "expected_metric", "baseline_parameters", "model_version", "job_id", "arm",
-                "decision", "evidence_bars")
+VALUE_FIELDS = (
+    "parameters",
+    "expected_metric",
+    "baseline_parameters",
+    "model_version",
+    "job_id",
+    "arm",
+    "decision",
+    "evidence_bars",
+)
 
 
 @dataclass(frozen=True)
@@ -57,8 +65,9 @@ def upsert_parameters(conn: Connection, rows: list[ParameterRow]) -> int:
     return len(rows)
 
 
-def read_active(conn: Connection, strategy: str, symbol: str, interval: str,
-                day: date | None = None) -> ParameterRow | None:
+def read_active(
+    conn: Connection, strategy: str, symbol: str, interval: str, day: date | None = None
+) -> ParameterRow | None:
     """The row valid for ``day`` (exactly that trading day), or the latest row when ``day`` is None."""
     q = sa.select(T).where(T.c.strategy == strategy, T.c.symbol == symbol, T.c.interval == interval)
     q = q.where(T.c.valid_for == day) if day is not None else q.order_by(T.c.valid_for.desc()).limit(1)
@@ -66,12 +75,14 @@ def read_active(conn: Connection, strategy: str, symbol: str, interval: str,
     return _row(row) if row is not None else None
 
 
-def live_row(conn: Connection, strategy: str, symbol: str, interval: str, *, on_or_before: date,
-             excluding_job: str | None = None) -> ParameterRow | None:
+def live_row(
+    conn: Connection, strategy: str, symbol: str, interval: str, *, on_or_before: date, excluding_job: str | None = None
+) -> ParameterRow | None:
     """What is live for a key on ``on_or_before``: its latest row up to that day, leaving out the rows of
     ``excluding_job`` (a rerun of a job must not find its own earlier result as the champion)."""
-    q = sa.select(T).where(T.c.strategy == strategy, T.c.symbol == symbol, T.c.interval == interval,
-                           T.c.valid_for <= on_or_before)
+    q = sa.select(T).where(
+        T.c.strategy == strategy, T.c.symbol == symbol, T.c.interval == interval, T.c.valid_for <= on_or_before
+    )
     if excluding_job is not None:
         q = q.where(sa.or_(T.c.job_id.is_(None), T.c.job_id != excluding_job))
     row = conn.execute(q.order_by(T.c.valid_for.desc()).limit(1)).mappings().first()
@@ -80,8 +91,12 @@ def live_row(conn: Connection, strategy: str, symbol: str, interval: str, *, on_
 
 def history(conn: Connection, strategy: str, symbol: str, interval: str, limit: int = 30) -> list[ParameterRow]:
     """The most recent rows for a key, newest first."""
-    q = (sa.select(T).where(T.c.strategy == strategy, T.c.symbol == symbol, T.c.interval == interval)
-         .order_by(T.c.valid_for.desc()).limit(limit))
+    q = (
+        sa.select(T)
+        .where(T.c.strategy == strategy, T.c.symbol == symbol, T.c.interval == interval)
+        .order_by(T.c.valid_for.desc())
+        .limit(limit)
+    )
     return [_row(r) for r in conn.execute(q).mappings()]
 
 

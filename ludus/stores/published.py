@@ -27,15 +27,17 @@ class PublishedEntry:
     decision: dict[str, Any] | None  # the job's SymbolResult for this symbol, as stored with its result
 
 
-def published_history(conn: Connection, strategy: str, symbol: str, interval: str,
-                      limit: int = 30) -> list[PublishedEntry]:
+def published_history(
+    conn: Connection, strategy: str, symbol: str, interval: str, limit: int = 30
+) -> list[PublishedEntry]:
     """The rows of a key, newest trading day first, each with the decision of the job that published it."""
     rows = history(conn, strategy, symbol, interval, limit=limit)
     job_ids = sorted({r.job_id for r in rows if r.job_id})
     records: dict[str, tuple[str, Any]] = {}
     if job_ids:
         q = sa.select(jobs_table.c.job_id, jobs_table.c.status, jobs_table.c.result).where(
-            jobs_table.c.job_id.in_(job_ids))
+            jobs_table.c.job_id.in_(job_ids)
+        )
         records = {r.job_id: (r.status, r.result) for r in conn.execute(q)}
     out = []
     for row in rows:
@@ -69,9 +71,12 @@ def job_decisions(conn: Connection, strategy: str, symbol: str, interval: str, l
 
 def published_keys(conn: Connection, limit: int = 200) -> list[tuple[str, str, str]]:
     """Every (strategy, symbol, interval) with a published row, the key published for most recently first."""
-    q = (sa.select(T.c.strategy, T.c.symbol, T.c.interval, sa.func.max(T.c.updated_at).label("last"))
-         .group_by(T.c.strategy, T.c.symbol, T.c.interval)
-         .order_by(sa.desc("last"), T.c.strategy, T.c.symbol, T.c.interval).limit(limit))
+    q = (
+        sa.select(T.c.strategy, T.c.symbol, T.c.interval, sa.func.max(T.c.updated_at).label("last"))
+        .group_by(T.c.strategy, T.c.symbol, T.c.interval)
+        .order_by(sa.desc("last"), T.c.strategy, T.c.symbol, T.c.interval)
+        .limit(limit)
+    )
     return [(r.strategy, r.symbol, r.interval) for r in conn.execute(q)]
 
 
@@ -83,11 +88,24 @@ def referenced_model_versions(conn: Connection) -> set[int]:
 
 def live_job_ids(conn: Connection) -> set[str]:
     """The jobs that published the latest row of each key (what Constellations trades now)."""
-    latest = (sa.select(T.c.strategy, T.c.symbol, T.c.interval, sa.func.max(T.c.valid_for).label("day"))
-              .group_by(T.c.strategy, T.c.symbol, T.c.interval).subquery())
-    q = sa.select(T.c.job_id).join(latest, sa.and_(
-        T.c.strategy == latest.c.strategy, T.c.symbol == latest.c.symbol, T.c.interval == latest.c.interval,
-        T.c.valid_for == latest.c.day)).where(T.c.job_id.is_not(None))
+    latest = (
+        sa.select(T.c.strategy, T.c.symbol, T.c.interval, sa.func.max(T.c.valid_for).label("day"))
+        .group_by(T.c.strategy, T.c.symbol, T.c.interval)
+        .subquery()
+    )
+    q = (
+        sa.select(T.c.job_id)
+        .join(
+            latest,
+            sa.and_(
+                T.c.strategy == latest.c.strategy,
+                T.c.symbol == latest.c.symbol,
+                T.c.interval == latest.c.interval,
+                T.c.valid_for == latest.c.day,
+            ),
+        )
+        .where(T.c.job_id.is_not(None))
+    )
     return {str(j) for (j,) in conn.execute(q)}
 
 

@@ -29,14 +29,18 @@ class SlotRecord:
     error: str | None
 
 
-def claim(conn: Connection, schedule: str, slot_at: datetime, job_id: str | None, owner: str, *,
-          now: datetime | None = None) -> bool:
+def claim(
+    conn: Connection, schedule: str, slot_at: datetime, job_id: str | None, owner: str, *, now: datetime | None = None
+) -> bool:
     """Insert the slot's row; True for exactly one claimer, False when it was claimed already."""
     try:
         # a SAVEPOINT keeps a duplicate key from aborting the caller's transaction on PostgreSQL
         with conn.begin_nested():
-            conn.execute(sa.insert(T).values(schedule=schedule, slot_at=slot_at, job_id=job_id, claimed_by=owner,
-                                             claimed_at=now or utcnow()))
+            conn.execute(
+                sa.insert(T).values(
+                    schedule=schedule, slot_at=slot_at, job_id=job_id, claimed_by=owner, claimed_at=now or utcnow()
+                )
+            )
         return True
     except sa.exc.IntegrityError:
         return False
@@ -44,25 +48,40 @@ def claim(conn: Connection, schedule: str, slot_at: datetime, job_id: str | None
 
 def take_over(conn: Connection, record: SlotRecord, owner: str, *, now: datetime | None = None) -> bool:
     """Claim a stale, unpublished slot from whoever held it; True for exactly one of several callers."""
-    stmt = (sa.update(T)
-            .where(T.c.schedule == record.schedule, T.c.slot_at == record.slot_at, T.c.published_at.is_(None),
-                   T.c.error.is_(None), T.c.claimed_by == record.claimed_by, T.c.claimed_at == record.claimed_at)
-            .values(claimed_by=owner, claimed_at=now or utcnow()))
+    stmt = (
+        sa.update(T)
+        .where(
+            T.c.schedule == record.schedule,
+            T.c.slot_at == record.slot_at,
+            T.c.published_at.is_(None),
+            T.c.error.is_(None),
+            T.c.claimed_by == record.claimed_by,
+            T.c.claimed_at == record.claimed_at,
+        )
+        .values(claimed_by=owner, claimed_at=now or utcnow())
+    )
     return conn.execute(stmt).rowcount == 1
 
 
-def mark_published(conn: Connection, schedule: str, slot_at: datetime, owner: str, *,
-                   now: datetime | None = None) -> bool:
+def mark_published(
+    conn: Connection, schedule: str, slot_at: datetime, owner: str, *, now: datetime | None = None
+) -> bool:
     """Record that the claimer published (or, for retention, ran) the slot."""
-    stmt = (sa.update(T).where(T.c.schedule == schedule, T.c.slot_at == slot_at, T.c.claimed_by == owner)
-            .values(published_at=now or utcnow()))
+    stmt = (
+        sa.update(T)
+        .where(T.c.schedule == schedule, T.c.slot_at == slot_at, T.c.claimed_by == owner)
+        .values(published_at=now or utcnow())
+    )
     return conn.execute(stmt).rowcount == 1
 
 
 def mark_failed(conn: Connection, schedule: str, slot_at: datetime, owner: str, error: str) -> bool:
     """Record why the slot's job was not published (a template the checks refused): it is not retried."""
-    stmt = (sa.update(T).where(T.c.schedule == schedule, T.c.slot_at == slot_at, T.c.claimed_by == owner)
-            .values(error=error[:4000]))
+    stmt = (
+        sa.update(T)
+        .where(T.c.schedule == schedule, T.c.slot_at == slot_at, T.c.claimed_by == owner)
+        .values(error=error[:4000])
+    )
     return conn.execute(stmt).rowcount == 1
 
 
@@ -74,8 +93,11 @@ def claimed_between(conn: Connection, schedule: str, start: datetime, end: datet
 
 def stale_claims(conn: Connection, claimed_before: datetime) -> list[SlotRecord]:
     """Claims without a publication or an error, made before ``claimed_before`` (oldest first)."""
-    q = (sa.select(T).where(T.c.published_at.is_(None), T.c.error.is_(None), T.c.claimed_at < claimed_before)
-         .order_by(T.c.slot_at))
+    q = (
+        sa.select(T)
+        .where(T.c.published_at.is_(None), T.c.error.is_(None), T.c.claimed_at < claimed_before)
+        .order_by(T.c.slot_at)
+    )
     return [SlotRecord(**dict(r)) for r in conn.execute(q).mappings()]
 
 

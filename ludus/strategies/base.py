@@ -45,8 +45,9 @@ class Strategy(ABC):
         n = next(iter(arrays.values())).shape[0]
         out = np.zeros((n, len(market)), dtype=np.int8)
         tables = market.tables()
-        run_scan(lambda rows: self.bind(tables, {k: v[rows] for k, v in arrays.items()}, 0.0), tables, n, 0.0,
-                 positions=out)
+        run_scan(
+            lambda rows: self.bind(tables, {k: v[rows] for k, v in arrays.items()}, 0.0), tables, n, 0.0, positions=out
+        )
         return torch.from_numpy(out)
 
     @abstractmethod

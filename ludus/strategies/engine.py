@@ -34,8 +34,7 @@ from ludus.strategies.fused import numpy_params, run_scan
 from ludus.strategies.market import MarketTensors
 from ludus.strategies.segments import SideTables, path_sums, position_changes
 
-METRICS = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "calmar", "trades", "turnover",
-           "exposure")
+METRICS = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "calmar", "trades", "turnover", "exposure")
 DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes of per-chunk temporaries on CPU
 _CPU_CACHE_ELEMENTS = 1 << 19  # elements of a [chunk, T] block that keep the chunk's passes in L2/L3
 _EVENTS_PER_BATCH = 1 << 18  # position changes gathered before their metrics are computed in one batch
@@ -106,13 +105,19 @@ def compute_metrics(net: torch.Tensor, positions: torch.Tensor, bars_per_year: f
     years = t / bars_per_year
     pos = positions
     prev = torch.nn.functional.pad(pos[:, :-1], (1, 0))
-    change = (pos != prev)
+    change = pos != prev
     delta = (pos.to(torch.int16) - prev.to(torch.int16)).abs() if not pos.is_floating_point() else (pos - prev).abs()
     return _metrics_from(net, change.sum(1), delta.sum(1).to(net.dtype), (pos != 0).sum(1), years, bars_per_year)
 
 
-def _metrics_from(net: torch.Tensor, trades: torch.Tensor, abs_delta: torch.Tensor, held: torch.Tensor,
-                  years: float, bars_per_year: float) -> dict[str, torch.Tensor]:
+def _metrics_from(
+    net: torch.Tensor,
+    trades: torch.Tensor,
+    abs_delta: torch.Tensor,
+    held: torch.Tensor,
+    years: float,
+    bars_per_year: float,
+) -> dict[str, torch.Tensor]:
     t = net.shape[1]
     mean = net.mean(1)
     std = (net * net).mean(1).sub_(mean * mean).clamp_(min=0).sqrt_()
@@ -135,26 +140,42 @@ def _finish(total_log, worst, mean, std, down_dev, trades, abs_delta, held, t, y
     sortino = torch.where(down_dev > 0, mean / down_dev.clamp(min=1e-30) * ann, zero)
     calmar = torch.where(max_dd > 0, cagr / max_dd.clamp(min=1e-30), zero)
     return {
-        "total_return": total_return, "cagr": cagr, "sharpe": sharpe, "sortino": sortino,
-        "max_drawdown": max_dd, "calmar": calmar, "trades": trades.to(mean.dtype),
+        "total_return": total_return,
+        "cagr": cagr,
+        "sharpe": sharpe,
+        "sortino": sortino,
+        "max_drawdown": max_dd,
+        "calmar": calmar,
+        "trades": trades.to(mean.dtype),
         "turnover": abs_delta.to(mean.dtype) / years if years > 0 else abs_delta.to(mean.dtype),
         "exposure": held.to(mean.dtype) / t,
     }
 
 
-def _metrics_of_sums(s: dict[str, torch.Tensor], t: int, years: float, bars_per_year: float,
-                     dtype: torch.dtype) -> dict[str, torch.Tensor]:
+def _metrics_of_sums(
+    s: dict[str, torch.Tensor], t: int, years: float, bars_per_year: float, dtype: torch.dtype
+) -> dict[str, torch.Tensor]:
     """Metrics from per-set float64 path sums (``segments.path_sums`` / ``fused.run_scan``), in ``dtype``."""
     mean = s["net"] / t
     std = (s["net2"] / t - mean * mean).clamp_(min=0).sqrt_()
     down_dev = (s["down2"] / t).sqrt_()
-    out = _finish(s["log"], s["worst"], mean, std, down_dev, s["trades"], s["abs_delta"], s["held"], t, years,
-                  bars_per_year)
+    out = _finish(
+        s["log"], s["worst"], mean, std, down_dev, s["trades"], s["abs_delta"], s["held"], t, years, bars_per_year
+    )
     return {k: v.to(dtype) for k, v in out.items()}
 
 
-def _metrics_of_changes(flat: torch.Tensor, new: torch.Tensor, n_sets: int, tables: SideTables, cost: float,
-                        t: int, years: float, bars_per_year: float, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+def _metrics_of_changes(
+    flat: torch.Tensor,
+    new: torch.Tensor,
+    n_sets: int,
+    tables: SideTables,
+    cost: float,
+    t: int,
+    years: float,
+    bars_per_year: float,
+    dtype: torch.dtype,
+) -> dict[str, torch.Tensor]:
     """Metrics of int8 positions [n_sets, T] from the bars where they change (``segments.path_sums``),
     computed in float64 and returned in the backtest dtype; the same definitions as ``compute_metrics``."""
     return _metrics_of_sums(path_sums(flat, new, n_sets, tables, cost), t, years, bars_per_year, dtype)
@@ -166,24 +187,35 @@ def auto_chunk_size(n_sets: int, n_bars: int, device: torch.device, memory_budge
         budget = memory_budget or int(torch.cuda.mem_get_info(device)[0] * 0.5)
         size = budget // (_BYTES_PER_ELEMENT * max(n_bars, 1))
     else:
-        size = min((memory_budget or DEFAULT_MEMORY_BUDGET) // (_BYTES_PER_ELEMENT * max(n_bars, 1)),
-                   max(_CPU_CACHE_ELEMENTS // max(n_bars, 1), 8))
+        size = min(
+            (memory_budget or DEFAULT_MEMORY_BUDGET) // (_BYTES_PER_ELEMENT * max(n_bars, 1)),
+            max(_CPU_CACHE_ELEMENTS // max(n_bars, 1), 8),
+        )
     return int(max(1, min(size, n_sets)))
 
 
-def params_to_tensors(strategy: Strategy, params: Sequence[Mapping[str, Any]] | Mapping[str, torch.Tensor],
-                      market: MarketTensors) -> dict[str, torch.Tensor]:
+def params_to_tensors(
+    strategy: Strategy, params: Sequence[Mapping[str, Any]] | Mapping[str, torch.Tensor], market: MarketTensors
+) -> dict[str, torch.Tensor]:
     """Accept validated parameter dicts or ready [P] tensors (from ``strategy.space.to_tensors``)."""
     if isinstance(params, Mapping):
         return {k: v.to(market.device) for k, v in params.items()}
     return strategy.space.to_tensors(params, market.device, torch.float64)  # decisions compare float64
 
 
-def run_backtest(strategy: Strategy, market: MarketTensors,
-                 params: Sequence[Mapping[str, Any]] | Mapping[str, torch.Tensor], *, cost_bps: float,
-                 bars_per_year: float, chunk_size: int | None = None, keep_returns: bool = False,
-                 keep_positions: bool = False, memory_budget: int | None = None,
-                 on_chunk: Callable[[int, int], None] | None = None) -> BacktestResult:
+def run_backtest(
+    strategy: Strategy,
+    market: MarketTensors,
+    params: Sequence[Mapping[str, Any]] | Mapping[str, torch.Tensor],
+    *,
+    cost_bps: float,
+    bars_per_year: float,
+    chunk_size: int | None = None,
+    keep_returns: bool = False,
+    keep_positions: bool = False,
+    memory_budget: int | None = None,
+    on_chunk: Callable[[int, int], None] | None = None,
+) -> BacktestResult:
     """Backtest P parameter sets at once; metrics (and optionally [P, T] returns/positions) per set.
 
     ``on_chunk(done, total)`` is called as sets are done (progress bars). ``chunk_size`` is the number of
@@ -200,16 +232,46 @@ def run_backtest(strategy: Strategy, market: MarketTensors,
     if t < 2:
         raise InputError("bars", t, "need at least 2 bars to backtest")
     if market.device.type == "cpu":
-        return _run_fused(strategy, market, tensors, n, cost_bps * 1e-4, bars_per_year, chunk_size, keep_returns,
-                          keep_positions, on_chunk)
-    return _run_tensors(strategy, market, tensors, n, cost_bps * 1e-4, bars_per_year, chunk_size, keep_returns,
-                        keep_positions, memory_budget, on_chunk)
+        return _run_fused(
+            strategy,
+            market,
+            tensors,
+            n,
+            cost_bps * 1e-4,
+            bars_per_year,
+            chunk_size,
+            keep_returns,
+            keep_positions,
+            on_chunk,
+        )
+    return _run_tensors(
+        strategy,
+        market,
+        tensors,
+        n,
+        cost_bps * 1e-4,
+        bars_per_year,
+        chunk_size,
+        keep_returns,
+        keep_positions,
+        memory_budget,
+        on_chunk,
+    )
 
 
-def _run_tensors(strategy: Strategy, market: MarketTensors, tensors: Mapping[str, torch.Tensor], n: int,
-                 cost: float, bars_per_year: float, chunk_size: int | None, keep_returns: bool,
-                 keep_positions: bool, memory_budget: int | None,
-                 on_chunk: Callable[[int, int], None] | None) -> BacktestResult:
+def _run_tensors(
+    strategy: Strategy,
+    market: MarketTensors,
+    tensors: Mapping[str, torch.Tensor],
+    n: int,
+    cost: float,
+    bars_per_year: float,
+    chunk_size: int | None,
+    keep_returns: bool,
+    keep_positions: bool,
+    memory_budget: int | None,
+    on_chunk: Callable[[int, int], None] | None,
+) -> BacktestResult:
     """The torch path (CUDA; runs on any device): [chunk, T] positions, metrics from their changes."""
     t = len(market)
     size = chunk_size or auto_chunk_size(n, t, market.device, memory_budget)
@@ -227,14 +289,23 @@ def _run_tensors(strategy: Strategy, market: MarketTensors, tensors: Mapping[str
     def flush(upto: int) -> None:
         flat = torch.cat([c[0] for c in changes]) if changes else torch.zeros(0, dtype=torch.int64)
         new = torch.cat([c[1] for c in changes]) if changes else torch.zeros(0, dtype=torch.int8)
-        metrics = _metrics_of_changes(flat.to(market.device), new.to(market.device), upto - since, tables, cost,
-                                      t, years, bars_per_year, market.dtype)
+        metrics = _metrics_of_changes(
+            flat.to(market.device),
+            new.to(market.device),
+            upto - since,
+            tables,
+            cost,
+            t,
+            years,
+            bars_per_year,
+            market.dtype,
+        )
         for k in METRICS:
             parts[k].append(metrics[k].cpu())
         changes.clear()
 
     for start in range(0, n, size):
-        chunk = {k: v[start:start + size] for k, v in tensors.items()}
+        chunk = {k: v[start : start + size] for k, v in tensors.items()}
         pos = strategy.tensor_positions(market, chunk)
         flat, new = position_changes(pos)
         changes.append((flat + (start - since) * t, new))
@@ -250,23 +321,46 @@ def _run_tensors(strategy: Strategy, market: MarketTensors, tensors: Mapping[str
             on_chunk(min(start + size, n), n)
     if since < n:
         flush(n)
-    return BacktestResult({k: torch.cat(v) for k, v in parts.items()},
-                          torch.cat(kept_r) if keep_returns else None,
-                          torch.cat(kept_p) if keep_positions else None)
+    return BacktestResult(
+        {k: torch.cat(v) for k, v in parts.items()},
+        torch.cat(kept_r) if keep_returns else None,
+        torch.cat(kept_p) if keep_positions else None,
+    )
 
 
-def _run_fused(strategy: Strategy, market: MarketTensors, tensors: Mapping[str, torch.Tensor], n: int, cost: float,
-               bars_per_year: float, chunk_size: int | None, keep_returns: bool, keep_positions: bool,
-               on_chunk: Callable[[int, int], None] | None) -> BacktestResult:
+def _run_fused(
+    strategy: Strategy,
+    market: MarketTensors,
+    tensors: Mapping[str, torch.Tensor],
+    n: int,
+    cost: float,
+    bars_per_year: float,
+    chunk_size: int | None,
+    keep_returns: bool,
+    keep_positions: bool,
+    on_chunk: Callable[[int, int], None] | None,
+) -> BacktestResult:
     """The CPU path: the fused engine over the market's kept tables."""
     tables = market.tables()
     arrays = numpy_params(tensors)
     t = len(market)
     positions = np.zeros((n, t), dtype=np.int8) if keep_returns or keep_positions else None
-    sums = run_scan(lambda rows: strategy.bind(tables, {k: v[rows] for k, v in arrays.items()}, cost), tables, n,
-                    cost, chunk_size=chunk_size, positions=positions, on_progress=on_chunk)
-    metrics = _metrics_of_sums({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sums.items()}, t,
-                               t / bars_per_year, bars_per_year, market.dtype)
+    sums = run_scan(
+        lambda rows: strategy.bind(tables, {k: v[rows] for k, v in arrays.items()}, cost),
+        tables,
+        n,
+        cost,
+        chunk_size=chunk_size,
+        positions=positions,
+        on_progress=on_chunk,
+    )
+    metrics = _metrics_of_sums(
+        {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sums.items()},
+        t,
+        t / bars_per_year,
+        bars_per_year,
+        market.dtype,
+    )
     pos = torch.from_numpy(positions) if positions is not None else None
     net = _net(pos, market.returns, cost) if keep_returns and pos is not None else None  # keep_returns keeps pos
     return BacktestResult(metrics, net, pos if keep_positions else None)

@@ -41,9 +41,16 @@ def new_state(n_sets: int) -> tuple[np.ndarray, np.ndarray]:
     return (np.zeros((n_sets, kernels.N_FLOAT_STATE)), np.zeros((n_sets, kernels.N_INT_STATE), dtype=np.int64))
 
 
-def run_scan(make_scan: Callable[[slice], Scan], tables: MarketTables, n_sets: int, cost: float, *,
-             chunk_size: int | None = None, positions: np.ndarray | None = None,
-             on_progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
+def run_scan(
+    make_scan: Callable[[slice], Scan],
+    tables: MarketTables,
+    n_sets: int,
+    cost: float,
+    *,
+    chunk_size: int | None = None,
+    positions: np.ndarray | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> dict[str, np.ndarray]:
     """Per-set float64 sums of the fused pass (``net``, ``net2``, ``down2``, ``log``, ``worst`` and int64
     ``trades``, ``abs_delta``, ``held``: the definitions of ``segments.path_sums``).
 
@@ -74,9 +81,16 @@ def run_scan(make_scan: Callable[[slice], Scan], tables: MarketTables, n_sets: i
         fst[rows], ist[rows] = f, i
         if rows.stop == n_sets:
             break
-    return {"net": fst[:, kernels.F_NET], "net2": fst[:, kernels.F_NET2], "down2": fst[:, kernels.F_DOWN2],
-            "log": fst[:, kernels.F_LOG], "worst": -fst[:, kernels.F_DD], "trades": ist[:, kernels.I_TRADES],
-            "abs_delta": ist[:, kernels.I_DELTA], "held": ist[:, kernels.I_HELD]}
+    return {
+        "net": fst[:, kernels.F_NET],
+        "net2": fst[:, kernels.F_NET2],
+        "down2": fst[:, kernels.F_DOWN2],
+        "log": fst[:, kernels.F_LOG],
+        "worst": -fst[:, kernels.F_DD],
+        "trades": ist[:, kernels.I_TRADES],
+        "abs_delta": ist[:, kernels.I_DELTA],
+        "held": ist[:, kernels.I_HELD],
+    }
 
 
 def numpy_params(params: Mapping[str, object]) -> dict[str, np.ndarray]:

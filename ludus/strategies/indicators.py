@@ -28,7 +28,7 @@ def rolling_std(x: torch.Tensor, windows: Sequence[int]) -> torch.Tensor:
     for w in windows:  # loop over distinct windows (a handful), never over bars or parameter sets
         row = torch.full_like(x, float("nan"))
         if w <= x.shape[0]:
-            row[w - 1:] = x.unfold(0, w, 1).std(dim=1, unbiased=False)
+            row[w - 1 :] = x.unfold(0, w, 1).std(dim=1, unbiased=False)
         rows.append(row)
     return torch.stack(rows)
 
@@ -105,6 +105,5 @@ def rsi(x: torch.Tensor, windows: Sequence[int]) -> torch.Tensor:
         return decay_scan(z, 1.0 - 1.0 / n)
 
     ag, al = wilder(gain), wilder(loss)
-    out = torch.where(al > 0, 100.0 - 100.0 / (1.0 + ag / al.clamp(min=1e-300)),
-                      torch.full_like(ag, 100.0))
+    out = torch.where(al > 0, 100.0 - 100.0 / (1.0 + ag / al.clamp(min=1e-300)), torch.full_like(ag, 100.0))
     return out.masked_fill(idx < ni, float("nan"))

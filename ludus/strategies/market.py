@@ -46,14 +46,22 @@ class MarketTensors:
     _cache: dict = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_bars(cls, bars: Bars, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
-                  ) -> MarketTensors:
+    def from_bars(
+        cls, bars: Bars, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+    ) -> MarketTensors:
         def t(a: np.ndarray, dt: torch.dtype) -> torch.Tensor:
             return torch.tensor(np.asarray(a, dtype=np.float64), device=device).to(dt)
 
-        return cls(open=t(bars.open, dtype), high=t(bars.high, dtype), low=t(bars.low, dtype),
-                   close=t(bars.close, dtype), volume=t(bars.volume, dtype), close64=t(bars.close, torch.float64),
-                   high64=t(bars.high, torch.float64), low64=t(bars.low, torch.float64))
+        return cls(
+            open=t(bars.open, dtype),
+            high=t(bars.high, dtype),
+            low=t(bars.low, dtype),
+            close=t(bars.close, dtype),
+            volume=t(bars.volume, dtype),
+            close64=t(bars.close, torch.float64),
+            high64=t(bars.high, torch.float64),
+            low64=t(bars.low, torch.float64),
+        )
 
     @property
     def dtype(self) -> torch.dtype:
@@ -69,16 +77,20 @@ class MarketTensors:
     @property
     def returns(self) -> torch.Tensor:
         """Simple per-bar returns r[t] = close[t]/close[t-1] - 1, r[0] = 0 (computed in float64)."""
+
         def compute() -> torch.Tensor:
             r = torch.zeros_like(self.close64)
             r[1:] = self.close64[1:] / self.close64[:-1] - 1.0
             return r.to(self.dtype)
+
         return self.cached("returns", compute)
 
     def tables(self) -> MarketTables:
         """The fused CPU engine's float64 tables of this market, built on first use and kept."""
+
         def compute() -> MarketTables:
             return MarketTables(self.close64.cpu().numpy(), self.high64.cpu().numpy(), self.low64.cpu().numpy())
+
         return self.cached("fused_tables", compute)
 
     def cached(self, key: Hashable, compute: Callable[[], _T]) -> _T:
@@ -86,8 +98,7 @@ class MarketTensors:
             self._cache[key] = compute()
         return self._cache[key]
 
-    def table(self, kind: str, keys: Sequence[Hashable], compute: Callable[[list], torch.Tensor]
-              ) -> torch.Tensor:
+    def table(self, kind: str, keys: Sequence[Hashable], compute: Callable[[list], torch.Tensor]) -> torch.Tensor:
         """Rows [len(keys), T] of an indicator; ``compute(missing_keys) -> [M, T]`` fills the cache."""
         store = self._cache.setdefault(("table", kind), {})
         missing = [k for k in dict.fromkeys(keys) if k not in store]
@@ -97,8 +108,9 @@ class MarketTensors:
                 store[k] = rows[i]
         return torch.stack([store[k] for k in keys]) if keys else torch.empty(0, len(self), device=self.device)
 
-    def ranks(self, kind: str, windows: torch.Tensor, compute: Callable[[list], torch.Tensor]
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+    def ranks(
+        self, kind: str, windows: torch.Tensor, compute: Callable[[list], torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-bar ranks of an indicator's rows, for comparing rows of different windows: ``(ranks, rows)``.
 
         ``ranks`` [U, T] (uint8 when U < 255, else int16/int32) ranks the distinct windows' values at each bar

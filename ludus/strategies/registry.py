@@ -20,8 +20,9 @@ from ludus.strategies.reversion import BollingerReversion, RsiReversion
 from ludus.strategies.space import ParameterSpace
 from ludus.strategies.trend import DonchianBreakout, EmaCross, Macd, SmaCross
 
-RULES: dict[str, type[Strategy]] = {cls.rule: cls for cls in (
-    SmaCross, EmaCross, Macd, DonchianBreakout, RsiReversion, BollingerReversion)}
+RULES: dict[str, type[Strategy]] = {
+    cls.rule: cls for cls in (SmaCross, EmaCross, Macd, DonchianBreakout, RsiReversion, BollingerReversion)
+}
 
 
 def list_strategies(trials_dir: Path | str | None = None) -> list[str]:

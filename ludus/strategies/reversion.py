@@ -38,8 +38,10 @@ class RsiReversion(Strategy):
 
         def run(b0, b1, fst, ist, out, oo):
             tab, off = src.block(b0, b1)
-            kernels.threshold_block(tab, off, ri, lower, exit_, upper, short, b0, b1, fst, ist, tables.mt,
-                                    tables.agg, cost, out, oo)
+            kernels.threshold_block(
+                tab, off, ri, lower, exit_, upper, short, b0, b1, fst, ist, tables.mt, tables.agg, cost, out, oo
+            )
+
         return Scan((src,), run, tables.n)
 
     def warmup(self, values: Mapping[str, Any]) -> int:
@@ -60,8 +62,9 @@ class BollingerReversion(Strategy):
         z = params["exit_z"].to(torch.float64)[:, None]
         close = market.close64[None, :]
         short_ok = self.short_ok(params)[:, None]
-        return hold(close < mid - k * sd, (close > mid + k * sd) & short_ok, close >= mid + z * sd,
-                    close <= mid - z * sd)
+        return hold(
+            close < mid - k * sd, (close > mid + k * sd) & short_ok, close >= mid + z * sd, close <= mid - z * sd
+        )
 
     def bind(self, tables: MarketTables, params: Mapping[str, np.ndarray], cost: float) -> Scan:
         mid, sd = tables.source("sma", params["window"]), tables.source("std", params["window"])
@@ -71,8 +74,28 @@ class BollingerReversion(Strategy):
         def run(b0, b1, fst, ist, out, oo):
             mt, moff = mid.block(b0, b1)
             st, soff = sd.block(b0, b1)
-            kernels.band_block(mt, moff, st, soff, mid.index, sd.index, k, z, short, tables.close, b0, b1, fst,
-                               ist, tables.mt, tables.agg, cost, out, oo)
+            kernels.band_block(
+                mt,
+                moff,
+                st,
+                soff,
+                mid.index,
+                sd.index,
+                k,
+                z,
+                short,
+                tables.close,
+                b0,
+                b1,
+                fst,
+                ist,
+                tables.mt,
+                tables.agg,
+                cost,
+                out,
+                oo,
+            )
+
         return Scan((mid, sd), run, tables.n)
 
     def warmup(self, values: Mapping[str, Any]) -> int:

@@ -72,10 +72,12 @@ class SideTables:
             r = torch.zeros_like(market.close64)
             r[1:] = market.close64[1:] / market.close64[:-1] - 1.0
             return cls(r)
+
         return market.cached("side_tables", compute)
 
-    def range_stats(self, side: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor
-                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def range_stats(
+        self, side: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(max, min, max_{lo<=s<=u<=hi} C[s] - C[u]) of the side's C over [lo, hi] (lo <= hi), per query."""
         single = lo == hi
         xor = torch.bitwise_xor(lo, hi).clamp_(min=1)
@@ -89,8 +91,11 @@ class SideTables:
         qmin = torch.minimum(lmin, rmin)
         qdd = torch.maximum(torch.maximum(ldd, rdd), lmax - rmin)
         point = self.cum.reshape(-1).take(side * self.n + lo)
-        return (torch.where(single, point, qmax), torch.where(single, point, qmin),
-                torch.where(single, torch.zeros_like(qdd), qdd))
+        return (
+            torch.where(single, point, qmax),
+            torch.where(single, point, qmin),
+            torch.where(single, torch.zeros_like(qdd), qdd),
+        )
 
 
 def position_changes(pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,8 +122,9 @@ def _changes(pos: torch.Tensor) -> torch.Tensor:
     return hit.take(inner[:, 0]) * 8 + inner[:, 1]
 
 
-def path_sums(flat: torch.Tensor, new: torch.Tensor, n_sets: int, tables: SideTables, cost: float
-              ) -> dict[str, torch.Tensor]:
+def path_sums(
+    flat: torch.Tensor, new: torch.Tensor, n_sets: int, tables: SideTables, cost: float
+) -> dict[str, torch.Tensor]:
     """Per-set float64 sums of positions [P, T] in {-1, 0, 1} given by their changes (``position_changes``:
     flat indices set * T + bar, increasing, and the new positions): ``net``, ``net2``, ``down2`` (Σ
     min(net, 0)²), ``log`` (Σ log1p(net), the log of the final equity), ``worst`` (min_t log equity - its

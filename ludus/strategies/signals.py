@@ -16,8 +16,9 @@ def crossover(above: torch.Tensor, valid: torch.Tensor, short_ok: torch.Tensor) 
     return pos * valid.to(torch.int8)
 
 
-def hold(entry_long: torch.Tensor, entry_short: torch.Tensor, exit_long: torch.Tensor,
-         exit_short: torch.Tensor) -> torch.Tensor:
+def hold(
+    entry_long: torch.Tensor, entry_short: torch.Tensor, exit_long: torch.Tensor, exit_short: torch.Tensor
+) -> torch.Tensor:
     """Stateful enter/exit rule without a loop over bars.
 
     Per bar, in order of precedence: an entry condition sets the position to its side; otherwise a long

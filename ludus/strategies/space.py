@@ -35,8 +35,9 @@ class IntParam:
 
     def __post_init__(self) -> None:
         if self.step < 1 or self.high < self.low:
-            raise InputError(self.name, (self.low, self.high, self.step),
-                             "int parameter needs low <= high and step >= 1")
+            raise InputError(
+                self.name, (self.low, self.high, self.step), "int parameter needs low <= high and step >= 1"
+            )
 
     def values(self) -> list[int]:
         return list(range(self.low, self.high + 1, self.step))
@@ -79,8 +80,9 @@ class FloatParam:
 
     def __post_init__(self) -> None:
         if self.high < self.low or (self.step is not None and self.step <= 0) or (self.log and self.low <= 0):
-            raise InputError(self.name, (self.low, self.high),
-                             "float parameter needs low <= high, step > 0, log needs low > 0")
+            raise InputError(
+                self.name, (self.low, self.high), "float parameter needs low <= high, step > 0, log needs low > 0"
+            )
 
     def values(self) -> list[float]:
         if self.step is None:
@@ -199,8 +201,11 @@ class ParameterSpace:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "params", tuple(self.params))
-        object.__setattr__(self, "constraints", tuple(
-            c if isinstance(c, Constraint) else Constraint.parse(c) for c in self.constraints))
+        object.__setattr__(
+            self,
+            "constraints",
+            tuple(c if isinstance(c, Constraint) else Constraint.parse(c) for c in self.constraints),
+        )
         names = [p.name for p in self.params]
         if len(set(names)) != len(names):
             raise InputError("parameters", names, "parameter names must be unique")
@@ -228,15 +233,19 @@ class ParameterSpace:
         """Complete ``values`` with defaults and check types, bounds, steps, choices and constraints."""
         unknown = [k for k in values if k not in self.names]
         if unknown:
-            raise InputError(f"{field_prefix}{unknown[0]}", values[unknown[0]],
-                             f"unknown parameter; known: {', '.join(self.names)}")
+            raise InputError(
+                f"{field_prefix}{unknown[0]}", values[unknown[0]], f"unknown parameter; known: {', '.join(self.names)}"
+            )
         out = {p.name: p.check(values[p.name] if p.name in values else self.defaults[p.name]) for p in self.params}
         for c in self.constraints:
             if not c.holds(out):
                 culprit = next(iter(sorted(c.names() & set(values)) or sorted(c.names())), str(c))
                 shown = {n: out[n] for n in sorted(c.names())}
-                raise InputError(f"{field_prefix}{culprit}", out.get(culprit, culprit),
-                                 f"violates constraint {c} (got {', '.join(f'{k}={v}' for k, v in shown.items())})")
+                raise InputError(
+                    f"{field_prefix}{culprit}",
+                    out.get(culprit, culprit),
+                    f"violates constraint {c} (got {', '.join(f'{k}={v}' for k, v in shown.items())})",
+                )
         return out
 
     def is_valid(self, values: Mapping[str, Any]) -> bool:
@@ -310,8 +319,11 @@ class ParameterSpace:
             allowed = {"value", "choices"} if isinstance(p, CategoricalParam) else {"low", "high", "step", "value"}
             extra = set(spec) - allowed
             if extra:
-                raise InputError(f"{field_name}.{min(extra)}", spec[min(extra)],
-                                 f"unknown key for this parameter; allowed: {', '.join(sorted(allowed))}")
+                raise InputError(
+                    f"{field_name}.{min(extra)}",
+                    spec[min(extra)],
+                    f"unknown key for this parameter; allowed: {', '.join(sorted(allowed))}",
+                )
             new_params[name] = _narrow_param(p, spec, field_name)
         params = tuple(new_params[p.name] for p in self.params)
         defaults = _defaults_inside(params, self.constraints, self.defaults)
@@ -423,8 +435,15 @@ class ParameterSpace:
                     params.append(IntParam(name, int(p["low"]), int(p["high"]), int(p.get("step", 1))))
                 elif kind == "float":
                     step = p.get("step")
-                    params.append(FloatParam(name, float(p["low"]), float(p["high"]),
-                                             None if step is None else float(step), bool(p.get("log", False))))
+                    params.append(
+                        FloatParam(
+                            name,
+                            float(p["low"]),
+                            float(p["high"]),
+                            None if step is None else float(step),
+                            bool(p.get("log", False)),
+                        )
+                    )
                 elif kind == "categorical":
                     params.append(CategoricalParam(name, tuple(p["choices"])))
                 else:
@@ -520,12 +539,15 @@ def _defaults_inside(params: Iterable[Param], constraints: Sequence[Constraint],
         cand = dict(zip((p.name for p in params), combo, strict=True))
         if not all(c.holds(cand) for c in constraints):
             continue
-        dist = sum(abs(float(cand[p.name]) - float(values[p.name])) for p in params
-                   if not isinstance(p, CategoricalParam))
+        dist = sum(
+            abs(float(cand[p.name]) - float(values[p.name])) for p in params if not isinstance(p, CategoricalParam)
+        )
         if dist < best_d:
             best, best_d = cand, dist
     if best is None:
-        raise InputError("overrides", {p.name: (getattr(p, "low", None), getattr(p, "high", None)) for p in params},
-                         "no parameter set in the narrowed space satisfies the constraints "
-                         + ", ".join(map(str, constraints)))
+        raise InputError(
+            "overrides",
+            {p.name: (getattr(p, "low", None), getattr(p, "high", None)) for p in params},
+            "no parameter set in the narrowed space satisfies the constraints " + ", ".join(map(str, constraints)),
+        )
     return best

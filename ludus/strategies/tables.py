@@ -73,8 +73,10 @@ class RowSource:
         if not self.streamed:
             return self.table, 0
         if b0 != self.next_bar or b1 - b0 > self.block_bars:
-            raise ValueError(f"blocks of a streamed {self.kind} source must follow each other "
-                             f"(expected bar {self.next_bar}, got {b0}..{b1})")
+            raise ValueError(
+                f"blocks of a streamed {self.kind} source must follow each other "
+                f"(expected bar {self.next_bar}, got {b0}..{b1})"
+            )
         self.spec.build(self.series, self.keys, b0, b1, self.table, self.carry)
         self.next_bar = b1
         return self.table, b0
@@ -85,8 +87,15 @@ class MarketTables:
     sums (over bars u < i) of r, r², min(r,0)², max(r,0)², log1p(r), log1p(-r) (rows ``kernels.M_*``);
     ``agg`` [6, T/BLOCK] the mini-block aggregates of the long then the short cumulative log return."""
 
-    def __init__(self, close: np.ndarray, high: np.ndarray, low: np.ndarray, *,
-                 cache_bytes: int = DEFAULT_CACHE_BYTES, block_bytes: int = DEFAULT_BLOCK_BYTES) -> None:
+    def __init__(
+        self,
+        close: np.ndarray,
+        high: np.ndarray,
+        low: np.ndarray,
+        *,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        block_bytes: int = DEFAULT_BLOCK_BYTES,
+    ) -> None:
         self.close = np.ascontiguousarray(close, dtype=np.float64)
         self.high = np.ascontiguousarray(high, dtype=np.float64)
         self.low = np.ascontiguousarray(low, dtype=np.float64)
@@ -99,15 +108,20 @@ class MarketTables:
             r[1:] = self.close[1:] / self.close[:-1] - 1.0
         self.r = r
         mt = np.zeros((7, self.n + 1))
-        mt[kernels.M_RET, :self.n] = r
-        for row, x in ((kernels.M_R, r), (kernels.M_R2, r * r), (kernels.M_NEG2, np.minimum(r, 0.0) ** 2),
-                       (kernels.M_POS2, np.maximum(r, 0.0) ** 2),
-                       (kernels.M_LOG_LONG, np.log1p(np.maximum(r, kernels.LOG_FLOOR))),
-                       (kernels.M_LOG_SHORT, np.log1p(np.maximum(-r, kernels.LOG_FLOOR)))):
+        mt[kernels.M_RET, : self.n] = r
+        for row, x in (
+            (kernels.M_R, r),
+            (kernels.M_R2, r * r),
+            (kernels.M_NEG2, np.minimum(r, 0.0) ** 2),
+            (kernels.M_POS2, np.maximum(r, 0.0) ** 2),
+            (kernels.M_LOG_LONG, np.log1p(np.maximum(r, kernels.LOG_FLOOR))),
+            (kernels.M_LOG_SHORT, np.log1p(np.maximum(-r, kernels.LOG_FLOOR))),
+        ):
             np.cumsum(x, out=mt[row, 1:])
         self.mt = mt
-        self.agg = np.concatenate([kernels.drawdown_blocks(mt[kernels.M_LOG_LONG]),
-                                   kernels.drawdown_blocks(mt[kernels.M_LOG_SHORT])])
+        self.agg = np.concatenate(
+            [kernels.drawdown_blocks(mt[kernels.M_LOG_LONG]), kernels.drawdown_blocks(mt[kernels.M_LOG_SHORT])]
+        )
         self._rows: dict[str, tuple[np.ndarray, dict[int, int]]] = {}
         self._lock = threading.Lock()  # one market may serve chunks mapped over threads
 
@@ -142,7 +156,7 @@ class MarketTables:
             table = grown
             spec = INDICATORS[kind]
             carry = np.zeros((missing.size, max(spec.carry, 1)))
-            spec.build(getattr(self, spec.series), missing, 0, self.n, table[used:used + missing.size], carry)
+            spec.build(getattr(self, spec.series), missing, 0, self.n, table[used : used + missing.size], carry)
             for j, k in enumerate(missing.tolist()):
                 index[k] = used + j
             self._rows[kind] = (table, index)

@@ -27,8 +27,14 @@ def _table(fn, series: torch.Tensor):
     return lambda missing: fn(series, missing)
 
 
-def _cross(market: MarketTensors, kind: str, compute, params: Mapping[str, torch.Tensor],
-           short_ok: torch.Tensor, nan_warmup: bool) -> torch.Tensor:
+def _cross(
+    market: MarketTensors,
+    kind: str,
+    compute,
+    params: Mapping[str, torch.Tensor],
+    short_ok: torch.Tensor,
+    nan_warmup: bool,
+) -> torch.Tensor:
     """crossover(MA(fast) > MA(slow), t >= slow - 1, short_ok), comparing the per-bar ranks of the float64
     MAs (``market.ranks``): the same decisions as comparing the values, from 1-byte rows.
 
@@ -48,8 +54,9 @@ def _cross(market: MarketTensors, kind: str, compute, params: Mapping[str, torch
     return above.view(torch.int8)
 
 
-def _bind_cross(tables: MarketTables, kind: str, params: Mapping[str, np.ndarray], short: np.ndarray,
-                cost: float) -> Scan:
+def _bind_cross(
+    tables: MarketTables, kind: str, params: Mapping[str, np.ndarray], short: np.ndarray, cost: float
+) -> Scan:
     fast, slow = params["fast"], params["slow"]
     n = fast.shape[0]
     src = tables.source(kind, np.concatenate([fast, slow]))
@@ -59,6 +66,7 @@ def _bind_cross(tables: MarketTables, kind: str, params: Mapping[str, np.ndarray
     def run(b0, b1, fst, ist, out, oo):
         tab, off = src.block(b0, b1)
         kernels.cross_block(tab, off, fi, si, start, short, b0, b1, fst, ist, tables.mt, tables.agg, cost, out, oo)
+
     return Scan((src,), run, tables.n)
 
 
@@ -68,8 +76,7 @@ class SmaCross(Strategy):
     rule = "sma_cross"
 
     def tensor_positions(self, market: MarketTensors, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return _cross(market, "sma64", _table(ind.sma, market.close64), params, self.short_ok(params),
-                      nan_warmup=True)
+        return _cross(market, "sma64", _table(ind.sma, market.close64), params, self.short_ok(params), nan_warmup=True)
 
     def bind(self, tables: MarketTables, params: Mapping[str, np.ndarray], cost: float) -> Scan:
         return _bind_cross(tables, "sma", params, self.short_mask(params), cost)
@@ -88,8 +95,7 @@ class EmaCross(Strategy):
     rule = "ema_cross"
 
     def tensor_positions(self, market: MarketTensors, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return _cross(market, "ema64", _table(ind.ema, market.close64), params, self.short_ok(params),
-                      nan_warmup=False)
+        return _cross(market, "ema64", _table(ind.ema, market.close64), params, self.short_ok(params), nan_warmup=False)
 
     def bind(self, tables: MarketTables, params: Mapping[str, np.ndarray], cost: float) -> Scan:
         return _bind_cross(tables, "ema", params, self.short_mask(params), cost)
@@ -139,8 +145,10 @@ class Macd(Strategy):
 
         def run(b0, b1, fst, ist, out, oo):
             tab, off = src.block(b0, b1)
-            kernels.macd_block(tab, off, fi, si, alpha, start, short, b0, b1, fst, ist, tables.mt, tables.agg,
-                               cost, out, oo)
+            kernels.macd_block(
+                tab, off, fi, si, alpha, start, short, b0, b1, fst, ist, tables.mt, tables.agg, cost, out, oo
+            )
+
         return Scan((src,), run, tables.n)
 
     def warmup(self, values: Mapping[str, Any]) -> int:
@@ -176,8 +184,28 @@ class DonchianBreakout(Strategy):
         def run(b0, b1, fst, ist, out, oo):
             hh, hoff = high.block(b0, b1)
             ll, loff = low.block(b0, b1)
-            kernels.donchian_block(hh, hoff, ll, loff, ehi, eli, xhi, xli, short, tables.close, b0, b1, fst, ist,
-                                   tables.mt, tables.agg, cost, out, oo)
+            kernels.donchian_block(
+                hh,
+                hoff,
+                ll,
+                loff,
+                ehi,
+                eli,
+                xhi,
+                xli,
+                short,
+                tables.close,
+                b0,
+                b1,
+                fst,
+                ist,
+                tables.mt,
+                tables.agg,
+                cost,
+                out,
+                oo,
+            )
+
         return Scan((high, low), run, tables.n)
 
     def warmup(self, values: Mapping[str, Any]) -> int:

@@ -49,8 +49,15 @@ class Response:
 class WebView:
     """Pages over one Ludus database. ``prefix``: the path it is mounted under (``""`` or ``"/ludus"``)."""
 
-    def __init__(self, engine: Engine, settings: Settings, *, prefix: str = "", dashboard_url: str | None = None,
-                 max_jobs: int = MAX_JOBS) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        *,
+        prefix: str = "",
+        dashboard_url: str | None = None,
+        max_jobs: int = MAX_JOBS,
+    ) -> None:
         self.engine = engine
         self.settings = settings
         self.prefix = prefix.rstrip("/")
@@ -58,8 +65,11 @@ class WebView:
         self.max_jobs = max_jobs
         self._plotly: bytes | None = None
         self._routes: dict[str, Callable[[dict[str, list[str]]], Response]] = {
-            "/": self.jobs_page, "/params": self.params_page, "/models": self.models_page,
-            "/api/jobs": self.jobs_json, PLOTLY_PATH: self.plotly_js,
+            "/": self.jobs_page,
+            "/params": self.params_page,
+            "/models": self.models_page,
+            "/api/jobs": self.jobs_json,
+            PLOTLY_PATH: self.plotly_js,
         }
 
     # --- dispatch ---------------------------------------------------------------------------------------
@@ -78,7 +88,7 @@ class WebView:
         if self.prefix:
             if not self.handles(path):
                 return _text(404, "not found\n")
-            path = path[len(self.prefix):] or "/"
+            path = path[len(self.prefix) :] or "/"
         query = parse_qs(parts.query)
         try:
             route = self._routes.get(path)
@@ -126,8 +136,9 @@ class WebView:
         from ludus.stores.published import published_history, published_keys
 
         with self.engine.connect() as conn:
-            history = {k: published_history(conn, *k, limit=PARAMS_PER_KEY)
-                       for k in published_keys(conn, limit=self.max_jobs)}
+            history = {
+                k: published_history(conn, *k, limit=PARAMS_PER_KEY) for k in published_keys(conn, limit=self.max_jobs)
+            }
         return _html(pages.params_page(history, self.url))
 
     def models_page(self, query: dict[str, list[str]]) -> Response:
@@ -146,12 +157,17 @@ class WebView:
         from ludus.report import report_for_job
         from ludus.report.render import render_html
 
-        report = report_for_job(self.engine, self.settings, job_id, symbol=_one(query, "symbol"),
-                                dashboard_url=self.dashboard_url)
+        report = report_for_job(
+            self.engine, self.settings, job_id, symbol=_one(query, "symbol"), dashboard_url=self.dashboard_url
+        )
         if as_json:
             return Response(200, JSON, report.to_json().encode())
-        nav = [("← jobs", self.url("/")), ("parameters", self.url("/params")), ("models", self.url("/models")),
-               ("JSON", self.url(f"/jobs/{report.job.job_id}.json"))]
+        nav = [
+            ("← jobs", self.url("/")),
+            ("parameters", self.url("/params")),
+            ("models", self.url("/models")),
+            ("JSON", self.url(f"/jobs/{report.job.job_id}.json")),
+        ]
         return _html(render_html(report, plotly_src=self.url(PLOTLY_PATH), nav=nav))
 
     def plotly_js(self, query: dict[str, list[str]]) -> Response:
@@ -175,8 +191,10 @@ class WebView:
         # only unfinished jobs need their trials counted; a finished job's progress is its status
         live = [r.job_id for r in records if not r.finished]
         studies = studies_by_job(self.settings.database_url, self.engine, live) if live else {}
-        return [pages.JobRow.of(r, progress(r.payload or {}, studies.get(r.job_id, [])) if not r.finished
-                                else None) for r in records]
+        return [
+            pages.JobRow.of(r, progress(r.payload or {}, studies.get(r.job_id, [])) if not r.finished else None)
+            for r in records
+        ]
 
     def dashboard(self) -> Any:
         from ludus.config import mask_url

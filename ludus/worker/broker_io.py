@@ -56,8 +56,7 @@ class Delivery:
 class BrokerIO:
     """One broker connection: a consuming channel and a confirming publisher channel."""
 
-    def __init__(self, amqp_url: str, topology: Topology, name: str, worker_id: str,
-                 metrics: WorkerMetrics) -> None:
+    def __init__(self, amqp_url: str, topology: Topology, name: str, worker_id: str, metrics: WorkerMetrics) -> None:
         self.amqp_url = amqp_url
         self.topology = topology
         self.name = name
@@ -120,8 +119,9 @@ class BrokerIO:
         if method is None:
             return None
         headers = props.headers if isinstance(props.headers, dict) else {}
-        return Delivery(method.delivery_tag, self.generation, body, dict(headers), props.message_id,
-                        bool(method.redelivered))
+        return Delivery(
+            method.delivery_tag, self.generation, body, dict(headers), props.message_id, bool(method.redelivered)
+        )
 
     def depth(self) -> int:
         return queue_depth(self._channel(), self.topology.jobs_queue)
@@ -174,8 +174,7 @@ class BrokerIO:
             with self._lock:
                 self._pending.discard(fut)
 
-    def settle(self, delivery: Delivery, decision: Decision, *, job_id: str | None = None,
-               result: Any = None) -> bool:
+    def settle(self, delivery: Delivery, decision: Decision, *, job_id: str | None = None, result: Any = None) -> bool:
         """Apply a Decision to a delivery, in one step on the I/O thread; the only ack of the worker.
 
         ``result`` (an error result, or the stored result a duplicate gets) goes out first, then:
@@ -214,8 +213,10 @@ class BrokerIO:
         """Best effort: a progress event that cannot go out now is dropped, the job goes on."""
         key = c.progress_routing_key(job_id)
         try:
-            self.call(lambda: self._publisher().publish(self.topology.events_exchange, key, event, mandatory=False),
-                      timeout=5.0)
+            self.call(
+                lambda: self._publisher().publish(self.topology.events_exchange, key, event, mandatory=False),
+                timeout=5.0,
+            )
         except Exception as exc:  # noqa: BLE001 - progress is informational
             log.debug("progress event for %s dropped: %s", job_id, exc)
 
@@ -231,11 +232,25 @@ class BrokerIO:
         def on_io() -> None:
             pub = self._publisher()
             try:
-                pub.publish(exchange, key, message.body, headers=message.headers, mandatory=mandatory,
-                            message_id=message.message_id, content_type=content)
+                pub.publish(
+                    exchange,
+                    key,
+                    message.body,
+                    headers=message.headers,
+                    mandatory=mandatory,
+                    message_id=message.message_id,
+                    content_type=content,
+                )
             except HeadersError:
-                pub.publish(exchange, key, message.body, headers=_reason_only(message.headers),
-                            mandatory=mandatory, message_id=message.message_id, content_type=content)
+                pub.publish(
+                    exchange,
+                    key,
+                    message.body,
+                    headers=_reason_only(message.headers),
+                    mandatory=mandatory,
+                    message_id=message.message_id,
+                    content_type=content,
+                )
 
         self.call(on_io)
 
@@ -249,8 +264,12 @@ class BrokerIO:
         try:
             self._publisher().publish(self.topology.events_exchange, key, result, mandatory=True)
         except UnroutableError:
-            log.warning("result of %s reached no queue (is %s bound to %s?)", job_id or "a message",
-                        self.topology.results_queue, self.topology.events_exchange)
+            log.warning(
+                "result of %s reached no queue (is %s bound to %s?)",
+                job_id or "a message",
+                self.topology.results_queue,
+                self.topology.events_exchange,
+            )
         except Exception as exc:
             if is_transient(exc):
                 raise
@@ -260,8 +279,9 @@ class BrokerIO:
         """True when a copy with the reason was confirmed; False when it was left to the broker (nack)."""
         pub = self._publisher()
         budget = min(HEADERS_BUDGET, pub.frame_max // 4)
-        headers = dead_letter_headers(delivery.headers, decision.error, job_id=job_id, worker=self.worker_id,
-                                      cause=decision.cause, budget=budget)
+        headers = dead_letter_headers(
+            delivery.headers, decision.error, job_id=job_id, worker=self.worker_id, cause=decision.cause, budget=budget
+        )
         for attempt in (headers, _reason_only(headers)):
             try:
                 publish_dead_letter(pub, self.topology, delivery.body, attempt)
@@ -277,9 +297,13 @@ class BrokerIO:
         t = self.topology
         pub = self._publisher()
         try:
-            pub.publish(t.jobs_exchange, t.jobs_routing_key, delivery.body,
-                        headers=requeue_headers(delivery.headers, min(HEADERS_BUDGET, pub.frame_max // 4)),
-                        message_id=delivery.message_id)
+            pub.publish(
+                t.jobs_exchange,
+                t.jobs_routing_key,
+                delivery.body,
+                headers=requeue_headers(delivery.headers, min(HEADERS_BUDGET, pub.frame_max // 4)),
+                message_id=delivery.message_id,
+            )
             return True
         except (HeadersError, UnroutableError) as exc:
             log.warning("republishing a message failed (%s); requeueing it instead", exc)

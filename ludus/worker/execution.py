@@ -63,8 +63,14 @@ _CLAIMED, _REOPENED, _FINISHED, _ELSEWHERE = "claimed", "reopened", "finished", 
 def transition(event: str, job_id: str | None, message: str = "", **fields: Any) -> None:
     """One log line for one transition of a job; ``fields`` become keys of their own in JSON lines."""
     shown = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None and v != "")
-    log.info("job %s %s%s%s", job_id or "-", event, f" {shown}" if shown else "", f": {message}" if message else "",
-             extra={"job_id": job_id, "transition": event, **{k: v for k, v in fields.items() if v is not None}})
+    log.info(
+        "job %s %s%s%s",
+        job_id or "-",
+        event,
+        f" {shown}" if shown else "",
+        f": {message}" if message else "",
+        extra={"job_id": job_id, "transition": event, **{k: v for k, v in fields.items() if v is not None}},
+    )
 
 
 class ProgressGate:
@@ -97,8 +103,13 @@ class ProgressGate:
             return
         now = time.monotonic()
         if phase != self.last_phase:
-            transition(PHASE, self.running.job_id, phase=phase, previous=self.last_phase,
-                       previous_s=round(now - self.phase_started, 3) if self.last_phase else None)
+            transition(
+                PHASE,
+                self.running.job_id,
+                phase=phase,
+                previous=self.last_phase,
+                previous_s=round(now - self.phase_started, 3) if self.last_phase else None,
+            )
             self.phase_started = now
         elif now - self.last_sent < self.min_interval_s:
             return
@@ -110,10 +121,22 @@ class ProgressGate:
 class JobExecution:
     """Intake, run and conclusion of jobs for one worker (the slots and threads are the worker's)."""
 
-    def __init__(self, *, settings: Settings, engine: sa.Engine, broker: BrokerIO, relay: OutboxRelay,
-                 leases: LeaseKeeper, lifecycle: Lifecycle, metrics: WorkerMetrics, worker_id: str,
-                 runner: Runner | None, executor_factory: Callable[[Any], Any] | None,
-                 runner_options: dict[str, Any], max_attempts: int) -> None:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        engine: sa.Engine,
+        broker: BrokerIO,
+        relay: OutboxRelay,
+        leases: LeaseKeeper,
+        lifecycle: Lifecycle,
+        metrics: WorkerMetrics,
+        worker_id: str,
+        runner: Runner | None,
+        executor_factory: Callable[[Any], Any] | None,
+        runner_options: dict[str, Any],
+        max_attempts: int,
+    ) -> None:
         self.settings = settings
         self.engine = engine
         self.broker = broker
@@ -150,16 +173,27 @@ class JobExecution:
         if outcome in (_FINISHED, _ELSEWHERE):
             self.metrics.duplicates.inc()
             stored = record.result if outcome == _FINISHED and record.result else None
-            transition(DUPLICATE, job_id, status=record.status, owner=record.lease_owner,
-                       message="stored result republished" if stored else "another worker holds it")
+            transition(
+                DUPLICATE,
+                job_id,
+                status=record.status,
+                owner=record.lease_owner,
+                message="stored result republished" if stored else "another worker holds it",
+            )
             self.broker.settle(d, decide(None), job_id=job_id, result=stored)
             return
         # durable in the jobs table with our lease: the broker can let go (an ack lost with the connection
         # brings the message back, and its redelivery finds the job held: "elsewhere")
         self.broker.settle(d, decide(None))
         if outcome == _REOPENED:
-            transition(ACCEPTED, job_id, message="reopened by a dead-letter replay", replay=record.replays,
-                       strategy=job.strategy, symbols=",".join(job.symbols))
+            transition(
+                ACCEPTED,
+                job_id,
+                message="reopened by a dead-letter replay",
+                replay=record.replays,
+                strategy=job.strategy,
+                symbols=",".join(job.symbols),
+            )
         elif created:
             transition(ACCEPTED, job_id, strategy=job.strategy, symbols=",".join(job.symbols), mode=job.mode)
         self.broker.publish_event(job_id, _event(job_id, PHASE_ACCEPTED, f"accepted by {self.worker_id}"))
@@ -176,8 +210,13 @@ class JobExecution:
                 self.leases.note_database(True)
                 return admitted
             except Exception as exc:
-                decision = decide(exc, Stage.INTAKE, attempt=attempt, held_s=time.monotonic() - held_since,
-                                  stopping=self.lifecycle.stopping)
+                decision = decide(
+                    exc,
+                    Stage.INTAKE,
+                    attempt=attempt,
+                    held_s=time.monotonic() - held_since,
+                    stopping=self.lifecycle.stopping,
+                )
                 if decision.action is Action.RETRY:
                     self.leases.note_failure(exc)
                     self.metrics.retries.inc()
@@ -195,8 +234,7 @@ class JobExecution:
         with transaction(self.engine) as conn:
             record, created = jobs.accept(conn, job_id, job.payload(), canonical=canonical_payload)
             if record.finished:
-                if replays > record.replays and jobs.reopen(conn, job_id, self.worker_id,
-                                                            self.leases.lease_s, replays):
+                if replays > record.replays and jobs.reopen(conn, job_id, self.worker_id, self.leases.lease_s, replays):
                     reopened = jobs.get(conn, job_id)
                     if reopened is None:  # reopen updated the row in this very transaction
                         raise RuntimeError(f"job_id={job_id}: reopened job is not in the jobs table")
@@ -212,11 +250,17 @@ class JobExecution:
         if not decision.settles_with_dead_letter:
             self.broker.settle(d, decision)
             return
-        result = error_result_of(job_id, jobs.REJECTED if decision.action is Action.REJECT else jobs.FAILED,
-                                 decision.error)
+        result = error_result_of(
+            job_id, jobs.REJECTED if decision.action is Action.REJECT else jobs.FAILED, decision.error
+        )
         (self.metrics.rejected if decision.action is Action.REJECT else self.metrics.failed).inc()
-        transition(REJECTED if decision.action is Action.REJECT else FINISHED, job_id, status=result.status,
-                   cause=decision.cause, message=decision.reason[:300])
+        transition(
+            REJECTED if decision.action is Action.REJECT else FINISHED,
+            job_id,
+            status=result.status,
+            cause=decision.cause,
+            message=decision.reason[:300],
+        )
         self.broker.settle(d, decision, job_id=job_id, result=result)
 
     # --- the reaper's side: jobs whose worker died ----------------------------------------------------
@@ -233,8 +277,9 @@ class JobExecution:
         self.metrics.resumed.inc()
         job_id = str(record.job_id)
         body = json.dumps(record.payload).encode()
-        transition(STARTED, job_id, message="resumed after its lease expired or was given back",
-                   attempt=record.attempts)
+        transition(
+            STARTED, job_id, message="resumed after its lease expired or was given back", attempt=record.attempts
+        )
         try:
             if record.attempts >= self.max_attempts:
                 raise AttemptsExhausted(record.attempts)
@@ -281,23 +326,26 @@ class JobExecution:
                 failure = exc
             finally:
                 _close_executor(executor, job_id)
-            decision = decide(failure, Stage.RUN, attempt=attempt, stopping=self.lifecycle.aborting,
-                              lease_lost=running.lost.is_set())
+            decision = decide(
+                failure, Stage.RUN, attempt=attempt, stopping=self.lifecycle.aborting, lease_lost=running.lost.is_set()
+            )
             if decision.action is not Action.RETRY:
                 return decision, None
             if not self._wait_to_resume(job_id, running, failure, decision, attempt):
                 return decide(failure, Stage.RUN, stopping=self.lifecycle.aborting, lease_lost=True), None
             attempt += 1
 
-    def _wait_to_resume(self, job_id: str, running: RunningJob, failure: BaseException, decision: Decision,
-                        attempt: int) -> bool:
+    def _wait_to_resume(
+        self, job_id: str, running: RunningJob, failure: BaseException, decision: Decision, attempt: int
+    ) -> bool:
         """After a transient failure: back off, wait until the database answers again, make sure the lease is
         still ours (it may have expired meanwhile), then resume. One outage, one resume: the pipeline is not
         restarted over and over against a database that is still down. False: let the job go."""
         self.metrics.retries.inc()
         self.leases.note_failure(failure)
-        transition(RETRYING, job_id, attempt=attempt + 1, wait_s=round(decision.delay_s, 2),
-                   message=decision.reason[:300])
+        transition(
+            RETRYING, job_id, attempt=attempt + 1, wait_s=round(decision.delay_s, 2), message=decision.reason[:300]
+        )
         lost = running.lost.is_set
         self.lifecycle.sleep(decision.delay_s, lost)
         while True:
@@ -327,13 +375,22 @@ class JobExecution:
             runner = run_job
         # owner: the pipeline finishes the job record (and queues its announcements in the outbox) in its
         # publishing transaction, only while we hold the lease
-        return runner(job, engine=self.engine, settings=self.settings, progress=progress, executor=executor,
-                      resume=True, owner=self.worker_id, **self._runner_options)
+        return runner(
+            job,
+            engine=self.engine,
+            settings=self.settings,
+            progress=progress,
+            executor=executor,
+            resume=True,
+            owner=self.worker_id,
+            **self._runner_options,
+        )
 
     # --- concluding -------------------------------------------------------------------------------------
 
-    def _conclude(self, job_id: str, body: bytes, headers: dict, decision: Decision, result: Any,
-                  running: RunningJob) -> None:
+    def _conclude(
+        self, job_id: str, body: bytes, headers: dict, decision: Decision, result: Any, running: RunningJob
+    ) -> None:
         """Record the outcome with its announcements, or give the lease back. Never raises."""
         duration = round(time.monotonic() - running.started, 3)
         try:
@@ -347,25 +404,46 @@ class JobExecution:
             elif decision.settles_with_dead_letter:
                 status = jobs.REJECTED if decision.action is Action.REJECT else jobs.FAILED
                 error_result = error_result_of(job_id, status, decision.error)
-                letter_headers = dead_letter_headers(headers, decision.error, job_id=job_id, worker=self.worker_id,
-                                                     cause=decision.cause, budget=HEADERS_BUDGET)
-                recorded = self._record(job_id, status, error_result.to_dict(), error=decision.reason,
-                                        dead_letter=(body, letter_headers))
+                letter_headers = dead_letter_headers(
+                    headers,
+                    decision.error,
+                    job_id=job_id,
+                    worker=self.worker_id,
+                    cause=decision.cause,
+                    budget=HEADERS_BUDGET,
+                )
+                recorded = self._record(
+                    job_id, status, error_result.to_dict(), error=decision.reason, dead_letter=(body, letter_headers)
+                )
                 if recorded is not None:
                     (self.metrics.rejected if recorded == jobs.REJECTED else self.metrics.failed).inc()
-                    transition(REJECTED if recorded == jobs.REJECTED else FINISHED, job_id, status=recorded,
-                               cause=decision.cause, duration_s=duration, message=decision.reason[:300])
+                    transition(
+                        REJECTED if recorded == jobs.REJECTED else FINISHED,
+                        job_id,
+                        status=recorded,
+                        cause=decision.cause,
+                        duration_s=duration,
+                        message=decision.reason[:300],
+                    )
             else:
                 released = self.leases.release(job_id)
-                transition(RELEASED, job_id, duration_s=duration, lease_given_back=released,
-                           message=decision.reason[:300])
+                transition(
+                    RELEASED, job_id, duration_s=duration, lease_given_back=released, message=decision.reason[:300]
+                )
         except Exception:  # never leave a job held by a worker that stopped caring about it
             log.exception("concluding job %s failed; giving its lease back", job_id)
             self.leases.release(job_id)
         self.relay.flush()
 
-    def _record(self, job_id: str, status: str, result: dict, *, error: str | None = None,
-                dead_letter: tuple[bytes, dict] | None = None) -> str | None:
+    def _record(
+        self,
+        job_id: str,
+        status: str,
+        result: dict,
+        *,
+        error: str | None = None,
+        dead_letter: tuple[bytes, dict] | None = None,
+    ) -> str | None:
         """Finish the job record (unless the pipeline did) with the outbox rows, retrying by the CONCLUDE
         policy. Returns the status recorded; None when the job was let go (lease lost, gave up)."""
         attempt, since = 0, time.monotonic()
@@ -379,16 +457,22 @@ class JobExecution:
                 return status
             except Exception as exc:  # noqa: BLE001 - decide() says what next
                 failure = exc
-            decision = decide(failure, Stage.CONCLUDE, attempt=attempt, held_s=time.monotonic() - since,
-                              stopping=self.lifecycle.past_deadline(5.0))  # LeaseLostError -> RELEASE
+            decision = decide(
+                failure,
+                Stage.CONCLUDE,
+                attempt=attempt,
+                held_s=time.monotonic() - since,
+                stopping=self.lifecycle.past_deadline(5.0),
+            )  # LeaseLostError -> RELEASE
             if decision.action is Action.RETRY:
                 self.leases.note_failure(failure)
                 self.lifecycle.sleep(decision.delay_s)
                 attempt += 1
                 continue
             if decision.action is Action.RELEASE:
-                log.warning("job %s: outcome %s not recorded (%s); the lease is left to expire", job_id, status,
-                            decision.reason)
+                log.warning(
+                    "job %s: outcome %s not recorded (%s); the lease is left to expire", job_id, status, decision.reason
+                )
                 self.leases.release(job_id)
                 return None
             if str((result.get("error") or {}).get("reason", "")).startswith("internal error while recording"):
@@ -408,8 +492,11 @@ def error_result_of(job_id: str | None, status: str, error: dict | None) -> JobR
     from uuid import UUID
 
     error = error or {}
-    detail = ErrorDetail(field=str(error.get("field", "")) or None, value=str(error.get("value", "")) or None,
-                         reason=str(error.get("reason", "")) or "unknown")
+    detail = ErrorDetail(
+        field=str(error.get("field", "")) or None,
+        value=str(error.get("value", "")) or None,
+        reason=str(error.get("reason", "")) or "unknown",
+    )
     try:
         uid = UUID(str(job_id)) if job_id else None
     except ValueError:

@@ -29,8 +29,16 @@ class HealthServer:
     ``health`` is the readiness check; ``liveness`` defaults to "the server answers".
     """
 
-    def __init__(self, host: str, port: int, health: Probe, metrics: Callable[[], bytes], *,
-                 liveness: Probe | None = None, backlog: Callable[[], dict] | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        health: Probe,
+        metrics: Callable[[], bytes],
+        *,
+        liveness: Probe | None = None,
+        backlog: Callable[[], dict] | None = None,
+    ) -> None:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):

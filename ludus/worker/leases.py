@@ -40,8 +40,9 @@ class RunningJob:
 class LeaseKeeper:
     """The running-job registry of one worker, its heartbeat thread and its reaper."""
 
-    def __init__(self, engine: sa.Engine, owner: str, lease_s: float, metrics: WorkerMetrics,
-                 lifecycle: Lifecycle) -> None:
+    def __init__(
+        self, engine: sa.Engine, owner: str, lease_s: float, metrics: WorkerMetrics, lifecycle: Lifecycle
+    ) -> None:
         self.engine = engine
         self.owner = owner
         self.lease_s = lease_s

@@ -30,8 +30,15 @@ PRUNE_EVERY_S = 600.0
 
 
 class OutboxRelay:
-    def __init__(self, engine: sa.Engine, broker: BrokerIO, owner: str, claim_s: float,
-                 metrics: WorkerMetrics, lifecycle: Lifecycle) -> None:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        broker: BrokerIO,
+        owner: str,
+        claim_s: float,
+        metrics: WorkerMetrics,
+        lifecycle: Lifecycle,
+    ) -> None:
         self.engine = engine
         self.broker = broker
         self.owner = owner
@@ -108,17 +115,25 @@ class OutboxRelay:
                     log.error("outbox row %s delivered but not marked: %s", row.id, exc)
                     return
                 self.lifecycle.sleep(decide(exc, Stage.DELIVER, attempt=attempt).delay_s)
-        log.warning("outbox row %s delivered but not marked (database down); it may be delivered twice "
-                    "(same message_id %s)", row.id, row.message_id)
+        log.warning(
+            "outbox row %s delivered but not marked (database down); it may be delivered twice (same message_id %s)",
+            row.id,
+            row.message_id,
+        )
 
     def _give_back(self, row: outbox.OutboxMessage, exc: BaseException, retry_in_s: float) -> None:
         if not is_transient(exc):
-            log.warning("outbox row %s (%s of job %s) not delivered: %s; retrying in %.0fs", row.id, row.kind,
-                        row.job_id, exc, retry_in_s)
+            log.warning(
+                "outbox row %s (%s of job %s) not delivered: %s; retrying in %.0fs",
+                row.id,
+                row.kind,
+                row.job_id,
+                exc,
+                retry_in_s,
+            )
         try:
             with transaction(self.engine) as conn:
-                outbox.undeliverable(conn, row.id, self.owner, f"{type(exc).__name__}: {exc}",
-                                     retry_in_s=retry_in_s)
+                outbox.undeliverable(conn, row.id, self.owner, f"{type(exc).__name__}: {exc}", retry_in_s=retry_in_s)
         except Exception:  # noqa: BLE001 - the claim simply expires
             pass
 

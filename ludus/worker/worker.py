@@ -54,10 +54,20 @@ class Worker:
     executor (None lets the pipeline pick its default).
     """
 
-    def __init__(self, settings: Settings, *, engine: sa.Engine | None = None, runner: Runner | None = None,
-                 executor_factory: Callable[[Any], Any] | None = None, topology: Topology | None = None,
-                 worker_id: str | None = None, http_port: int | None = None, poll_interval_s: float = 0.25,
-                 reap_interval_s: float | None = None, runner_options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        engine: sa.Engine | None = None,
+        runner: Runner | None = None,
+        executor_factory: Callable[[Any], Any] | None = None,
+        topology: Topology | None = None,
+        worker_id: str | None = None,
+        http_port: int | None = None,
+        poll_interval_s: float = 0.25,
+        reap_interval_s: float | None = None,
+        runner_options: dict[str, Any] | None = None,
+    ) -> None:
         self.settings = settings
         if engine is None:
             from ludus.db.engine import make_engine
@@ -78,9 +88,17 @@ class Worker:
         # the writer's outbox claim lasts as long as a job lease: others take a dead writer's rows over then
         self.relay = OutboxRelay(engine, self.broker, self.id, self.lease_s, self.metrics, self.lifecycle)
         self.execution = JobExecution(
-            settings=settings, engine=engine, broker=self.broker, relay=self.relay, leases=self.leases,
-            lifecycle=self.lifecycle, metrics=self.metrics, worker_id=self.id, runner=runner,
-            executor_factory=executor_factory, runner_options=dict(runner_options or {}),
+            settings=settings,
+            engine=engine,
+            broker=self.broker,
+            relay=self.relay,
+            leases=self.leases,
+            lifecycle=self.lifecycle,
+            metrics=self.metrics,
+            worker_id=self.id,
+            runner=runner,
+            executor_factory=executor_factory,
+            runner_options=dict(runner_options or {}),
             # rolling restarts count as attempts too, hence the margin over the broker's delivery limit
             max_attempts=4 * self.topology.delivery_limit,
         )
@@ -99,8 +117,12 @@ class Worker:
     def stop(self) -> None:
         """Stop taking jobs; running ones get ``shutdown_grace_s`` to finish, then unwind (they stay leased)."""
         if self.lifecycle.stop():
-            log.info("worker %s stopping: %d job(s) running, grace %.0fs", self.id, len(self.running_jobs()),
-                     self.settings.shutdown_grace_s)
+            log.info(
+                "worker %s stopping: %d job(s) running, grace %.0fs",
+                self.id,
+                len(self.running_jobs()),
+                self.settings.shutdown_grace_s,
+            )
 
     def backlog(self) -> int:
         """Jobs waiting in the queue plus jobs accepted but not finished (the autoscaler's input)."""
@@ -109,8 +131,14 @@ class Worker:
     def health(self) -> tuple[bool, dict]:
         broker = self.broker.up and time.monotonic() - self._last_tick < 5 + 4 * self.poll_interval_s
         ok = broker and self.leases.db_ok
-        return ok, {"status": "ok" if ok else "unavailable", "broker": broker, "database": self.leases.db_ok,
-                    JOB_RUNNING: len(self.running_jobs()), "backlog": self.backlog(), "worker": self.id}
+        return ok, {
+            "status": "ok" if ok else "unavailable",
+            "broker": broker,
+            "database": self.leases.db_ok,
+            JOB_RUNNING: len(self.running_jobs()),
+            "backlog": self.backlog(),
+            "worker": self.id,
+        }
 
     def running_jobs(self) -> list[str]:
         return self.leases.running_ids()
@@ -121,8 +149,11 @@ class Worker:
         """Alive while the serving loop has not ended. No dependency is consulted: a broker or database outage
         is the readiness probe's business and must never restart the container (on the head it runs the GCS)."""
         alive = not self.lifecycle.closed.is_set()
-        return alive, {"status": "alive" if alive else "stopped", "worker": self.id,
-                       JOB_RUNNING: len(self.running_jobs())}
+        return alive, {
+            "status": "alive" if alive else "stopped",
+            "worker": self.id,
+            JOB_RUNNING: len(self.running_jobs()),
+        }
 
     def readiness(self) -> tuple[bool, dict]:
         """Ready to take jobs: the broker connection and the database answer (what /healthz reports)."""
@@ -159,9 +190,14 @@ class Worker:
         if self._http_port_wanted is not None:
             from ludus.worker.http import HealthServer
 
-            self._http = HealthServer(self.settings.http_host, self._http_port_wanted, self.readiness,
-                                      self.metrics.render, liveness=self.liveness,
-                                      backlog=lambda: self.backlog_snapshot().to_dict()).start()
+            self._http = HealthServer(
+                self.settings.http_host,
+                self._http_port_wanted,
+                self.readiness,
+                self.metrics.render,
+                liveness=self.liveness,
+                backlog=lambda: self.backlog_snapshot().to_dict(),
+            ).start()
             self.http_port = self._http.port
         for name, target in (("heartbeat", self.leases.beat_loop), ("outbox", self.relay.loop)):
             threading.Thread(target=target, name=f"ludus-{name}", daemon=True).start()
@@ -175,8 +211,9 @@ class Worker:
                     self._loop()
                 except Exception as exc:  # noqa: BLE001 - decide() paces the reconnects
                     decision = decide(exc, Stage.CONNECT, attempt=attempt)
-                    log.warning("broker connection lost (%s); reconnecting in %.1fs", decision.reason[:300],
-                                decision.delay_s)
+                    log.warning(
+                        "broker connection lost (%s); reconnecting in %.1fs", decision.reason[:300], decision.delay_s
+                    )
                     self.broker.drop()
                     if self._finished():
                         break

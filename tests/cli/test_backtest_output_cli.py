@@ -35,8 +35,19 @@ def ludus(spx_db, monkeypatch, capsys, one_torch_thread):
     get_settings.cache_clear()
 
 
-BT = ("backtest", "--strategy", "sma_cross", "--symbol", "SPX", "--start", "2010-01-01", "--params",
-      "fast=10,slow=50", "--cost-bps", "2")
+BT = (
+    "backtest",
+    "--strategy",
+    "sma_cross",
+    "--symbol",
+    "SPX",
+    "--start",
+    "2010-01-01",
+    "--params",
+    "fast=10,slow=50",
+    "--cost-bps",
+    "2",
+)
 
 
 def test_backtest_json_csv_and_table_agree_and_buy_and_hold_is_held_long(ludus) -> None:
@@ -48,7 +59,8 @@ def test_backtest_json_csv_and_table_agree_and_buy_and_hold_is_held_long(ludus) 
     rows = list(csv.reader(io.StringIO(out_csv)))
     assert rows[0] == ["metric", "sma_cross", "buy_and_hold"]
     assert {r[0]: (float(r[1]), float(r[2])) for r in rows[1:]} == {
-        k: (data["metrics"][k], data["buy_and_hold"][k]) for k in data["metrics"]}
+        k: (data["metrics"][k], data["buy_and_hold"][k]) for k in data["metrics"]
+    }
     code, table, _ = ludus(*BT)
     for key in ("sharpe", "total_return", "max_drawdown"):
         match = re.search(rf"│ {key}\s+│\s+(-?[\d.]+)\s+│\s+(-?[\d.]+)", table)
@@ -67,8 +79,21 @@ def test_backtest_json_csv_and_table_agree_and_buy_and_hold_is_held_long(ludus) 
 
 
 def test_sweep_json_and_csv_list_the_same_top_sets(ludus) -> None:
-    args = ("sweep", "--strategy", "rsi_reversion", "--symbol", "SPX", "--samples", "64", "--seed", "3",
-            "--top", "5", "--sort-by", "sortino")
+    args = (
+        "sweep",
+        "--strategy",
+        "rsi_reversion",
+        "--symbol",
+        "SPX",
+        "--samples",
+        "64",
+        "--seed",
+        "3",
+        "--top",
+        "5",
+        "--sort-by",
+        "sortino",
+    )
     code, out, err = ludus(*args, "--json")
     assert code == 0, err
     data = json.loads(out)
@@ -79,13 +104,29 @@ def test_sweep_json_and_csv_list_the_same_top_sets(ludus) -> None:
     rows = list(csv.DictReader(io.StringIO(out_csv)))
     assert [float(r["sortino"]) for r in rows] == sortino
     assert [{k: r[k] for k in data["top"][0]["parameters"]} for r in rows] == [
-        {k: str(v) for k, v in t["parameters"].items()} for t in data["top"]]
+        {k: str(v) for k, v in t["parameters"].items()} for t in data["top"]
+    ]
 
 
 def test_sweep_plot_covers_every_set_and_bad_axes_are_refused(ludus, tmp_path: Path) -> None:
     target = tmp_path / "plots" / "heat.html"
-    code, out, err = ludus("sweep", "--strategy", "sma_cross", "--symbol", "SPX", "--grid", "--top", "1",
-                           "--plot", str(target), "--x", "slow", "--y", "fast", "--json")
+    code, out, err = ludus(
+        "sweep",
+        "--strategy",
+        "sma_cross",
+        "--symbol",
+        "SPX",
+        "--grid",
+        "--top",
+        "1",
+        "--plot",
+        str(target),
+        "--x",
+        "slow",
+        "--y",
+        "fast",
+        "--json",
+    )
     assert code == 0, err
     assert f"wrote {target}" in err
     page = target.read_text()
@@ -102,11 +143,14 @@ def test_sweep_plot_covers_every_set_and_bad_axes_are_refused(ludus, tmp_path: P
     assert trace["x"] == sorted({s["slow"] for s in sets}) and trace["y"] == sorted({s["fast"] for s in sets})
     assert len(z) == len({(s["slow"], s["fast"]) for s in sets})  # every swept cell, no other
     assert "<script src" not in page  # Plotly inlined: the file opens offline
-    for args, message in ((("--x", "nope"), "x=nope: not a parameter of sma_cross"),
-                          (("--x", "fast", "--y", "fast"), "y=fast: must differ from --x"),
-                          (("--metric", "luck"), "metric=luck: unknown metric")):
-        code, _, err = ludus("sweep", "--strategy", "sma_cross", "--symbol", "SPX", "--samples", "4",
-                             "--plot", str(target), *args)
+    for args, message in (
+        (("--x", "nope"), "x=nope: not a parameter of sma_cross"),
+        (("--x", "fast", "--y", "fast"), "y=fast: must differ from --x"),
+        (("--metric", "luck"), "metric=luck: unknown metric"),
+    ):
+        code, _, err = ludus(
+            "sweep", "--strategy", "sma_cross", "--symbol", "SPX", "--samples", "4", "--plot", str(target), *args
+        )
         assert code == 2 and message in err, err
     code, _, err = ludus(*BT, "--json", "--csv")
     assert code == 2 and "--json and --csv exclude each other" in err

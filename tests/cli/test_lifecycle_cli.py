@@ -34,9 +34,16 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("lifecycle") / "life.db"
     url = databases.migrate_and_load_sample(f"sqlite:///{path}")
     for seed, job_id in enumerate(JOB_IDS, start=1):
-        body = {"job_id": job_id, "strategy": "sma_cross", "symbols": ["SPX"], "lookback": {"bars": 900},
-                "candidates": 16, "search": {"trials": 2, "seed": seed}, "conditions_from": ["VIX"],
-                "validation": {"folds": 2, "embargo_bars": 2, "holdout_bars": 150}}
+        body = {
+            "job_id": job_id,
+            "strategy": "sma_cross",
+            "symbols": ["SPX"],
+            "lookback": {"bars": 900},
+            "candidates": 16,
+            "search": {"trials": 2, "seed": seed},
+            "conditions_from": ["VIX"],
+            "validation": {"folds": 2, "embargo_bars": 2, "holdout_bars": 150},
+        }
         ok(ludus(url, "optimize", "-", "--no-ray", "--json", stdin=json.dumps(body)))
     return path
 
@@ -69,8 +76,7 @@ def test_jobs_list_filters_and_show_reports_creation_start_and_attempts(url: str
     assert bad.returncode == 2 and bad.stderr.startswith("error: status=done: must be one of accepted")
 
     shown = json.loads(ok(ludus(url, "jobs", "show", JOB_IDS[0], "--json")))
-    created, started, finished = (datetime.fromisoformat(shown[k]) for k in ("created_at", "started_at",
-                                                                             "finished_at"))
+    created, started, finished = (datetime.fromisoformat(shown[k]) for k in ("created_at", "started_at", "finished_at"))
     assert created == started < finished  # created when the run began, not when it ended
     assert (finished - created).total_seconds() >= shown["result"]["timings"]["total"] * 0.99
     assert shown["attempts"] == 1
@@ -107,7 +113,10 @@ def test_activate_v1_then_v2_roll_back_and_recommend_and_the_row_follow(url: str
 
     history = json.loads(ok(ludus(url, "params", "history", "-s", "sma_cross", "--symbol", "SPX", "--json")))
     assert [(c["action"], c["from_version"], c["to_version"]) for c in history["changes"]] == [
-        ("rollback", v2, v1), ("activate", v1, v2), ("activate", None, v1)]
+        ("rollback", v2, v1),
+        ("activate", v1, v2),
+        ("activate", None, v1),
+    ]
     assert [c["reason"] for c in history["changes"]] == ["v2 misbehaves", "second try", "first try"]
     assert {d["job_id"] for d in history["decisions"]} == set(JOB_IDS)
     assert all(d["dsr"] is not None and d["improvement"] is not None for d in history["decisions"])
@@ -132,8 +141,11 @@ def test_export_writes_the_onnx_model_onnxruntime_loads(url: str, tmp_path: Path
     theta = np.asarray(card["metrics"]["theta"], dtype=np.float32)
     n_features = len(card["metrics"]["conditions"])
     # the inputs: conditions [K, F], θ [K, D], each candidate's current and previous position [K, 2]
-    inputs = {"conditions": np.zeros((theta.shape[0], n_features), np.float32), "theta": theta,
-              "positions": np.zeros((theta.shape[0], len(card["metrics"]["position_inputs"])), np.float32)}
+    inputs = {
+        "conditions": np.zeros((theta.shape[0], n_features), np.float32),
+        "theta": theta,
+        "positions": np.zeros((theta.shape[0], len(card["metrics"]["position_inputs"])), np.float32),
+    }
     feeds = {i.name: inputs[i.name] for i in session.get_inputs()}
     scores = session.run(None, feeds)[0]
     assert np.asarray(scores).reshape(-1).shape[0] == theta.shape[0] and np.isfinite(scores).all()
@@ -149,8 +161,21 @@ def test_prune_never_touches_the_live_version_or_what_a_row_names(url: str) -> N
     v = versions(url)
     v1, v2 = v[JOB_IDS[0]], v[JOB_IDS[1]]
     ok(ludus(url, "models", "activate", str(v1), "--reason", "keep"))
-    dry = json.loads(ok(ludus(url, "models", "prune", "--older-than-days", "0", "--studies-older-than-days", "0",
-                              "--dry-run", "--json")))
+    dry = json.loads(
+        ok(
+            ludus(
+                url,
+                "models",
+                "prune",
+                "--older-than-days",
+                "0",
+                "--studies-older-than-days",
+                "0",
+                "--dry-run",
+                "--json",
+            )
+        )
+    )
     assert dry["model_versions"] == [v2] and versions(url) == v  # a dry run deletes nothing
     ok(ludus(url, "models", "prune", "--older-than-days", "0", "--studies-older-than-days", "0"))
     assert versions(url) == {JOB_IDS[0]: v1}
@@ -166,12 +191,19 @@ def test_prune_never_touches_the_live_version_or_what_a_row_names(url: str) -> N
 def test_a_database_without_tables_gets_an_actionable_error(postgres_url: str, tmp_path: Path) -> None:
     job = tmp_path / "job.json"
     job.write_text(json.dumps({"job_id": str(uuid.uuid4()), "strategy": "sma_cross", "symbols": ["SPX"]}))
-    for args in (("show-job", JOB_IDS[0]), ("recommend", "-s", "sma_cross", "--symbol", "SPX"),
-                 ("jobs", "list"), ("models", "list"), ("optimize", str(job), "--no-ray")):
+    for args in (
+        ("show-job", JOB_IDS[0]),
+        ("recommend", "-s", "sma_cross", "--symbol", "SPX"),
+        ("jobs", "list"),
+        ("models", "list"),
+        ("optimize", str(job), "--no-ray"),
+    ):
         done = ludus(postgres_url, *args)
         assert done.returncode == 2, (args, done.stdout, done.stderr)
-        assert done.stderr.startswith("error: database_url=postgresql+psycopg://") and \
-            "run `ludus db upgrade`" in done.stderr, done.stderr
+        assert (
+            done.stderr.startswith("error: database_url=postgresql+psycopg://")
+            and "run `ludus db upgrade`" in done.stderr
+        ), done.stderr
         assert "SELECT" not in done.stderr and "sqlalche.me" not in done.stderr
     from ludus.db.migrate import current
 

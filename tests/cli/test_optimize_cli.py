@@ -31,10 +31,16 @@ ludus = cli.subprocess_run
 
 
 def small_job(**extra) -> dict:
-    body = {"job_id": str(uuid.uuid4()), "strategy": "sma_cross", "symbols": ["SPX"], "lookback": {"bars": 900},
-            "candidates": 16, "search": {"trials": 2, "seed": 1, "baseline_trials": 8, "seeds": 1},
-            "validation": {"folds": 2, "embargo_bars": 2, "holdout_bars": 150, "windows": 2},
-            "conditions_from": ["VIX"]}
+    body = {
+        "job_id": str(uuid.uuid4()),
+        "strategy": "sma_cross",
+        "symbols": ["SPX"],
+        "lookback": {"bars": 900},
+        "candidates": 16,
+        "search": {"trials": 2, "seed": 1, "baseline_trials": 8, "seeds": 1},
+        "validation": {"folds": 2, "embargo_bars": 2, "holdout_bars": 150, "windows": 2},
+        "conditions_from": ["VIX"],
+    }
     body.update(extra)
     return body
 
@@ -42,8 +48,10 @@ def small_job(**extra) -> dict:
 def written(url: str) -> tuple[int, int, int]:
     engine = make_engine(url)
     with engine.connect() as conn:
-        out = tuple(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
-                    for t in (optimized_parameters, model_versions, jobs))
+        out = tuple(
+            conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+            for t in (optimized_parameters, model_versions, jobs)
+        )
     engine.dispose()
     return out
 
@@ -63,10 +71,25 @@ def test_optimize_then_recommend_and_show_job(url: str, tmp_path: Path) -> None:
     assert row is not None and row.job_id == body["job_id"]
     params = ", ".join(f"{k}={v}" for k, v in row.parameters.items())
     out = done.stdout
-    for fragment in ("sma_cross SPX 1d (cpo)", f"{row.decision} ({row.arm})", "published", params, "champion",
-                     "configurations", "z needed", "SPX: arms out of sample", "ΔSharpe ± SE", "θ switches/yr",
-                     "policy_gradient", "ensemble *", "model version", str(row.valid_for), "evaluation",
-                     "label throughput", f"job {body['job_id']}: succeeded"):
+    for fragment in (
+        "sma_cross SPX 1d (cpo)",
+        f"{row.decision} ({row.arm})",
+        "published",
+        params,
+        "champion",
+        "configurations",
+        "z needed",
+        "SPX: arms out of sample",
+        "ΔSharpe ± SE",
+        "θ switches/yr",
+        "policy_gradient",
+        "ensemble *",
+        "model version",
+        str(row.valid_for),
+        "evaluation",
+        "label throughput",
+        f"job {body['job_id']}: succeeded",
+    ):
         assert fragment in out, fragment
 
     shown = ludus(url, "recommend", "--strategy", "sma_cross", "--symbol", "SPX", "--interval", "1d")
@@ -102,11 +125,14 @@ def test_optimize_reads_stdin_and_prints_json(url: str) -> None:
 
 def test_no_ray_pins_torch_to_the_cores_the_process_owns() -> None:
     """Under an affinity of one core, torch gets one thread (not the machine's core count)."""
-    code = ("import os, torch; from ludus.cpo.threads import pin_torch_threads; "
-            "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); torch.set_num_threads(8); "
-            "print(pin_torch_threads(), torch.get_num_threads())")
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
-                          check=False)
+    code = (
+        "import os, torch; from ludus.cpo.threads import pin_torch_threads; "
+        "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); torch.set_num_threads(8); "
+        "print(pin_torch_threads(), torch.get_num_threads())"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120, check=False
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["1", "1"]
 
@@ -122,17 +148,21 @@ def test_optimize_json_carries_the_decision_for_a_nightly_script(url: str) -> No
     assert sym["arm"] in ("defaults", "best_fixed", "rolling") and sym["champion"]["arm"] == "defaults"
     assert [a["name"] for a in sym["arms"]] == ["defaults", "best_fixed", "rolling"]
     for arm in sym["arms"][1:]:
-        assert {"sharpe", "delta_sharpe", "delta_se", "z", "window_sharpes", "turnover",
-                "switches_per_year"} <= set(arm) and len(arm["window_sharpes"]) == 2
+        assert {"sharpe", "delta_sharpe", "delta_se", "z", "window_sharpes", "turnover", "switches_per_year"} <= set(
+            arm
+        ) and len(arm["window_sharpes"]) == 2
     assert sym["configurations"]["candidates"] == 16 and sym["z_threshold"] > 1.645
 
 
-@pytest.mark.parametrize("change, fragments", [
-    ({"search": {"trials": -3}}, ("search.trials", "-3")),
-    ({"strategy": "no_such_strategy"}, ("strategy", "no_such_strategy", "unknown strategy")),
-    ({"symbols": ["NOPE"]}, ("symbol", "NOPE", "no price table")),
-    ({"lookback": {"bars": 99999}}, ("lookback.bars", "99999")),
-])
+@pytest.mark.parametrize(
+    "change, fragments",
+    [
+        ({"search": {"trials": -3}}, ("search.trials", "-3")),
+        ({"strategy": "no_such_strategy"}, ("strategy", "no_such_strategy", "unknown strategy")),
+        ({"symbols": ["NOPE"]}, ("symbol", "NOPE", "no price table")),
+        ({"lookback": {"bars": 99999}}, ("lookback.bars", "99999")),
+    ],
+)
 def test_bad_job_exits_2_with_one_line_and_writes_nothing(url: str, tmp_path: Path, change, fragments) -> None:
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(small_job(**change)))

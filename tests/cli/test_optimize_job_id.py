@@ -24,8 +24,13 @@ REPO = Path(__file__).resolve().parents[2]
 def test_a_known_job_id_with_another_payload_exits_2_and_changes_nothing(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'ids.db'}"
     upgrade(url)
-    first = {"job_id": str(uuid.uuid4()), "strategy": "sma_cross", "symbols": ["SPX"], "mode": "static",
-             "search": {"trials": 2, "seed": 1}}
+    first = {
+        "job_id": str(uuid.uuid4()),
+        "strategy": "sma_cross",
+        "symbols": ["SPX"],
+        "mode": "static",
+        "search": {"trials": 2, "seed": 1},
+    }
     engine = make_engine(url)
     load_sample(PriceStore(engine))  # the job passes every other check: only its id is wrong
     with transaction(engine) as conn:  # what a first run (or a worker) left behind
@@ -34,8 +39,15 @@ def test_a_known_job_id_with_another_payload_exits_2_and_changes_nothing(tmp_pat
     path = tmp_path / "job.json"
     path.write_text(json.dumps(second))
     env = {**os.environ, "LUDUS_DATABASE_URL": url, "LUDUS_DEVICE": "cpu", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "ludus.cli.app", "optimize", str(path), "--no-ray"], cwd=REPO,
-                          env=env, capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "ludus.cli.app", "optimize", str(path), "--no-ray"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 2, done.stdout + done.stderr
     said = " ".join((done.stdout + done.stderr).split())
     assert f"job_id={first['job_id']}" in said and "different payload" in said and "new job_id" in said

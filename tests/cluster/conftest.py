@@ -16,13 +16,20 @@ import pytest
 from ludus.constants import ARCH_LABEL, ARCH_RESOURCE_PREFIX
 
 # fast node-death detection so "remove a node mid-job" resolves in seconds
-SYSTEM_CONFIG = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 1000,
-                 "health_check_failure_threshold": 3}
+SYSTEM_CONFIG = {
+    "health_check_initial_delay_ms": 0,
+    "health_check_period_ms": 1000,
+    "health_check_failure_threshold": 3,
+}
 
 
 def arch_node_args(arch: str, *, num_cpus: float = 2, num_gpus: float = 1) -> dict:
-    return {"num_cpus": num_cpus, "num_gpus": num_gpus, "resources": {f"{ARCH_RESOURCE_PREFIX}{arch}": 1000},
-            "labels": {ARCH_LABEL: arch}}
+    return {
+        "num_cpus": num_cpus,
+        "num_gpus": num_gpus,
+        "resources": {f"{ARCH_RESOURCE_PREFIX}{arch}": 1000},
+        "labels": {ARCH_LABEL: arch},
+    }
 
 
 @contextmanager
@@ -34,8 +41,15 @@ def local_ray_cluster(head_cpus: float, archs: Sequence[str] = ()) -> Iterator[A
 
     if ray.is_initialized():
         ray.shutdown()
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": head_cpus, "num_gpus": 0, "include_dashboard": False, "_system_config": SYSTEM_CONFIG})
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": head_cpus,
+            "num_gpus": 0,
+            "include_dashboard": False,
+            "_system_config": SYSTEM_CONFIG,
+        },
+    )
     cluster.arch_nodes = {arch: cluster.add_node(**arch_node_args(arch)) for arch in archs}
     if archs:
         cluster.wait_for_nodes()

@@ -40,8 +40,13 @@ def _node_types_of_the_raycluster() -> dict:
         if name == "headgroup":
             continue
         resources = {k: v for k, v in node_type["resources"].items() if k not in ("CPU", "memory")}
-        types[name] = {"resources": {"CPU": 1, **resources}, "labels": node_type["labels"], "node_config": {},
-                       "min_workers": 0, "max_workers": 2}
+        types[name] = {
+            "resources": {"CPU": 1, **resources},
+            "labels": node_type["labels"],
+            "node_config": {},
+            "min_workers": 0,
+            "max_workers": 2,
+        }
     assert set(types) == {"gpu-amd64", "jetson-arm64"}
     return types
 
@@ -84,8 +89,13 @@ def _config(gcs_address: str) -> dict:
         "max_workers": 4,
         "upscaling_speed": 10.0,
         "idle_timeout_minutes": 0.05,  # 3 s: released nodes leave quickly
-        "provider": {"type": "fake_multinode", "gcs_address": gcs_address, "use_node_id_as_ip": True,
-                     "disable_node_updaters": True, "disable_launch_config_check": True},
+        "provider": {
+            "type": "fake_multinode",
+            "gcs_address": gcs_address,
+            "use_node_id_as_ip": True,
+            "disable_node_updaters": True,
+            "disable_launch_config_check": True,
+        },
         "available_node_types": {"ray.head.default": head, **NODE_TYPES},
         "head_node_type": "ray.head.default",
         "auth": {"ssh_user": "ubuntu"},
@@ -120,9 +130,17 @@ def fake_cluster(tmp_path, monkeypatch):
     monkeypatch.setenv("RAY_FAKE_CLUSTER", "1")
     monkeypatch.setenv("AUTOSCALER_UPDATE_INTERVAL_S", "1")
     before = _descendants(os.getpid())
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "gcs_server_port": port, "num_cpus": 1, "num_gpus": 0, "include_dashboard": False,
-        "autoscaling_config": str(cfg), "object_store_memory": 80 * 1024 * 1024})
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "gcs_server_port": port,
+            "num_cpus": 1,
+            "num_gpus": 0,
+            "include_dashboard": False,
+            "autoscaling_config": str(cfg),
+            "object_store_memory": 80 * 1024 * 1024,
+        },
+    )
     monkeypatch.setenv("LUDUS_TEST_RAY_CLUSTER", cluster.gcs_address)
     ray.init(address=cluster.gcs_address, log_to_driver=False, namespace="ludus-autoscale-test")
     try:
@@ -167,8 +185,7 @@ def test_backlog_launches_nodes_of_the_right_type_up_to_the_bound_and_idle_ones_
     import ray
 
     backlog = {"now": Backlog()}
-    settings = Settings(autoscale_jobs_per_gpu=1, autoscale_min_gpus=0, autoscale_max_gpus=4,
-                        autoscale_cooldown_s=0)
+    settings = Settings(autoscale_jobs_per_gpu=1, autoscale_min_gpus=0, autoscale_max_gpus=4, autoscale_cooldown_s=0)
     scaler = QueueDepthAutoscaler(settings, lambda: backlog["now"])
     assert _worker_types() == Counter()  # only the head
 

@@ -56,8 +56,14 @@ def test_scale_down_goes_straight_to_target_not_step_by_step():
     assert decide(p, backlog=0, current=8, last_busy_at=0.0, now=1.0).desired == 1  # min holds
 
 
-@given(backlog=st.integers(-10, 10_000), current=st.integers(0, 50), jpg=st.floats(0.1, 10),
-       lo=st.integers(0, 5), extra=st.integers(0, 10), quiet=st.floats(0, 1000))
+@given(
+    backlog=st.integers(-10, 10_000),
+    current=st.integers(0, 50),
+    jpg=st.floats(0.1, 10),
+    lo=st.integers(0, 5),
+    extra=st.integers(0, 10),
+    quiet=st.floats(0, 1000),
+)
 def test_decision_always_within_bounds(backlog, current, jpg, lo, extra, quiet):
     p = ScalePolicy(jobs_per_gpu=jpg, min_gpus=lo, max_gpus=lo + extra, cooldown_s=60)
     d = decide(p, backlog=backlog, current=current, last_busy_at=0.0, now=quiet)
@@ -102,8 +108,13 @@ def test_loop_requests_within_bounds_and_releases_after_cooldown():
     backlog = {"n": 0}
     clock = FakeClock()
     s = Settings(autoscale_jobs_per_gpu=1, autoscale_min_gpus=0, autoscale_max_gpus=2, autoscale_cooldown_s=20)
-    a = QueueDepthAutoscaler(s, lambda: backlog["n"], arch_split={"arm64": 1},
-                             request_fn=lambda *, bundles: calls.append(bundles), clock=clock)
+    a = QueueDepthAutoscaler(
+        s,
+        lambda: backlog["n"],
+        arch_split={"arm64": 1},
+        request_fn=lambda *, bundles: calls.append(bundles),
+        clock=clock,
+    )
     a.step()
     assert calls == [[]]  # first step states the (empty) request explicitly
     backlog["n"] = 5
@@ -148,8 +159,9 @@ def test_loop_survives_backlog_errors_and_stop_releases():
 
 
 def test_backlog_counts_for_every_architecture_a_job_may_run_on():
-    b = Backlog.of(2, [{"require": "arm64", "prefer": None, "exclude": []}, {"exclude": ["arm64"]},
-                       {"prefer": "x86_64"}, None])
+    b = Backlog.of(
+        2, [{"require": "arm64", "prefer": None, "exclude": []}, {"exclude": ["arm64"]}, {"prefer": "x86_64"}, None]
+    )
     assert b.total == 6
     # ready messages (placement unknown until read) count everywhere; jobs where their placement allows
     assert b.by_arch() == {"x86_64": 2 + 3, "arm64": 2 + 3}
@@ -161,8 +173,15 @@ def test_backlog_counts_for_every_architecture_a_job_may_run_on():
     assert d["architectures"] == b.by_arch() and d["backlog"] == 6 and d["unfinished"] == 4
 
 
-@given(st.integers(0, 5), st.lists(st.sampled_from([None, {"require": "x86_64"}, {"require": "arm64"},
-                                                     {"exclude": ["x86_64"]}, {"prefer": "arm64"}]), max_size=12))
+@given(
+    st.integers(0, 5),
+    st.lists(
+        st.sampled_from(
+            [None, {"require": "x86_64"}, {"require": "arm64"}, {"exclude": ["x86_64"]}, {"prefer": "arm64"}]
+        ),
+        max_size=12,
+    ),
+)
 def test_backlog_shares_add_up_and_never_name_a_forbidden_architecture(ready, placements):
     b = Backlog.of(ready, placements)
     shares = b.shares()
@@ -178,8 +197,9 @@ def test_loop_pins_bundles_to_the_architectures_of_the_backlog_and_keeps_them_in
     now = {"backlog": Backlog.of(0, [{"require": "x86_64"}] * 2 + [{"require": "arm64"}])}
     clock = FakeClock()
     s = Settings(autoscale_jobs_per_gpu=1, autoscale_max_gpus=8, autoscale_cooldown_s=30)
-    a = QueueDepthAutoscaler(s, lambda: now["backlog"], request_fn=lambda *, bundles: calls.append(bundles),
-                             clock=clock)
+    a = QueueDepthAutoscaler(
+        s, lambda: now["backlog"], request_fn=lambda *, bundles: calls.append(bundles), clock=clock
+    )
     a.step()
     x86 = {"GPU": 1, "arch:x86_64": ARCH_BUNDLE_AMOUNT}
     arm = {"GPU": 1, "arch:arm64": ARCH_BUNDLE_AMOUNT}

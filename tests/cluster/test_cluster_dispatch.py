@@ -47,7 +47,7 @@ class SleepObjective:
         x = ctx.params["x"]
         if self.fail_if_x_above is not None and x > self.fail_if_x_above:
             raise FloatingPointError(f"loss diverged for x={x:.3f}")
-        return -(x - 1.0) ** 2
+        return -((x - 1.0) ** 2)
 
 
 def _study(**kw) -> optuna.Study:
@@ -105,6 +105,7 @@ def test_actor_killed_mid_trial_is_retried_elsewhere():
     killed: list[int] = []
 
     with RayExecutor(SETTINGS, None) as ex:
+
         def kill_a_busy_actor(study, frozen):
             if killed or frozen.number < 1:
                 return
@@ -138,6 +139,7 @@ def test_node_removed_mid_job_run_still_completes(ray_cluster):
     # the completion callback itself could catch the node's actors between trials and nothing would be lost.
     timer = threading.Timer(0.5, remove_extra_node)
     with RayExecutor(SETTINGS, {"require": ["x86_64"]}) as ex:
+
         def arm_removal(study, frozen):
             if frozen.number >= 2 and not timer.is_alive() and not removed:
                 timer.start()

@@ -24,8 +24,7 @@ HEAD = node("h", None, cpus=4)
 
 
 def plan(nodes, spec=None, gpus=0.25, cpus=1.0, device="auto"):
-    return plan_groups(nodes, PlacementSpec.from_any(spec), gpus_per_actor=gpus, cpus_per_actor=cpus,
-                       device=device)
+    return plan_groups(nodes, PlacementSpec.from_any(spec), gpus_per_actor=gpus, cpus_per_actor=cpus, device=device)
 
 
 def test_every_marked_arch_gets_a_group_with_fractional_gpus():
@@ -57,8 +56,7 @@ def test_require_exclude_prefer():
     spec = PlacementSpec(prefer=("x86_64",))
     assert [(g.arch, n) for g, n in allocate(groups, 6, spec)] == [("x86_64", 4), ("arm64", 2)]
     assert [(g.arch, n) for g, n in allocate(groups, 3, spec)] == [("x86_64", 3)]
-    assert [(g.arch, n) for g, n in allocate(plan([X86, JETSON]), 5, PlacementSpec())] == \
-        [("arm64", 3), ("x86_64", 2)]
+    assert [(g.arch, n) for g, n in allocate(plan([X86, JETSON]), 5, PlacementSpec())] == [("arm64", 3), ("x86_64", 2)]
 
 
 def test_impossible_wishes_are_input_errors_naming_what_exists():

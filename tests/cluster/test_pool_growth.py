@@ -58,10 +58,13 @@ class HeldObjective:
     def __call__(self, ctx) -> float:
         time.sleep(self.sleep_s)
         deadline = time.monotonic() + 120
-        while (os.path.exists(os.path.join(self.flags, "hold")) and not os.path.exists(os.path.join(self.flags, "go"))
-               and time.monotonic() < deadline):
+        while (
+            os.path.exists(os.path.join(self.flags, "hold"))
+            and not os.path.exists(os.path.join(self.flags, "go"))
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.05)
-        return -(ctx.params["x"] - 1.0) ** 2
+        return -((ctx.params["x"] - 1.0) ** 2)
 
 
 _wait = wait_for
@@ -74,14 +77,21 @@ def test_a_local_ray_that_cannot_grow_rejects_the_job_at_once(head_only_cluster)
 
 
 def test_job_started_on_the_head_alone_gets_actors_as_nodes_join_and_uses_a_node_joining_mid_job(
-        head_only_cluster, tmp_path):
+    head_only_cluster, tmp_path
+):
     cluster = head_only_cluster
     study = optuna.create_study(direction="maximize", sampler=make_sampler("tpe", 0))
     done: list[float] = []  # completion times
     errors: list[BaseException] = []
     joined: dict[str, tuple[str, float]] = {}
-    ex = RayExecutor(SETTINGS, None, job_id="22222222-0000-0000-0000-000000000000", wait_for_nodes=True,
-                     actor_start_timeout_s=240, grow_interval_s=0.5)
+    ex = RayExecutor(
+        SETTINGS,
+        None,
+        job_id="22222222-0000-0000-0000-000000000000",
+        wait_for_nodes=True,
+        actor_start_timeout_s=240,
+        grow_interval_s=0.5,
+    )
 
     def search() -> None:
         try:

@@ -50,8 +50,14 @@ def test_dashboard_api_answers_401_without_the_token():
     token = secrets.token_hex(24)
     port = _free_port()
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "OMP_NUM_THREADS": "1"}
-    head = subprocess.Popen([sys.executable, "-c", HEAD, str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, env=env, text=True)
+    head = subprocess.Popen(
+        [sys.executable, "-c", HEAD, str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        text=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         assert head.stdout.readline().strip() == "ready"

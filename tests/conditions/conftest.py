@@ -15,8 +15,7 @@ def vix_bars() -> Bars:
 
     df = vix.load()
     close = df["vix"].to_numpy(np.float64)  # 46 missing prints (NaN) stay in: they are no observation
-    return Bars("VIX", "1d", df.index.values.astype("datetime64[ns]"), close, close, close, close,
-                np.zeros_like(close))
+    return Bars("VIX", "1d", df.index.values.astype("datetime64[ns]"), close, close, close, close, np.zeros_like(close))
 
 
 @pytest.fixture(scope="session")
@@ -24,5 +23,9 @@ def ixic_bars() -> Bars:
     from arch.data import nasdaq
 
     df = nasdaq.load()
-    return Bars("IXIC", "1d", df.index.values.astype("datetime64[ns]"),
-                *(df[c].to_numpy(np.float64) for c in ("Open", "High", "Low", "Close", "Volume")))
+    return Bars(
+        "IXIC",
+        "1d",
+        df.index.values.astype("datetime64[ns]"),
+        *(df[c].to_numpy(np.float64) for c in ("Open", "High", "Low", "Close", "Volume")),
+    )

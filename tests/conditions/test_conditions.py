@@ -20,9 +20,9 @@ def perturb_after(bars: Bars, t: int, seed: int) -> Bars:
     rng = np.random.default_rng(seed)
     n = len(bars)
     factor = np.ones(n)
-    factor[t + 1:] = np.exp(np.cumsum(rng.normal(0.0, 0.03, n - t - 1)))
+    factor[t + 1 :] = np.exp(np.cumsum(rng.normal(0.0, 0.03, n - t - 1)))
     noise = np.ones(n)
-    noise[t + 1:] = rng.uniform(0.5, 2.0, n - t - 1)
+    noise[t + 1 :] = rng.uniform(0.5, 2.0, n - t - 1)
     after = np.arange(n) > t
     close = bars.close * factor
     open_ = bars.open * factor * np.where(noise > 1.5, 1.01, 1.0)
@@ -35,8 +35,14 @@ def perturb_context_after(ctx: Bars, when: np.datetime64, seed: int) -> Bars:
     rng = np.random.default_rng(seed)
     later = ctx.timestamps > when
     factor = np.where(later, rng.uniform(0.5, 1.5, len(ctx)), 1.0)
-    return replace(ctx, open=ctx.open * factor, high=ctx.high * factor, low=ctx.low * factor,
-                   close=ctx.close * factor, volume=ctx.volume * factor)
+    return replace(
+        ctx,
+        open=ctx.open * factor,
+        high=ctx.high * factor,
+        low=ctx.low * factor,
+        close=ctx.close * factor,
+        volume=ctx.volume * factor,
+    )
 
 
 def test_feature_set(sample_bars):
@@ -49,30 +55,36 @@ def test_feature_set(sample_bars):
 def test_finite_after_warm_up_on_the_sp500(sample_bars):
     cond = compute_conditions(sample_bars)
     assert cond.first_valid == 251  # the 252-bar high is the longest window
-    assert np.isfinite(cond.values[cond.first_valid:]).all()
+    assert np.isfinite(cond.values[cond.first_valid :]).all()
     assert not np.isfinite(cond.values[cond.first_valid - 1]).all()
     # no feature is constant on real data (the model's normalization would have nothing to scale)
-    assert (cond.values[cond.first_valid:].std(axis=0) > 0).all()
+    assert (cond.values[cond.first_valid :].std(axis=0) > 0).all()
 
 
 def test_cross_asset_features_with_the_vix_and_nasdaq(sample_bars, vix_bars, ixic_bars):
     cond = compute_conditions(sample_bars, {"VIX": vix_bars, "IXIC": ixic_bars})
     assert cond.names == feature_names(["VIX", "IXIC"])
-    assert cond.names[len(FEATURES):] == [
-        "ixic_ret_21", "ixic_vol_21", "ixic_rel_21", "ixic_corr_63",
-        "vix_level", "vix_chg_5", "vix_z_63", "vix_premium_21",
+    assert cond.names[len(FEATURES) :] == [
+        "ixic_ret_21",
+        "ixic_vol_21",
+        "ixic_rel_21",
+        "ixic_corr_63",
+        "vix_level",
+        "vix_chg_5",
+        "vix_z_63",
+        "vix_premium_21",
     ]
-    assert np.isfinite(cond.values[cond.first_valid:]).all()
+    assert np.isfinite(cond.values[cond.first_valid :]).all()
     # before the VIX starts (2014-01-03) every VIX feature is warm-up; the z-score needs 63 VIX prints, and
     # a same-day VIX print is used one bar later (its 16:15 close is not known at the 16:00 close)
     vix_start = int(np.searchsorted(sample_bars.timestamps, vix_bars.timestamps[0]))
-    assert np.isnan(cond.column("vix_level")[:vix_start + 1]).all()
+    assert np.isnan(cond.column("vix_level")[: vix_start + 1]).all()
     assert cond.column("vix_level")[vix_start + 1] == np.float32(vix_bars.close[0])
     assert vix_start + 63 <= cond.first_valid <= vix_start + 71
     assert cond.lagged == ("IXIC", "VIX") and cond.limited_by == "VIX"
-    level = cond.column("vix_level")[cond.first_valid:]
+    level = cond.column("vix_level")[cond.first_valid :]
     assert level.min() > 8 and level.max() < 60
-    assert np.median(cond.column("ixic_corr_63")[cond.first_valid:]) > 0.7  # SPX and NASDAQ move together
+    assert np.median(cond.column("ixic_corr_63")[cond.first_valid :]) > 0.7  # SPX and NASDAQ move together
     # context order does not change the columns
     again = compute_conditions(sample_bars, {"IXIC": ixic_bars, "VIX": vix_bars})
     assert again.names == cond.names and np.array_equal(again.values, cond.values, equal_nan=True)
@@ -110,12 +122,13 @@ def test_no_feature_at_t_depends_on_anything_after_t(sample_bars, vix_bars, ixic
     when = sample_bars.timestamps[t]
     changed_ctx = {
         "VIX": perturb_context_after(vix_bars, when, seed=t),
-        "IXIC": perturb_after(ixic_bars, int(np.searchsorted(ixic_bars.timestamps, when, side="right")) - 1,
-                              seed=t + 1),
+        "IXIC": perturb_after(
+            ixic_bars, int(np.searchsorted(ixic_bars.timestamps, when, side="right")) - 1, seed=t + 1
+        ),
     }
     changed = compute_conditions(perturb_after(sample_bars, t, seed=t + 2), changed_ctx)
     assert np.array_equal(base.values[: t + 1], changed.values[: t + 1], equal_nan=True)
-    assert not np.array_equal(base.values[t + 1:], changed.values[t + 1:], equal_nan=True)
+    assert not np.array_equal(base.values[t + 1 :], changed.values[t + 1 :], equal_nan=True)
     # and with the future cut off entirely
     cut = compute_conditions(sample_bars.slice(0, t + 1), context)
     assert np.array_equal(base.values[: t + 1], cut.values, equal_nan=True)
@@ -134,8 +147,9 @@ def test_context_starting_late_is_warm_up_and_a_stale_context_is_an_error(sample
     assert compute_conditions(sample_bars, {"IXIC": ended}, max_stale_bars=None).first_valid < len(sample_bars)
     holes = np.ones(len(ixic_bars), bool)
     holes[2000:2010] = False
-    gappy = Bars("IXIC", "1d", *(getattr(ixic_bars, k)[holes] for k in
-                                  ("timestamps", "open", "high", "low", "close", "volume")))
+    gappy = Bars(
+        "IXIC", "1d", *(getattr(ixic_bars, k)[holes] for k in ("timestamps", "open", "high", "low", "close", "volume"))
+    )
     with pytest.raises(InputError):
         compute_conditions(sample_bars, {"IXIC": gappy})
 
@@ -144,14 +158,17 @@ def test_zero_volume_and_flat_prices_stay_finite(sample_bars):
     n = len(sample_bars)
     close = sample_bars.close.copy()
     close[1000:1100] = close[999]  # a halted stretch: no movement at all
-    flat = replace(sample_bars, close=close, open=np.where((np.arange(n) >= 1000) & (np.arange(n) < 1100),
-                   close, sample_bars.open),
-                   high=np.where((np.arange(n) >= 1000) & (np.arange(n) < 1100), close, sample_bars.high),
-                   low=np.where((np.arange(n) >= 1000) & (np.arange(n) < 1100), close, sample_bars.low),
-                   volume=np.zeros(n))
+    flat = replace(
+        sample_bars,
+        close=close,
+        open=np.where((np.arange(n) >= 1000) & (np.arange(n) < 1100), close, sample_bars.open),
+        high=np.where((np.arange(n) >= 1000) & (np.arange(n) < 1100), close, sample_bars.high),
+        low=np.where((np.arange(n) >= 1000) & (np.arange(n) < 1100), close, sample_bars.low),
+        volume=np.zeros(n),
+    )
     cond = compute_conditions(flat)
     assert cond.first_valid == 251
-    assert np.isfinite(cond.values[cond.first_valid:]).all()
+    assert np.isfinite(cond.values[cond.first_valid :]).all()
     assert (cond.column("volume_z_21")[251:] == 0).all()
     assert (cond.column("cmf_21")[251:] == 0).all() and (cond.column("mfi_14")[251:] == 50).all()
     assert cond.column("vol_5")[1050] == 0 and cond.column("bb_z_20")[1090] == 0
@@ -170,7 +187,7 @@ def test_short_history_is_all_warm_up(sample_bars):
 def wilder_loop(x, n, start):
     out = np.full(len(x), np.nan)
     s = start + n - 1
-    out[s] = np.mean(x[start:start + n])
+    out[s] = np.mean(x[start : start + n])
     for t in range(s + 1, len(x)):
         out[t] = out[t - 1] + (x[t] - out[t - 1]) / n
     return out
@@ -189,14 +206,14 @@ def test_indicators_match_reference_loops(sample_bars):
     tr = np.maximum.reduce([h - lo, abs(h - prev), abs(lo - prev)])
     np.testing.assert_allclose(cond.column("atr_pct_14")[14:], (wilder_loop(tr, 14, 1) / c)[14:], rtol=1e-5)
     t = 500
-    slope = np.polyfit(np.arange(21), np.log(c[t - 20:t + 1]), 1)[0]
-    vol = np.std(np.diff(np.log(c[t - 21:t + 1])))
+    slope = np.polyfit(np.arange(21), np.log(c[t - 20 : t + 1]), 1)[0]
+    vol = np.std(np.diff(np.log(c[t - 21 : t + 1])))
     assert cond.column("trend_21")[t] == pytest.approx(slope / vol, rel=1e-5)
     assert cond.column("vol_21")[t] == pytest.approx(vol * np.sqrt(252), rel=1e-5)
     assert cond.column("ret_5")[t] == pytest.approx(np.log(c[t] / c[t - 5]), rel=1e-5)
-    hh, ll = h[t - 54:t + 1].max(), lo[t - 54:t + 1].min()
+    hh, ll = h[t - 54 : t + 1].max(), lo[t - 54 : t + 1].min()
     assert cond.column("donchian_55")[t] == pytest.approx((c[t] - ll) / (hh - ll), rel=1e-5)
-    win = np.log(c[t - 19:t + 1])
+    win = np.log(c[t - 19 : t + 1])
     assert cond.column("bb_z_20")[t] == pytest.approx((win[-1] - win.mean()) / win.std(), rel=1e-4)
     tp = (h + lo + c) / 3
     flow = tp * bars.volume

@@ -39,18 +39,36 @@ def test_defaults_of_a_minimal_job():
 
 def test_pascal_case_from_conductor_equals_snake_case():
     pascal = {
-        "JobId": JOB_ID, "StrategyName": "sma_cross", "Symbols": ["spx", "IXIC", "SPX"], "Interval": "1D",
-        "LookbackPeriod": 1500, "Candidates": 32, "Search": {"Trials": 8, "Sampler": "cmaes", "TimeoutS": 60},
-        "CostBps": 2, "Validation": {"Folds": 2, "EmbargoBars": 3, "HoldoutBars": 100},
-        "Gate": {"MinImprovement": 0.1}, "Overrides": {"fast": {"Low": 5, "High": 20}},
-        "ConditionsFrom": ["vix"], "Priority": 9, "Placement": {"Require": "AMD64"},
+        "JobId": JOB_ID,
+        "StrategyName": "sma_cross",
+        "Symbols": ["spx", "IXIC", "SPX"],
+        "Interval": "1D",
+        "LookbackPeriod": 1500,
+        "Candidates": 32,
+        "Search": {"Trials": 8, "Sampler": "cmaes", "TimeoutS": 60},
+        "CostBps": 2,
+        "Validation": {"Folds": 2, "EmbargoBars": 3, "HoldoutBars": 100},
+        "Gate": {"MinImprovement": 0.1},
+        "Overrides": {"fast": {"Low": 5, "High": 20}},
+        "ConditionsFrom": ["vix"],
+        "Priority": 9,
+        "Placement": {"Require": "AMD64"},
     }
     snake = {
-        "job_id": JOB_ID, "strategy": "sma_cross", "symbols": ["SPX", "IXIC"], "interval": "1d",
-        "lookback": {"bars": 1500}, "candidates": 32, "search": {"trials": 8, "sampler": "cmaes", "timeout_s": 60},
-        "cost_bps": 2.0, "validation": {"folds": 2, "embargo_bars": 3, "holdout_bars": 100},
-        "gate": {"min_improvement": 0.1}, "overrides": {"fast": {"low": 5, "high": 20}},
-        "conditions_from": ["VIX"], "priority": 9, "placement": {"require": "x86_64"},
+        "job_id": JOB_ID,
+        "strategy": "sma_cross",
+        "symbols": ["SPX", "IXIC"],
+        "interval": "1d",
+        "lookback": {"bars": 1500},
+        "candidates": 32,
+        "search": {"trials": 8, "sampler": "cmaes", "timeout_s": 60},
+        "cost_bps": 2.0,
+        "validation": {"folds": 2, "embargo_bars": 3, "holdout_bars": 100},
+        "gate": {"min_improvement": 0.1},
+        "overrides": {"fast": {"low": 5, "high": 20}},
+        "conditions_from": ["VIX"],
+        "priority": 9,
+        "placement": {"require": "x86_64"},
     }
     a, b = parse_job(pascal), parse_job(snake)
     assert a == b
@@ -166,12 +184,20 @@ def test_missing_required_fields():
 
 
 def test_override_forms_stay_plain_dicts():
-    job = parse_job(minimal(overrides={
-        "fast": {"low": 5}, "slow": {"High": 200, "Step": 5}, "mode": {"Value": "long_flat"},
-        "kind": {"choices": ["a", 2, True]},
-    }))
+    job = parse_job(
+        minimal(
+            overrides={
+                "fast": {"low": 5},
+                "slow": {"High": 200, "Step": 5},
+                "mode": {"Value": "long_flat"},
+                "kind": {"choices": ["a", 2, True]},
+            }
+        )
+    )
     assert job.overrides == {
-        "fast": {"low": 5}, "slow": {"high": 200, "step": 5}, "mode": {"value": "long_flat"},
+        "fast": {"low": 5},
+        "slow": {"high": 200, "step": 5},
+        "mode": {"value": "long_flat"},
         "kind": {"choices": ["a", 2, True]},
     }
     assert json.loads(job.to_json())["overrides"] == job.overrides

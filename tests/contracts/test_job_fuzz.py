@@ -17,15 +17,39 @@ JOB_ID = "6f1c2d3e-4b5a-4c6d-8e7f-9a0b1c2d3e4f"
 
 # text with lone UTF-16 surrogates (json.loads accepts "\ud800"; no UTF-8 encoder does)
 surrogate_text = st.text(st.characters(categories=["Cs"]) | st.characters(), min_size=1, max_size=6).filter(
-    lambda t: any(0xD800 <= ord(ch) <= 0xDFFF for ch in t))
+    lambda t: any(0xD800 <= ord(ch) <= 0xDFFF for ch in t)
+)
 texts = st.text(max_size=12) | surrogate_text
-scalars = st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.floats(allow_nan=False) | texts
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
-    st.text(max_size=10) | surrogate_text, inner, max_size=4), max_leaves=12)
-keys = st.sampled_from([
-    "JobId", "job_id", "StrategyName", "Symbols", "symbols", "LookbackPeriod", "Search", "search", "Validation",
-    "Overrides", "Placement", "ConditionsFrom", "Deadline", "Priority", "Candidates", "CostBps", "Mode", "x",
-])
+scalars = st.none() | st.booleans() | st.integers(-(10**12), 10**12) | st.floats(allow_nan=False) | texts
+json_values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10) | surrogate_text, inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+keys = st.sampled_from(
+    [
+        "JobId",
+        "job_id",
+        "StrategyName",
+        "Symbols",
+        "symbols",
+        "LookbackPeriod",
+        "Search",
+        "search",
+        "Validation",
+        "Overrides",
+        "Placement",
+        "ConditionsFrom",
+        "Deadline",
+        "Priority",
+        "Candidates",
+        "CostBps",
+        "Mode",
+        "x",
+    ]
+)
 
 
 def check(raw) -> None:
@@ -42,8 +66,12 @@ def check(raw) -> None:
 
 
 def test_lone_surrogates_are_refused_naming_the_field() -> None:
-    body = {"JobId": JOB_ID, "StrategyName": "sma_cross", "Symbols": ["SPX"],
-            "Overrides": {"fast": {"Choices": [1, "\ud800"]}}}
+    body = {
+        "JobId": JOB_ID,
+        "StrategyName": "sma_cross",
+        "Symbols": ["SPX"],
+        "Overrides": {"fast": {"Choices": [1, "\ud800"]}},
+    }
     for raw in (body, json.dumps(body), json.dumps(body).encode()):
         with pytest.raises(InputError) as err:
             parse_job(raw)
@@ -77,8 +105,9 @@ def test_random_payloads(value, blob):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.dictionaries(st.sampled_from(["Trials", "Sampler", "TimeoutS", "Seed", "trails"]), json_values, max_size=4),
-       st.dictionaries(st.sampled_from(["fast", "Slow", "mode"]), json_values, max_size=3))
+@given(
+    st.dictionaries(st.sampled_from(["Trials", "Sampler", "TimeoutS", "Seed", "trails"]), json_values, max_size=4),
+    st.dictionaries(st.sampled_from(["fast", "Slow", "mode"]), json_values, max_size=3),
+)
 def test_random_nested_sections(search, overrides):
-    check({"JobId": JOB_ID, "StrategyName": "sma_cross", "Symbols": ["SPX"], "Search": search,
-           "Overrides": overrides})
+    check({"JobId": JOB_ID, "StrategyName": "sma_cross", "Symbols": ["SPX"], "Search": search, "Overrides": overrides})

@@ -19,8 +19,19 @@ JOB = uuid.uuid4()
 
 
 def test_phases_are_the_planned_ones():
-    assert PHASES == ("accepted", "loading_data", "conditions", "labels", "search", "training", "gate",
-                      "exporting", "persisted", "succeeded", "failed")
+    assert PHASES == (
+        "accepted",
+        "loading_data",
+        "conditions",
+        "labels",
+        "search",
+        "training",
+        "gate",
+        "exporting",
+        "persisted",
+        "succeeded",
+        "failed",
+    )
 
 
 def test_progress_event_round_trip_and_canonical_names():
@@ -55,15 +66,30 @@ def test_readers_ignore_fields_added_by_newer_producers():
 def succeeded_result() -> JobResult:
     metrics = HoldoutMetrics(sharpe=1.1, total_return=0.12, max_drawdown=-0.08, turnover=3.5, trades=14)
     symbol = SymbolResult(
-        symbol="SPX", parameters={"fast": 12, "slow": 60, "mode": "long_flat"},
+        symbol="SPX",
+        parameters={"fast": 12, "slow": 60, "mode": "long_flat"},
         baseline_parameters={"fast": 10, "slow": 50, "mode": "long_flat"},
-        default_parameters={"fast": 10, "slow": 50, "mode": "long_flat"}, expected_return=0.0004,
-        published=True, reason="holdout Sharpe +0.30 over baseline >= 0.05",
+        default_parameters={"fast": 10, "slow": 50, "mode": "long_flat"},
+        expected_return=0.0004,
+        published=True,
+        reason="holdout Sharpe +0.30 over baseline >= 0.05",
         holdout=HoldoutComparison(cpo=metrics, baseline=HoldoutMetrics(sharpe=0.8), defaults=None),
-        improvement=0.3, psr=0.97, dsr=0.91, model_version=42, valid_for=date(2019, 1, 2),
+        improvement=0.3,
+        psr=0.97,
+        dsr=0.91,
+        model_version=42,
+        valid_for=date(2019, 1, 2),
     )
-    return JobResult(job_id=JOB, status="succeeded", strategy="sma_cross", interval="1d", mode="cpo",
-                     symbols=[symbol], timings={"labels": 1.5, "search": 30.0}, attempts=2)
+    return JobResult(
+        job_id=JOB,
+        status="succeeded",
+        strategy="sma_cross",
+        interval="1d",
+        mode="cpo",
+        symbols=[symbol],
+        timings={"labels": 1.5, "search": 30.0},
+        attempts=2,
+    )
 
 
 def test_job_result_round_trip():

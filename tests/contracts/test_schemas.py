@@ -104,16 +104,34 @@ def test_a_decision_result_validates_and_the_schema_names_the_outcomes(schemas):
     assert defs["SymbolResult"]["properties"]["decision"]["anyOf"][0]["enum"] == list(DECISIONS)
     assert set(CHALLENGER_ARMS) <= set(defs["ArmResult"]["properties"]["name"]["enum"])
     sym = SymbolResult(
-        symbol="SPX", parameters={"fast": 10}, published=True, reason="kept: ...", decision="kept", arm="defaults",
+        symbol="SPX",
+        parameters={"fast": 10},
+        published=True,
+        reason="kept: ...",
+        decision="kept",
+        arm="defaults",
         champion=ChampionInfo(arm="defaults", source="defaults", parameters={"fast": 10}),
-        arms=[ArmResult(name="defaults", role="champion", sharpe=0.7, window_sharpes=[0.5, float("nan")]),
-              ArmResult(name="cpo", role="challenger", sharpe=0.9, delta_sharpe=0.2, delta_se=0.3, z=0.67,
-                        seed_sharpes=[0.8, 1.0, 0.9])],
-        z_threshold=3.1, configurations=ConfigurationCount(candidates=64, model_trials=8, baseline_trials=64,
-                                                           challengers=5, jobs=1),
-        windows=[WindowInfo(start="2018-01-02", end="2018-06-29", bars=124)], oos_bars=124, stale_sessions=0)
-    result = JobResult(job_id=uuid.uuid4(), status="succeeded", strategy="sma_cross", interval="1d", mode="cpo",
-                       symbols=[sym])
+        arms=[
+            ArmResult(name="defaults", role="champion", sharpe=0.7, window_sharpes=[0.5, float("nan")]),
+            ArmResult(
+                name="cpo",
+                role="challenger",
+                sharpe=0.9,
+                delta_sharpe=0.2,
+                delta_se=0.3,
+                z=0.67,
+                seed_sharpes=[0.8, 1.0, 0.9],
+            ),
+        ],
+        z_threshold=3.1,
+        configurations=ConfigurationCount(candidates=64, model_trials=8, baseline_trials=64, challengers=5, jobs=1),
+        windows=[WindowInfo(start="2018-01-02", end="2018-06-29", bars=124)],
+        oos_bars=124,
+        stale_sessions=0,
+    )
+    result = JobResult(
+        job_id=uuid.uuid4(), status="succeeded", strategy="sma_cross", interval="1d", mode="cpo", symbols=[sym]
+    )
     data = json.loads(result.to_json())
     validator(schemas["result"]).validate(data)
     assert data["symbols"][0]["decision"] == "kept" and data["symbols"][0]["arms"][0]["window_sharpes"][1] is None

@@ -31,6 +31,7 @@ def _job(**fields: object):
 
 # --- architectures: the job parser and placement accept the same names ---------------------------------
 
+
 @pytest.mark.parametrize("alias", [*v.ARCHITECTURES, *v.ARCH_ALIASES, "ARM64", " Jetson ", "AMD64"])
 def test_job_parser_and_placement_accept_the_same_architecture_aliases(alias: str) -> None:
     job = _job(placement={"require": alias})
@@ -47,8 +48,13 @@ def test_job_parser_and_placement_refuse_the_same_unknown_architectures(name: st
 
 
 def test_the_readme_placement_examples_parse_and_mean_the_same_in_placement() -> None:
-    for placement in ({"require": ["arm64"]}, {"prefer": ["x86_64"]}, {"require": "arm64"}, {"prefer": "x86_64"},
-                      {"exclude": ["arm64"]}):
+    for placement in (
+        {"require": ["arm64"]},
+        {"prefer": ["x86_64"]},
+        {"require": "arm64"},
+        {"prefer": "x86_64"},
+        {"exclude": ["arm64"]},
+    ):
         job = _job(placement=placement)
         assert PlacementSpec.from_any(job.placement) == PlacementSpec.from_any(placement)
 
@@ -61,6 +67,7 @@ def test_placement_shape_is_the_same_in_the_contract_and_the_planner() -> None:
 
 
 # --- statuses: the store, the schema, the result contract and the web filter -----------------------------
+
 
 def test_job_statuses_of_the_store_and_results_are_the_vocabulary() -> None:
     assert jobs.STATUSES == v.JOB_STATUSES
@@ -85,6 +92,7 @@ def test_progress_phases_are_the_vocabulary() -> None:
 
 # --- samplers and objectives: the job contract and the search layer -----------------------------------
 
+
 def test_samplers_of_the_job_contract_are_those_the_search_layer_builds() -> None:
     assert set(typing.get_args(Sampler)) == set(v.SAMPLERS)
     for name in v.SAMPLERS:
@@ -104,6 +112,7 @@ def test_objectives_of_the_job_contract_are_those_the_search_layer_scores() -> N
 
 
 # --- symbols and intervals: one rule for the parser and the price tables ----------------------------------
+
 
 @pytest.mark.parametrize("symbol", ["spx", " SPY ", "BRK2", "1ABC", "S&P", "A" * 17])
 def test_job_parser_and_price_tables_share_the_symbol_rule(symbol: str) -> None:
@@ -148,12 +157,19 @@ HOMONYMS = {
 
 def _literals(path: Path) -> list[tuple[int, str]]:
     tree = ast.parse(path.read_text(), filename=str(path))
-    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
-                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-                  and node.body and isinstance(node.body[0], ast.Expr)
-                  and isinstance(node.body[0].value, ast.Constant)}
-    return [(node.lineno, node.value) for node in ast.walk(tree)
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings]
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+    ]
 
 
 def test_no_vocabulary_literal_outside_the_vocabulary_module() -> None:

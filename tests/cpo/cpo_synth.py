@@ -31,8 +31,10 @@ class MomentumSpace:
     names = ("window", "direction")
 
     def to_tensors(self, sets: Sequence[Mapping[str, Any]], device: Any = "cpu") -> dict[str, torch.Tensor]:
-        return {"window": torch.tensor([int(s["window"]) for s in sets], dtype=torch.long, device=device),
-                "direction": torch.tensor([int(s["direction"]) for s in sets], dtype=torch.int8, device=device)}
+        return {
+            "window": torch.tensor([int(s["window"]) for s in sets], dtype=torch.long, device=device),
+            "direction": torch.tensor([int(s["direction"]) for s in sets], dtype=torch.int8, device=device),
+        }
 
     def encode(self, sets: Sequence[Mapping[str, Any]]) -> np.ndarray:
         return np.array([[np.log(s["window"]), s["direction"]] for s in sets], dtype=np.float32)
@@ -65,7 +67,7 @@ def conditions_from(returns: np.ndarray, vix: np.ndarray) -> np.ndarray:
     """[T, 3] causal conditions: the VIX-like series, 20-bar realized vol, last return (NaN in warm-up)."""
     T = len(returns)
     cond = np.full((T, 3), np.nan, dtype=np.float32)
-    csum = np.concatenate([[0.0], np.cumsum(returns ** 2)])
+    csum = np.concatenate([[0.0], np.cumsum(returns**2)])
     for t in range(WARMUP, T):
         cond[t, 0] = vix[t]
         cond[t, 1] = np.sqrt((csum[t + 1] - csum[t + 1 - WARMUP]) / WARMUP) * np.sqrt(252)
@@ -80,8 +82,15 @@ class Market:
     regime: np.ndarray
 
 
-def regime_market(T: int = 2600, seed: int = 7, *, observable: bool = True, phi: float = 0.25,
-                  constant_phi: float | None = None, sigma: float = 0.01) -> Market:
+def regime_market(
+    T: int = 2600,
+    seed: int = 7,
+    *,
+    observable: bool = True,
+    phi: float = 0.25,
+    constant_phi: float | None = None,
+    sigma: float = 0.01,
+) -> Market:
     """Returns whose autocorrelation switches sign with a persistent hidden regime.
 
     Trending regime (s=1): r[t+1] = +phi r[t] + e (short-window momentum wins); mean-reverting (s=0): -phi
@@ -105,8 +114,17 @@ def regime_market(T: int = 2600, seed: int = 7, *, observable: bool = True, phi:
     return Market(make_bars(r), conditions_from(r, vix), s)
 
 
-def momentum_regime_market(T: int, seed: int, *, p_stress: float, phi_calm: float, phi_stress: float,
-                           stay: float = 0.98, sigma: float = 0.01, vol_stress: float = 1.0) -> Market:
+def momentum_regime_market(
+    T: int,
+    seed: int,
+    *,
+    p_stress: float,
+    phi_calm: float,
+    phi_stress: float,
+    stay: float = 0.98,
+    sigma: float = 0.01,
+    vol_stress: float = 1.0,
+) -> Market:
     """A calm regime (share 1 - p_stress) where r[t+1] = +phi_calm r[t] + e and a stress regime where
     r[t+1] = -phi_stress r[t] + vol_stress e; a VIX-like condition (15 calm, 30 stress, noise 3) reveals the
     regime.
@@ -142,15 +160,25 @@ def oracle_positions(champion: np.ndarray, regime: np.ndarray, stress: str = "co
     return np.where(regime == 1, -champion if stress == "contrarian" else 0.0 * champion, champion)
 
 
-def oracle_edge(*, p_stress: float, phi_calm: float, phi_stress: float, T: int = 400_000, seed: int = 1,
-                stay: float = 0.98, vol_stress: float = 1.0, stress: str = "contrarian") -> float:
+def oracle_edge(
+    *,
+    p_stress: float,
+    phi_calm: float,
+    phi_stress: float,
+    T: int = 400_000,
+    seed: int = 1,
+    stay: float = 0.98,
+    vol_stress: float = 1.0,
+    stress: str = "contrarian",
+) -> float:
     """True annualized Sharpe of the regime oracle (momentum-1 calm; contrarian-1 or flat in stress, see
     :func:`oracle_positions`) minus momentum-1's, measured on one very long market of the same process (net of
     COST_BPS)."""
     from ludus.cpo.sharpe import annualized_sharpe
 
-    m = momentum_regime_market(T, seed, p_stress=p_stress, phi_calm=phi_calm, phi_stress=phi_stress, stay=stay,
-                               vol_stress=vol_stress)
+    m = momentum_regime_market(
+        T, seed, p_stress=p_stress, phi_calm=phi_calm, phi_stress=phi_stress, stay=stay, vol_stress=vol_stress
+    )
     r = m.bars.close / np.concatenate([[m.bars.close[0]], m.bars.close[:-1]]) - 1.0
     champ = np.sign(r)
     oracle = oracle_positions(champ, m.regime, stress)
@@ -180,8 +208,12 @@ def vol_for_edge(edge: float, *, p_stress: float, phi_calm: float, T: int = 400_
     lo, hi = 1.0, 12.0
     for _ in range(12):
         mid = (lo + hi) / 2
-        if oracle_edge(p_stress=p_stress, phi_calm=phi_calm, phi_stress=0.0, T=T, stay=stay, vol_stress=mid,
-                       stress="flat") < edge:
+        if (
+            oracle_edge(
+                p_stress=p_stress, phi_calm=phi_calm, phi_stress=0.0, T=T, stay=stay, vol_stress=mid, stress="flat"
+            )
+            < edge
+        ):
             lo = mid
         else:
             hi = mid
@@ -190,11 +222,25 @@ def vol_for_edge(edge: float, *, p_stress: float, phi_calm: float, T: int = 400_
 
 #: fixed epochs on every training bar (no validation tail): fast, and what these tests were sized with; the
 #: production default (train until a held-out tail stops improving) has tests of its own (test_cpo_power)
-SMALL = {"hidden": 32, "layers": 2, "dropout": 0.0, "epochs": 15, "batch_size": 512, "lr": 3e-3,
-         "validation_fraction": 0.0}
+SMALL = {
+    "hidden": 32,
+    "layers": 2,
+    "dropout": 0.0,
+    "epochs": 15,
+    "batch_size": 512,
+    "lr": 3e-3,
+    "validation_fraction": 0.0,
+}
 #: a tiny conditional model: what a fast test can refit at every origin
-TINY = {"hidden": 16, "layers": 1, "dropout": 0.0, "epochs": 4, "batch_size": 512, "lr": 5e-3,
-        "validation_fraction": 0.0}
+TINY = {
+    "hidden": 16,
+    "layers": 1,
+    "dropout": 0.0,
+    "epochs": 4,
+    "batch_size": 512,
+    "lr": 5e-3,
+    "validation_fraction": 0.0,
+}
 MOMENTUM_1 = CANDIDATES.index({"window": 1, "direction": 1})
 
 
@@ -206,9 +252,17 @@ class DecisionRun:
     report: Any
 
 
-def decision_arms(market: Market, labels: Any, *, champion_k: int, seeds: Sequence[int] = (0, 1, 2),
-                  model: Mapping[str, Any] = TINY, pg_epochs: int | Mapping[str, Any] = 10,
-                  challengers: Sequence[str] | None = None, cost_bps: float = COST_BPS) -> list[Any]:
+def decision_arms(
+    market: Market,
+    labels: Any,
+    *,
+    champion_k: int,
+    seeds: Sequence[int] = (0, 1, 2),
+    model: Mapping[str, Any] = TINY,
+    pg_epochs: int | Mapping[str, Any] = 10,
+    challengers: Sequence[str] | None = None,
+    cost_bps: float = COST_BPS,
+) -> list[Any]:
     """The champion (candidate ``champion_k`` held fixed) and the challengers, built as the pipeline does."""
     from ludus.constants import (
         ARM_BEST_FIXED,
@@ -234,8 +288,14 @@ def decision_arms(market: Market, labels: Any, *, champion_k: int, seeds: Sequen
 
     pg = {"epochs": pg_epochs, "validation_fraction": 0.0} if isinstance(pg_epochs, int) else dict(pg_epochs)
     candidates = labels.candidates
-    data = ArmData(labels=labels, conditions=market.conditions, cost_bps=cost_bps, bars_per_year=252.0,
-                   objective="sharpe", default_k=DEFAULTS_K)
+    data = ArmData(
+        labels=labels,
+        conditions=market.conditions,
+        cost_bps=cost_bps,
+        bars_per_year=252.0,
+        objective="sharpe",
+        default_k=DEFAULTS_K,
+    )
     champion = ARM_DEFAULTS if champion_k == DEFAULTS_K else ARM_PUBLISHED
     arms = [FixedArm(champion, data, candidates[champion_k], k=champion_k)]
     make = {
@@ -252,11 +312,23 @@ def decision_arms(market: Market, labels: Any, *, champion_k: int, seeds: Sequen
     return arms
 
 
-def run_decision(market: Market, *, champion_k: int = DEFAULTS_K, windows: int = 3, min_train: int = 504,
-                 n_configurations: int | None = None, alpha: float = 0.05, samples: int = 500, seed: int = 0,
-                 seeds: Sequence[int] = (0, 1, 2), model: Mapping[str, Any] = TINY,
-                 pg_epochs: int | Mapping[str, Any] = 10, challengers: Sequence[str] | None = None,
-                 candidates: Sequence[Mapping[str, Any]] = CANDIDATES, cost_bps: float = COST_BPS) -> DecisionRun:
+def run_decision(
+    market: Market,
+    *,
+    champion_k: int = DEFAULTS_K,
+    windows: int = 3,
+    min_train: int = 504,
+    n_configurations: int | None = None,
+    alpha: float = 0.05,
+    samples: int = 500,
+    seed: int = 0,
+    seeds: Sequence[int] = (0, 1, 2),
+    model: Mapping[str, Any] = TINY,
+    pg_epochs: int | Mapping[str, Any] = 10,
+    challengers: Sequence[str] | None = None,
+    candidates: Sequence[Mapping[str, Any]] = CANDIDATES,
+    cost_bps: float = COST_BPS,
+) -> DecisionRun:
     """Labels, rolling origins, every arm refitted at each origin, and the rule, as the pipeline runs them.
 
     ``n_configurations`` defaults to what this run tried: the candidates, one model configuration and the
@@ -268,12 +340,29 @@ def run_decision(market: Market, *, champion_k: int = DEFAULTS_K, windows: int =
     from ludus.cpo.origins import rolling_origins
 
     labels = build_labels(SignMomentum(), market.bars, list(candidates), cost_bps=cost_bps, chunk_size=5)
-    origins = rolling_origins(len(market.bars), WARMUP, windows=windows, embargo=5, holdout_bars=None,
-                              min_train_bars=min_train)
-    arms = decision_arms(market, labels, champion_k=champion_k, seeds=seeds, model=model, pg_epochs=pg_epochs,
-                         challengers=challengers, cost_bps=cost_bps)
+    origins = rolling_origins(
+        len(market.bars), WARMUP, windows=windows, embargo=5, holdout_bars=None, min_train_bars=min_train
+    )
+    arms = decision_arms(
+        market,
+        labels,
+        champion_k=champion_k,
+        seeds=seeds,
+        model=model,
+        pg_epochs=pg_epochs,
+        challengers=challengers,
+        cost_bps=cost_bps,
+    )
     evaluation = evaluate(arms, origins, labels.close_returns, cost_bps)
     n = n_configurations if n_configurations is not None else len(candidates) + 1 + len(arms) - 1
-    report = decide(evaluation, arms[0].name, n_configurations=n, alpha=alpha, min_improvement=0.0,
-                    bars_per_year=252.0, samples=samples, seed=seed)
+    report = decide(
+        evaluation,
+        arms[0].name,
+        n_configurations=n,
+        alpha=alpha,
+        min_improvement=0.0,
+        bars_per_year=252.0,
+        samples=samples,
+        seed=seed,
+    )
     return DecisionRun(labels, origins, evaluation, report)

@@ -35,8 +35,14 @@ def market_labels():
 
 
 def _data(market, labels) -> ArmData:
-    return ArmData(labels=labels, conditions=market.conditions, cost_bps=COST_BPS, bars_per_year=252.0,
-                   objective="sharpe", default_k=DEFAULTS_K)
+    return ArmData(
+        labels=labels,
+        conditions=market.conditions,
+        cost_bps=COST_BPS,
+        bars_per_year=252.0,
+        objective="sharpe",
+        default_k=DEFAULTS_K,
+    )
 
 
 def test_best_fixed_candidate_uses_only_the_given_bars() -> None:
@@ -46,9 +52,14 @@ def test_best_fixed_candidate_uses_only_the_given_bars() -> None:
     # candidate 0 is right in the first half, candidate 1 in the second half
     sign = np.sign(np.roll(r, -1))
     pos = np.stack([np.where(np.arange(T) < 100, sign, -sign), np.where(np.arange(T) < 100, -sign, sign)])
-    labels = Labels(positions=torch.tensor(pos, dtype=torch.float32), label_returns=torch.zeros(2, T),
-                    close_returns=torch.tensor(r), theta=np.zeros((2, 1), np.float32), candidates=[{}, {}],
-                    cost_bps=1.0)
+    labels = Labels(
+        positions=torch.tensor(pos, dtype=torch.float32),
+        label_returns=torch.zeros(2, T),
+        close_returns=torch.tensor(r),
+        theta=np.zeros((2, 1), np.float32),
+        candidates=[{}, {}],
+        cost_bps=1.0,
+    )
     assert best_fixed_candidate(labels, np.arange(0, 99)) == 0
     assert best_fixed_candidate(labels, np.arange(100, 198)) == 1
     assert best_fixed_candidate(labels, np.arange(0, 99), "total_return") == 0
@@ -80,11 +91,14 @@ class Spy:
 
 def test_evaluation_refits_before_each_origin_and_chains_one_path_with_real_costs(market_labels) -> None:
     market, labels = market_labels
-    origins = rolling_origins(len(market.bars), WARMUP, windows=4, embargo=5, holdout_bars=None,
-                              min_train_bars=300)
+    origins = rolling_origins(len(market.bars), WARMUP, windows=4, embargo=5, holdout_bars=None, min_train_bars=300)
     spy = Spy("spy", labels)
-    ev = evaluate([spy, FixedArm("defaults", _data(market, labels), CANDIDATES[DEFAULTS_K], k=DEFAULTS_K)],
-                  origins, labels.close_returns, COST_BPS)
+    ev = evaluate(
+        [spy, FixedArm("defaults", _data(market, labels), CANDIDATES[DEFAULTS_K], k=DEFAULTS_K)],
+        origins,
+        labels.close_returns,
+        COST_BPS,
+    )
     assert len(spy.fits) == 4
     for i, rows in enumerate(spy.fits):
         assert rows.max() < origins.starts[i] - 5 and rows.min() == WARMUP
@@ -92,9 +106,11 @@ def test_evaluation_refits_before_each_origin_and_chains_one_path_with_real_cost
     # entry is paid once, never again at a window boundary
     whole = fixed_path(labels, 0, origins.oos_idx, COST_BPS)
     np.testing.assert_allclose(ev.paths["spy"].returns, whole.returns.double().numpy(), atol=1e-9)
-    np.testing.assert_allclose(ev.paths["defaults"].returns,
-                               fixed_path(labels, DEFAULTS_K, origins.oos_idx, COST_BPS).returns.double().numpy(),
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        ev.paths["defaults"].returns,
+        fixed_path(labels, DEFAULTS_K, origins.oos_idx, COST_BPS).returns.double().numpy(),
+        atol=1e-9,
+    )
     assert ev.paths["defaults"].theta_ids is not None and len(ev.window_slices()) == 4
 
 
@@ -110,6 +126,7 @@ def test_best_fixed_arm_takes_a_search_find_only_when_it_beats_the_candidates(ma
             asked.append(stop)
             # a θ that holds the best candidate's position with a sign: +1 equals it, -1 its opposite
             return [({"found": value_sign}, value_sign * labels.positions[best_k].numpy())]
+
         return run
 
     worse = BestFixedArm(data, search(-1.0))
@@ -134,8 +151,9 @@ def test_rolling_arm_reoptimizes_on_the_trailing_window_only(market_labels) -> N
     ch = arm.choices(idx)
     for t, k in zip(idx, ch, strict=True):
         refit = WARMUP + ((t - WARMUP) // 50) * 50
-        values = fixed_objective(labels.positions, labels.close_returns, np.arange(refit - 100, refit), COST_BPS,
-                                 "sharpe", 252.0)
+        values = fixed_objective(
+            labels.positions, labels.close_returns, np.arange(refit - 100, refit), COST_BPS, "sharpe", 252.0
+        )
         assert k == int(np.argmax(values))
     assert len(set(ch.tolist())) > 1  # the regimes flip: so does its choice
     # too few rows after the start: the defaults

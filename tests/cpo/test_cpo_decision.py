@@ -29,26 +29,39 @@ N_BARS = 1000
 SIGMA = 0.01
 
 
-def _paths(rng: np.random.Generator, deltas: list[float], rho: float, n: int = N_BARS,
-           champion_sharpe: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+def _paths(
+    rng: np.random.Generator, deltas: list[float], rho: float, n: int = N_BARS, champion_sharpe: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
     """Champion [n] and challengers [M, n]: correlation ``rho`` with the champion, true annualized Sharpe
     ``champion_sharpe + delta``."""
     e = rng.normal(0.0, 1.0, (1 + len(deltas), n))
     champion = SIGMA * e[0] + champion_sharpe * SIGMA / math.sqrt(BPY)
-    ch = np.stack([SIGMA * (rho * e[0] + math.sqrt(1 - rho ** 2) * e[1 + j])
-                   + (champion_sharpe + d) * SIGMA / math.sqrt(BPY) for j, d in enumerate(deltas)])
+    ch = np.stack(
+        [
+            SIGMA * (rho * e[0] + math.sqrt(1 - rho**2) * e[1 + j]) + (champion_sharpe + d) * SIGMA / math.sqrt(BPY)
+            for j, d in enumerate(deltas)
+        ]
+    )
     return champion, ch
 
 
-def _evaluation(champion: np.ndarray, challengers: dict[str, np.ndarray],
-                publishable: tuple[str, ...] = ()) -> Evaluation:
+def _evaluation(
+    champion: np.ndarray, challengers: dict[str, np.ndarray], publishable: tuple[str, ...] = ()
+) -> Evaluation:
     n = champion.size
     origins = Origins(first=0, stop=n + 100, starts=(100, 100 + n // 2), embargo=0)
     idx = origins.oos_idx
 
     def path(name: str, r: np.ndarray, pub: bool = True) -> ArmPath:
-        return ArmPath(name=name, publishable=pub, idx=idx, positions=np.ones(n), returns=r,
-                       choices=np.zeros(n, dtype=np.int64), theta_ids=np.zeros(n, dtype=np.int64))
+        return ArmPath(
+            name=name,
+            publishable=pub,
+            idx=idx,
+            positions=np.ones(n),
+            returns=r,
+            choices=np.zeros(n, dtype=np.int64),
+            theta_ids=np.zeros(n, dtype=np.int64),
+        )
 
     paths = {ARM_DEFAULTS: path(ARM_DEFAULTS, champion)}
     for name, r in challengers.items():
@@ -87,16 +100,25 @@ def test_bootstrap_se_matches_the_sharpe_difference_of_iid_returns(rho: float) -
     assert d.z[0] == pytest.approx(d.delta[0] / d.se[0])
 
 
-def _replacement_rate(n_markets: int, deltas: list[float], rho: float, n_configurations: int,
-                      seed: int, n_bars: int = N_BARS) -> float:
+def _replacement_rate(
+    n_markets: int, deltas: list[float], rho: float, n_configurations: int, seed: int, n_bars: int = N_BARS
+) -> float:
     rng = np.random.default_rng(seed)
-    names = [ARM_CPO, ARM_BEST_FIXED, "rolling", "policy_gradient", ARM_ENSEMBLE, "published"][:len(deltas)]
+    names = [ARM_CPO, ARM_BEST_FIXED, "rolling", "policy_gradient", ARM_ENSEMBLE, "published"][: len(deltas)]
     changed = 0
     for m in range(n_markets):
         champion, ch = _paths(rng, deltas, rho, n=n_bars)
         ev = _evaluation(champion, dict(zip(names, ch, strict=True)))
-        rep = decide(ev, ARM_DEFAULTS, n_configurations=n_configurations, alpha=0.05, min_improvement=0.0,
-                     bars_per_year=BPY, samples=200, seed=m)
+        rep = decide(
+            ev,
+            ARM_DEFAULTS,
+            n_configurations=n_configurations,
+            alpha=0.05,
+            min_improvement=0.0,
+            bars_per_year=BPY,
+            samples=200,
+            seed=m,
+        )
         changed += rep.outcome == DECISION_CHANGED
     return changed / n_markets
 
@@ -115,8 +137,10 @@ def test_false_replacement_rate_and_power_of_the_rule() -> None:
     assert family <= 0.05 + binomial, family
     power = _replacement_rate(100, [1.0, 0.0, 0.0], 0.8, 25, seed=5, n_bars=2000)
     weak = _replacement_rate(100, [0.3, 0.0, 0.0], 0.8, 25, seed=6, n_bars=2000)
-    print(f"\nfalse replacement: one challenger {single:.3f}, five deflated {family:.3f}; power +1.0: {power:.2f}, "
-          f"+0.3: {weak:.2f}")
+    print(
+        f"\nfalse replacement: one challenger {single:.3f}, five deflated {family:.3f}; power +1.0: {power:.2f}, "
+        f"+0.3: {weak:.2f}"
+    )
     assert power >= 0.8 and weak < power
 
 
@@ -124,8 +148,9 @@ def test_kept_with_the_numbers_and_changed_for_the_best_publishable_winner() -> 
     rng = np.random.default_rng(7)
     champion, ch = _paths(rng, [0.0, 3.0, 4.0], 0.9, n=2000)
     ev = _evaluation(champion, {ARM_CPO: ch[0], ARM_BEST_FIXED: ch[1], ARM_ENSEMBLE: ch[2]})
-    rep = decide(ev, ARM_DEFAULTS, n_configurations=40, alpha=0.05, min_improvement=0.0, bars_per_year=BPY,
-                 samples=300, seed=0)
+    rep = decide(
+        ev, ARM_DEFAULTS, n_configurations=40, alpha=0.05, min_improvement=0.0, bars_per_year=BPY, samples=300, seed=0
+    )
     # the ensemble has the largest edge but is no parameter set: the best publishable winner is chosen
     assert rep.outcome == DECISION_CHANGED and rep.chosen == ARM_BEST_FIXED
     assert rep.verdict(ARM_ENSEMBLE).passed and not rep.verdict(ARM_ENSEMBLE).publishable
@@ -133,26 +158,52 @@ def test_kept_with_the_numbers_and_changed_for_the_best_publishable_winner() -> 
     assert rep.verdict(ARM_DEFAULTS).role == ROLE_CHAMPION and rep.n_configurations == 40
     assert rep.dsr >= 0.95 and rep.psr >= rep.dsr
 
-    only_ensemble = decide(_evaluation(champion, {ARM_CPO: ch[0], ARM_ENSEMBLE: ch[2]}), ARM_DEFAULTS,
-                           n_configurations=40, alpha=0.05, min_improvement=0.0, bars_per_year=BPY, samples=300,
-                           seed=0)
+    only_ensemble = decide(
+        _evaluation(champion, {ARM_CPO: ch[0], ARM_ENSEMBLE: ch[2]}),
+        ARM_DEFAULTS,
+        n_configurations=40,
+        alpha=0.05,
+        min_improvement=0.0,
+        bars_per_year=BPY,
+        samples=300,
+        seed=0,
+    )
     assert only_ensemble.outcome == DECISION_KEPT and only_ensemble.chosen == ARM_DEFAULTS
     assert "not a parameter set Constellations can trade" in only_ensemble.reason
 
-    margin = decide(_evaluation(champion, {ARM_BEST_FIXED: ch[1]}), ARM_DEFAULTS, n_configurations=40, alpha=0.05,
-                    min_improvement=10.0, bars_per_year=BPY, samples=300, seed=0)
+    margin = decide(
+        _evaluation(champion, {ARM_BEST_FIXED: ch[1]}),
+        ARM_DEFAULTS,
+        n_configurations=40,
+        alpha=0.05,
+        min_improvement=10.0,
+        bars_per_year=BPY,
+        samples=300,
+        seed=0,
+    )
     assert margin.outcome == DECISION_KEPT and "below min_improvement 10.00" in margin.reason
 
     v = rep.verdict(ARM_CPO)
     assert not v.passed
-    kept = decide(_evaluation(champion, {ARM_CPO: ch[0]}), ARM_DEFAULTS, n_configurations=40, alpha=0.05,
-                  min_improvement=0.0, bars_per_year=BPY, samples=300, seed=0)
+    kept = decide(
+        _evaluation(champion, {ARM_CPO: ch[0]}),
+        ARM_DEFAULTS,
+        n_configurations=40,
+        alpha=0.05,
+        min_improvement=0.0,
+        bars_per_year=BPY,
+        samples=300,
+        seed=0,
+    )
     c = kept.verdict(ARM_CPO)
     defaults = kept.verdict(ARM_DEFAULTS)
-    assert kept.reason.startswith(f"kept: strategy defaults (champion) earned Sharpe {defaults.sharpe:.2f}"
-                                  f" over 2,000 out-of-sample bars in 2 windows")
-    assert (f"{c.delta_sharpe:+.2f} ± {c.delta_se:.2f}, z {c.z:.2f} < {kept.z_threshold:.2f} needed with 40 "
-            in kept.reason)
+    assert kept.reason.startswith(
+        f"kept: strategy defaults (champion) earned Sharpe {defaults.sharpe:.2f}"
+        f" over 2,000 out-of-sample bars in 2 windows"
+    )
+    assert (
+        f"{c.delta_sharpe:+.2f} ± {c.delta_se:.2f}, z {c.z:.2f} < {kept.z_threshold:.2f} needed with 40 " in kept.reason
+    )
     assert len(c.window_sharpes) == 2
 
 
@@ -167,10 +218,19 @@ def test_the_defaults_doing_better_than_the_in_sample_optimum_are_kept_not_repla
     # published the unconditional θ
     rng = np.random.default_rng(12)
     champion, ch = _paths(rng, [0.0, 0.0], 0.6, n=252)
-    ev = _evaluation(_with_sharpe(champion, 0.69), {ARM_CPO: _with_sharpe(ch[0], 0.10),
-                                                    ARM_BEST_FIXED: _with_sharpe(ch[1], 0.04)})
-    rep = decide(ev, ARM_DEFAULTS, n_configurations=64 + 8 + 8 + 2, alpha=0.05, min_improvement=0.05,
-                 bars_per_year=BPY, samples=500, seed=0)
+    ev = _evaluation(
+        _with_sharpe(champion, 0.69), {ARM_CPO: _with_sharpe(ch[0], 0.10), ARM_BEST_FIXED: _with_sharpe(ch[1], 0.04)}
+    )
+    rep = decide(
+        ev,
+        ARM_DEFAULTS,
+        n_configurations=64 + 8 + 8 + 2,
+        alpha=0.05,
+        min_improvement=0.05,
+        bars_per_year=BPY,
+        samples=500,
+        seed=0,
+    )
     assert rep.outcome == DECISION_KEPT and rep.chosen == ARM_DEFAULTS
     assert rep.verdict(ARM_BEST_FIXED).delta_sharpe == pytest.approx(-0.65, abs=1e-6)
     assert rep.reason.startswith("kept: strategy defaults (champion) earned Sharpe 0.69")
@@ -180,11 +240,26 @@ def test_bad_champion_and_configurations_are_input_errors() -> None:
     champion, ch = _paths(np.random.default_rng(8), [0.0], 0.5)
     ev = _evaluation(champion, {ARM_CPO: ch[0]})
     with pytest.raises(InputError):
-        decide(ev, "nope", n_configurations=3, alpha=0.05, min_improvement=0.0, bars_per_year=BPY, samples=100,
-               seed=0)
+        decide(ev, "nope", n_configurations=3, alpha=0.05, min_improvement=0.0, bars_per_year=BPY, samples=100, seed=0)
     with pytest.raises(InputError):
-        decide(ev, ARM_DEFAULTS, n_configurations=0, alpha=0.05, min_improvement=0.0, bars_per_year=BPY,
-               samples=100, seed=0)
-    alone = decide(_evaluation(champion, {}), ARM_DEFAULTS, n_configurations=1, alpha=0.05, min_improvement=0.0,
-                   bars_per_year=BPY, samples=100, seed=0)
+        decide(
+            ev,
+            ARM_DEFAULTS,
+            n_configurations=0,
+            alpha=0.05,
+            min_improvement=0.0,
+            bars_per_year=BPY,
+            samples=100,
+            seed=0,
+        )
+    alone = decide(
+        _evaluation(champion, {}),
+        ARM_DEFAULTS,
+        n_configurations=1,
+        alpha=0.05,
+        min_improvement=0.0,
+        bars_per_year=BPY,
+        samples=100,
+        seed=0,
+    )
     assert alone.outcome == DECISION_KEPT and alone.best_challenger is None and "no challenger" in alone.reason

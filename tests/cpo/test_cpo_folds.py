@@ -9,8 +9,10 @@ from ludus.cpo.folds import required_bars, walk_forward
 from ludus.errors import InputError, InsufficientDataError
 
 
-@pytest.mark.parametrize("n,first_valid,folds,embargo,holdout", [
-    (1000, 50, 3, 5, 200), (2600, 20, 2, 0, 750), (500, 0, 1, 10, 20), (5000, 252, 5, 21, 252)])
+@pytest.mark.parametrize(
+    "n,first_valid,folds,embargo,holdout",
+    [(1000, 50, 3, 5, 200), (2600, 20, 2, 0, 750), (500, 0, 1, 10, 20), (5000, 252, 5, 21, 252)],
+)
 def test_folds_are_forward_embargoed_and_never_touch_the_holdout(n, first_valid, folds, embargo, holdout) -> None:
     split = walk_forward(n, first_valid, folds, embargo, holdout)
     assert len(split.folds) == folds
@@ -61,11 +63,14 @@ def test_oversized_holdout_names_the_holdout() -> None:
     assert err.value.field == "validation.holdout_bars"
 
 
-@pytest.mark.parametrize("args,field", [
-    ((1000, 20, 0, 5, 100), "validation.folds"),
-    ((1000, 20, 2, -1, 100), "validation.embargo_bars"),
-    ((1000, 20, 2, 5, 5), "validation.holdout_bars"),
-])
+@pytest.mark.parametrize(
+    "args,field",
+    [
+        ((1000, 20, 0, 5, 100), "validation.folds"),
+        ((1000, 20, 2, -1, 100), "validation.embargo_bars"),
+        ((1000, 20, 2, 5, 5), "validation.holdout_bars"),
+    ],
+)
 def test_invalid_settings_are_input_errors(args, field) -> None:
     with pytest.raises(InputError) as err:
         walk_forward(*args)

@@ -71,20 +71,23 @@ def test_perturbing_future_prices_changes_no_label_before_the_decision(strategy)
     t0 = 200
     r = close_returns(market.bars.close)
     r2 = r.copy()
-    r2[t0 + 1:] = np.random.default_rng(0).normal(0, 0.05, len(r) - t0 - 1)
+    r2[t0 + 1 :] = np.random.default_rng(0).normal(0, 0.05, len(r) - t0 - 1)
     a = build_labels(strategy, market.bars, CANDIDATES, cost_bps=COST_BPS)
     b = build_labels(strategy, make_bars(r2), CANDIDATES, cost_bps=COST_BPS)
     assert torch.equal(a.positions[:, : t0 + 1], b.positions[:, : t0 + 1])
     # label[t] needs close[t+1]: labels up to t0-1 only see prices up to t0
     assert torch.equal(a.label_returns[:, :t0], b.label_returns[:, :t0])
-    assert not torch.equal(a.label_returns[:, t0 + 1:-1], b.label_returns[:, t0 + 1:-1])
+    assert not torch.equal(a.label_returns[:, t0 + 1 : -1], b.label_returns[:, t0 + 1 : -1])
 
 
-@pytest.mark.parametrize("kwargs,field", [
-    ({"candidates": []}, "candidates"),
-    ({"cost_bps": -1.0}, "cost_bps"),
-    ({"chunk_size": -2}, "chunk_size"),
-])
+@pytest.mark.parametrize(
+    "kwargs,field",
+    [
+        ({"candidates": []}, "candidates"),
+        ({"cost_bps": -1.0}, "cost_bps"),
+        ({"chunk_size": -2}, "chunk_size"),
+    ],
+)
 def test_bad_arguments_name_the_field(strategy, kwargs, field) -> None:
     args = {"candidates": CANDIDATES, "cost_bps": 1.0, **kwargs}
     with pytest.raises(InputError) as err:

@@ -21,8 +21,9 @@ from ludus.errors import InputError, InsufficientDataError
 def trained():
     market = regime_market(T=700, seed=9, phi=0.35)
     labels = build_labels(SignMomentum(), market.bars, CANDIDATES, cost_bps=COST_BPS)
-    model = fit(ModelConfig(**{**SMALL, "epochs": 4, "dropout": 0.2}), market.conditions, labels,
-                np.arange(WARMUP, 500), seed=0)
+    model = fit(
+        ModelConfig(**{**SMALL, "epochs": 4, "dropout": 0.2}), market.conditions, labels, np.arange(WARMUP, 500), seed=0
+    )
     return market, labels, model, to_onnx(model)
 
 
@@ -48,10 +49,18 @@ def test_onnx_matches_torch_on_random_and_real_inputs(trained) -> None:
         np.testing.assert_allclose(scorer.score_rows(c, t, p), want, atol=1e-5, rtol=0)
     for bar in range(WARMUP, len(market.bars), 37):
         p = labels.position_inputs(np.array([bar]))[0]
-        want = model(torch.from_numpy(np.repeat(market.conditions[bar:bar + 1], len(CANDIDATES), 0)),
-                     torch.from_numpy(labels.theta), p).detach().numpy()
-        np.testing.assert_allclose(scorer.score(market.conditions[bar], labels.theta, p.numpy()), want, atol=1e-5,
-                                   rtol=0)
+        want = (
+            model(
+                torch.from_numpy(np.repeat(market.conditions[bar : bar + 1], len(CANDIDATES), 0)),
+                torch.from_numpy(labels.theta),
+                p,
+            )
+            .detach()
+            .numpy()
+        )
+        np.testing.assert_allclose(
+            scorer.score(market.conditions[bar], labels.theta, p.numpy()), want, atol=1e-5, rtol=0
+        )
 
 
 def test_a_seed_ensemble_exports_as_one_graph_of_the_average(trained) -> None:
@@ -60,7 +69,7 @@ def test_a_seed_ensemble_exports_as_one_graph_of_the_average(trained) -> None:
     ensemble = CPOEnsemble([model, other])
     scorer = OnnxScorer(to_onnx(ensemble), "cpu")
     bar = 600
-    c = np.repeat(market.conditions[bar:bar + 1], len(CANDIDATES), 0)
+    c = np.repeat(market.conditions[bar : bar + 1], len(CANDIDATES), 0)
     p = labels.position_inputs(np.array([bar]))[0]
     args = (torch.from_numpy(c), torch.from_numpy(labels.theta), p)
     want = ((model(*args) + other(*args)) / 2).detach().numpy()
@@ -95,8 +104,15 @@ def test_recommend_picks_the_policys_choice_for_the_latest_bar(trained) -> None:
         rec = recommend(scorer, market.conditions[last], labels.theta, labels.candidates, p.numpy(), held, COST_BPS)
         assert rec.parameters == CANDIDATES[rec.k] and rec.held_position == held
         # the same choice the torch policy makes on that bar, net of the move from the held position
-        torch_scores = model(torch.from_numpy(np.repeat(market.conditions[last:last + 1], len(CANDIDATES), 0)),
-                             torch.from_numpy(labels.theta), p).detach().numpy()
+        torch_scores = (
+            model(
+                torch.from_numpy(np.repeat(market.conditions[last : last + 1], len(CANDIDATES), 0)),
+                torch.from_numpy(labels.theta),
+                p,
+            )
+            .detach()
+            .numpy()
+        )
         c = COST_BPS * 1e-4
         now, prev = p[:, 0].numpy(), p[:, 1].numpy()
         net = torch_scores + c * np.abs(now - prev) - c * np.abs(now - held)
@@ -104,8 +120,12 @@ def test_recommend_picks_the_policys_choice_for_the_latest_bar(trained) -> None:
         assert rec.expected_return == pytest.approx(float(net.max()), abs=1e-6)
         assert abs(rec.expected_return) < 0.05  # a per-bar return, de-normalized
     assert int(choose(model, market.conditions, labels, [last - 1], cost_bps=0.0)[0]) == int(
-        np.argmax(scorer.score(market.conditions[last - 1], labels.theta,
-                               labels.position_inputs(np.array([last - 1]))[0].numpy())))
+        np.argmax(
+            scorer.score(
+                market.conditions[last - 1], labels.theta, labels.position_inputs(np.array([last - 1]))[0].numpy()
+            )
+        )
+    )
     assert rec.to_dict()["parameters"] == rec.parameters
 
 

@@ -28,8 +28,9 @@ def test_windows_are_consecutive_and_end_at_the_last_decision_bar() -> None:
 
 def test_default_holdout_is_at_least_three_years_with_five_years_of_history() -> None:
     bpy = 252
-    o = rolling_origins(5 * bpy + 60, 60, windows=6, embargo=5, holdout_bars=None,
-                        min_train_bars=default_min_train_bars(bpy))
+    o = rolling_origins(
+        5 * bpy + 60, 60, windows=6, embargo=5, holdout_bars=None, min_train_bars=default_min_train_bars(bpy)
+    )
     assert o.oos_bars >= 3 * bpy - 1 and o.starts[0] - o.first == 2 * bpy
 
 

@@ -35,9 +35,14 @@ from ludus.errors import InputError
 def _labels(positions, returns, cost_bps=10.0) -> Labels:
     pos = torch.tensor(positions, dtype=torch.float32)
     r = torch.tensor(returns, dtype=torch.float32)
-    return Labels(positions=pos, label_returns=torch.zeros_like(pos), close_returns=r,
-                  theta=np.eye(pos.shape[0], dtype=np.float32), candidates=[{"k": i} for i in range(pos.shape[0])],
-                  cost_bps=cost_bps)
+    return Labels(
+        positions=pos,
+        label_returns=torch.zeros_like(pos),
+        close_returns=r,
+        theta=np.eye(pos.shape[0], dtype=np.float32),
+        candidates=[{"k": i} for i in range(pos.shape[0])],
+        cost_bps=cost_bps,
+    )
 
 
 def test_costs_follow_the_policys_own_position_changes() -> None:
@@ -49,8 +54,9 @@ def test_costs_follow_the_policys_own_position_changes() -> None:
     np.testing.assert_allclose(path.returns.numpy(), expected, rtol=1e-6)
     assert path.positions.tolist() == [1, -1, -1, 1]
     # holding one candidate pays only the entry
-    np.testing.assert_allclose(fixed_returns(labels, 1, np.arange(4), 10.0).numpy(),
-                               [-0.01 - c, -0.02, 0.01, -0.03], rtol=1e-6)
+    np.testing.assert_allclose(
+        fixed_returns(labels, 1, np.arange(4), 10.0).numpy(), [-0.01 - c, -0.02, 0.01, -0.03], rtol=1e-6
+    )
 
 
 def test_a_gap_in_the_bars_starts_flat_again() -> None:
@@ -74,8 +80,15 @@ def test_fixed_path_matches_the_labels_on_contiguous_bars(strategy) -> None:
 
 
 def _scores_at(model, market, labels, t: int) -> np.ndarray:
-    return model(torch.from_numpy(np.repeat(market.conditions[t:t + 1], len(CANDIDATES), 0)),
-                 torch.from_numpy(labels.theta), labels.position_inputs(np.array([t]))[0]).detach().numpy()
+    return (
+        model(
+            torch.from_numpy(np.repeat(market.conditions[t : t + 1], len(CANDIDATES), 0)),
+            torch.from_numpy(labels.theta),
+            labels.position_inputs(np.array([t]))[0],
+        )
+        .detach()
+        .numpy()
+    )
 
 
 def test_policy_picks_the_argmax_of_the_model_net_of_the_move_from_the_held_position(strategy) -> None:
@@ -104,8 +117,7 @@ def test_policy_picks_the_argmax_of_the_model_net_of_the_move_from_the_held_posi
     choices = choose(model, market.conditions, labels, idx)
     assert choices.tolist() == want
     path = policy_path(model, market.conditions, labels, idx, cost_bps=COST_BPS)
-    torch.testing.assert_close(path.returns, policy_returns(model, market.conditions, labels, idx,
-                                                            cost_bps=COST_BPS))
+    torch.testing.assert_close(path.returns, policy_returns(model, market.conditions, labels, idx, cost_bps=COST_BPS))
     m = path.metrics(252)
     assert {"sharpe", "total_return", "max_drawdown", "turnover", "trades"} <= set(m)
 
@@ -119,10 +131,10 @@ def test_perturbing_future_prices_changes_no_decision_at_or_before_t() -> None:
     t0 = 560
     r = close_returns(market.bars.close)
     r2 = r.copy()
-    r2[t0 + 1:] = np.random.default_rng(1).normal(0.0, 0.04, len(r) - t0 - 1)
+    r2[t0 + 1 :] = np.random.default_rng(1).normal(0.0, 0.04, len(r) - t0 - 1)
     bars2 = make_bars(r2)
     vix = market.conditions[:, 0].copy()
-    vix[t0 + 1:] += 40.0  # the condition series also changes after t0
+    vix[t0 + 1 :] += 40.0  # the condition series also changes after t0
     cond2 = conditions_from(r2, vix)
     np.testing.assert_array_equal(cond2[: t0 + 1], market.conditions[: t0 + 1])
     labels2 = build_labels(strategy, bars2, CANDIDATES, cost_bps=COST_BPS)
@@ -152,8 +164,9 @@ def test_switching_cost_changes_the_choice_when_it_should() -> None:
         free = switching_choices(scores, labels, [0, 1, 2], 0.0)
         assert int(free[1]) == int(np.argmax(scores[1]))
     # once flat, staying flat costs nothing: the choice sticks unless re-entering pays
-    assert switching_choices(np.array([[0.0, 0.0], [0.0, 0.001]]), labels, [1, 2], 10.0,
-                             start_position=0.0).tolist() == [1, 1]
+    assert switching_choices(
+        np.array([[0.0, 0.0], [0.0, 0.001]]), labels, [1, 2], 10.0, start_position=0.0
+    ).tolist() == [1, 1]
 
 
 def test_bad_decision_bars_are_rejected() -> None:

@@ -31,7 +31,7 @@ def test_bootstrap_se_agrees_with_jobson_korkie_memmel_on_iid_returns(rho: float
     n = 2000
     e = rng.normal(0.0, 1.0, (2, n))
     champion = 0.01 * e[0] + 0.5 * 0.01 / math.sqrt(BPY)
-    challenger = 0.01 * (rho * e[0] + math.sqrt(1 - rho ** 2) * e[1]) + 1.5 * 0.01 / math.sqrt(BPY)
+    challenger = 0.01 * (rho * e[0] + math.sqrt(1 - rho**2) * e[1]) + 1.5 * 0.01 / math.sqrt(BPY)
     boot = sharpe_difference(challenger[None, :], champion, bars_per_year=BPY, samples=1000, seed=seed)
     analytic = sharpe_difference_se(challenger, champion, BPY)
     print(f"rho {rho}: bootstrap {boot.se[0]:.3f}, Jobson-Korkie/Memmel {analytic:.3f}")
@@ -116,8 +116,9 @@ def test_cpo_training_stops_on_the_held_out_tail_and_keeps_its_best_epoch() -> N
     labels = build_labels(SignMomentum(), market.bars, CANDIDATES, cost_bps=COST_BPS, chunk_size=5)
     rows = np.arange(WARMUP, 1400)
     seen: list[dict[str, float]] = []
-    config = ModelConfig(hidden=16, layers=1, dropout=0.0, epochs=200, batch_size=512, lr=3e-2, patience=3,
-                         validation_fraction=0.2)
+    config = ModelConfig(
+        hidden=16, layers=1, dropout=0.0, epochs=200, batch_size=512, lr=3e-2, patience=3, validation_fraction=0.2
+    )
     fit(config, market.conditions, labels, rows, seed=0, should_stop=lambda e, m: seen.append(m) is not None)
     assert all("val_loss" in m for m in seen)  # the tail was held out without a separate validation set
     assert len(seen) < 200  # stopped on evidence, not at the ceiling
@@ -131,8 +132,14 @@ def test_cpo_training_by_default_runs_every_epoch_on_every_bar() -> None:
     labels = build_labels(SignMomentum(), market.bars, CANDIDATES, cost_bps=COST_BPS, chunk_size=5)
     seen: list[dict[str, float]] = []
     config = ModelConfig(hidden=16, layers=1, epochs=7, batch_size=512, lr=3e-2)
-    fit(config, market.conditions, labels, np.arange(WARMUP, 1400), seed=0,
-        should_stop=lambda e, m: seen.append(m) is not None)
+    fit(
+        config,
+        market.conditions,
+        labels,
+        np.arange(WARMUP, 1400),
+        seed=0,
+        should_stop=lambda e, m: seen.append(m) is not None,
+    )
     assert len(seen) == 7 and not any("val_loss" in m for m in seen)
 
 
@@ -143,12 +150,14 @@ def test_policy_gradient_stops_on_the_held_out_tail_and_keeps_its_best_epoch() -
     head, tail = holdout_tail(rows, 0.2)
     cond = torch.from_numpy(np.asarray(market.conditions, dtype=np.float32)[tail])
     reward = labels.label_returns[:, torch.from_numpy(tail)].T.float()
-    stopped = fit_softmax_policy(PolicyGradientConfig(epochs=300, patience=3, validation_fraction=0.2),
-                                 market.conditions, labels, rows, seed=0)
+    stopped = fit_softmax_policy(
+        PolicyGradientConfig(epochs=300, patience=3, validation_fraction=0.2), market.conditions, labels, rows, seed=0
+    )
     # the kept weights are the best epoch's on the tail: at least as good as any fixed-epoch run's
     for epochs in (1, 5, 20):
-        fixed = fit_softmax_policy(PolicyGradientConfig(epochs=epochs, validation_fraction=0.0), market.conditions,
-                                   labels, head, seed=0)
+        fixed = fit_softmax_policy(
+            PolicyGradientConfig(epochs=epochs, validation_fraction=0.0), market.conditions, labels, head, seed=0
+        )
         assert expected_reward(stopped, cond, reward) >= expected_reward(fixed, cond, reward) - 1e-4
 
 

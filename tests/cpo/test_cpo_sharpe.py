@@ -30,7 +30,7 @@ def test_psr_matches_bailey_lopez_de_prado() -> None:
     sr = r.mean() / r.std(ddof=1)
     g3, g4 = stats.skew(r), stats.kurtosis(r, fisher=False)
     for bench in (0.0, 0.05):
-        z = (sr - bench) * math.sqrt(len(r) - 1) / math.sqrt(1 - g3 * sr + (g4 - 1) / 4 * sr ** 2)
+        z = (sr - bench) * math.sqrt(len(r) - 1) / math.sqrt(1 - g3 * sr + (g4 - 1) / 4 * sr**2)
         assert probabilistic_sharpe_ratio(r, bench) == pytest.approx(stats.norm.cdf(z), rel=1e-6)
     assert probabilistic_sharpe_ratio(-r) < 0.5 < probabilistic_sharpe_ratio(r)
 

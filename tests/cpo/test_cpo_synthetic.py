@@ -35,8 +35,10 @@ def test_a_conditional_arm_replaces_the_defaults_when_the_regime_is_observable(s
     momentum = run.labels.positions[CANDIDATES.index({"window": 1, "direction": 1}), path.idx].numpy()
     level = regime_market(T=2600, seed=seed, phi=0.35).conditions[path.idx, 0]
     calm, stress = level < 18, level > 27
-    print(f"momentum-1's position when calm {(path.positions[calm] == momentum[calm]).mean():.2f}, the opposite "
-          f"when stressed {(path.positions[stress] == -momentum[stress]).mean():.2f}")
+    print(
+        f"momentum-1's position when calm {(path.positions[calm] == momentum[calm]).mean():.2f}, the opposite "
+        f"when stressed {(path.positions[stress] == -momentum[stress]).mean():.2f}"
+    )
     # (a position picked at random agrees half the time; this measure is stricter than the share of θ of the
     # right direction that was checked before, > 0.65, which counted any momentum window as right in calm)
     assert (path.positions[calm] == momentum[calm]).mean() > 0.6

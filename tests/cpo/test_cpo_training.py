@@ -71,8 +71,15 @@ def test_should_stop_hook_sees_every_epoch_and_stops(data) -> None:
         calls.append((epoch, dict(metrics)))
         return epoch == 1
 
-    fit(_cfg(epochs=10), market.conditions, labels, np.arange(WARMUP, 400), seed=0, should_stop=hook,
-        val_rows=np.arange(420, 600))
+    fit(
+        _cfg(epochs=10),
+        market.conditions,
+        labels,
+        np.arange(WARMUP, 400),
+        seed=0,
+        should_stop=hook,
+        val_rows=np.arange(420, 600),
+    )
     assert [e for e, _ in calls] == [0, 1]
     assert set(calls[0][1]) == {"train_loss", "val_loss"}
 
@@ -80,8 +87,15 @@ def test_should_stop_hook_sees_every_epoch_and_stops(data) -> None:
 def test_patience_stops_early_and_keeps_the_best_validation_weights(data) -> None:
     market, labels = data
     seen: list[float] = []
-    fit(_cfg(epochs=60, patience=2, lr=3e-2), market.conditions, labels, np.arange(WARMUP, 300), seed=0,
-        val_rows=np.arange(320, 650), should_stop=lambda e, m: seen.append(m["val_loss"]) or False)
+    fit(
+        _cfg(epochs=60, patience=2, lr=3e-2),
+        market.conditions,
+        labels,
+        np.arange(WARMUP, 300),
+        seed=0,
+        val_rows=np.arange(320, 650),
+        should_stop=lambda e, m: seen.append(m["val_loss"]) or False,
+    )
     assert len(seen) < 60
     best = int(np.argmin(seen))
     assert len(seen) - 1 - best == 2  # stopped exactly `patience` epochs after the best one
@@ -103,8 +117,7 @@ def test_only_warm_up_rows_is_insufficient_data(data) -> None:
 def test_rank_loss_trains(data) -> None:
     market, labels = data
     model = fit(_cfg(loss="rank"), market.conditions, labels, np.arange(WARMUP, 400), seed=0)
-    out = model(torch.from_numpy(market.conditions[500:510]), torch.from_numpy(labels.theta[:10]),
-                torch.zeros(10, 2))
+    out = model(torch.from_numpy(market.conditions[500:510]), torch.from_numpy(labels.theta[:10]), torch.zeros(10, 2))
     assert torch.isfinite(out).all()
 
 
@@ -131,11 +144,18 @@ def test_split_first_layer_equals_the_concatenated_rows(data) -> None:
     theta = torch.from_numpy(labels.theta)
     pos = labels.position_inputs(rows)
     b, k = cond.shape[0], theta.shape[0]
-    rows_in = (cond.unsqueeze(1).expand(b, k, -1).reshape(b * k, -1),
-               theta.unsqueeze(0).expand(b, k, -1).reshape(b * k, -1), pos.reshape(b * k, -1))
+    rows_in = (
+        cond.unsqueeze(1).expand(b, k, -1).reshape(b * k, -1),
+        theta.unsqueeze(0).expand(b, k, -1).reshape(b * k, -1),
+        pos.reshape(b * k, -1),
+    )
     with torch.no_grad():
-        torch.testing.assert_close(model.forward_block(cond, theta, pos),
-                                   model.forward_normalized(*rows_in).reshape(b, k), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            model.forward_block(cond, theta, pos),
+            model.forward_normalized(*rows_in).reshape(b, k),
+            rtol=1e-5,
+            atol=1e-5,
+        )
 
 
 def test_candidates_subsampled_per_step_when_k_is_large(data) -> None:

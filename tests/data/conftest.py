@@ -20,8 +20,9 @@ def store(db_url: str) -> Iterator[PriceStore]:
     engine.dispose()
 
 
-def make_bars(n: int = 10, symbol: str = "TEST", interval: str = "1d", start: str = "2020-01-01",
-              seed: int = 0) -> Bars:
+def make_bars(
+    n: int = 10, symbol: str = "TEST", interval: str = "1d", start: str = "2020-01-01", seed: int = 0
+) -> Bars:
     """A valid random walk of ``n`` daily bars."""
     rng = np.random.default_rng(seed)
     close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))

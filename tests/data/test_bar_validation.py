@@ -22,15 +22,18 @@ def test_valid_bars_pass(make_bars, sample_bars) -> None:
     validate_bars(sample_bars)  # real S&P 500 data obeys every rule
 
 
-@pytest.mark.parametrize("field,value,rule", [
-    ("close", np.nan, "Close is missing (NaN)"),
-    ("volume", np.inf, "Volume is missing (NaN) or infinite"),
-    ("open", -1.0, "Open must be positive"),
-    ("low", 0.0, "Low must be positive"),
-    ("high", 1.0, "High must be >= max(Open, Close)"),
-    ("low", 1e6, "Low must be <= min(Open, Close)"),
-    ("volume", -5.0, "Volume must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "field,value,rule",
+    [
+        ("close", np.nan, "Close is missing (NaN)"),
+        ("volume", np.inf, "Volume is missing (NaN) or infinite"),
+        ("open", -1.0, "Open must be positive"),
+        ("low", 0.0, "Low must be positive"),
+        ("high", 1.0, "High must be >= max(Open, Close)"),
+        ("low", 1e6, "Low must be <= min(Open, Close)"),
+        ("volume", -5.0, "Volume must be >= 0"),
+    ],
+)
 def test_each_rule_names_row_timestamp_and_rule(make_bars, field: str, value: float, rule: str) -> None:
     bars = _with(make_bars(10, symbol="SPX"), field, 6, value)
     with pytest.raises(InputError) as info:

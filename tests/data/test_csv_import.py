@@ -33,32 +33,44 @@ def test_import_good_file(store: PriceStore, tmp_path: Path) -> None:
 
 
 def test_column_names_are_case_insensitive_and_offsets_become_utc(tmp_path: Path) -> None:
-    text = ("VOLUME,close,LOW,high,Open,timestamp\n"
-            "5,10,9,11,10,2020-01-02T15:30:00-05:00\n"
-            "6,10,9,11,10,2020-01-02T21:00:00Z\n")
+    text = (
+        "VOLUME,close,LOW,high,Open,timestamp\n"
+        "5,10,9,11,10,2020-01-02T15:30:00-05:00\n"
+        "6,10,9,11,10,2020-01-02T21:00:00Z\n"
+    )
     bars = read_csv(_write(tmp_path, text), "ABC", "1h")
     assert [str(t) for t in bars.timestamps] == ["2020-01-02T20:30:00.000000000", "2020-01-02T21:00:00.000000000"]
     np.testing.assert_array_equal(bars.volume, [5, 6])
 
 
-@pytest.mark.parametrize("text,where,rule", [
-    (GOOD.replace("10.2,10.8,10.0,10.7", "10.2,10.5,10.0,10.7"), "line 4=2020-01-06",
-     "High must be >= max(Open, Close)"),
-    (GOOD.replace("10.5,10.9,10.1,10.2", "10.5,10.9,10.3,10.2"), "line 3=2020-01-03",
-     "Low must be <= min(Open, Close)"),
-    (GOOD.replace("2020-01-06", "2020-01-03"), "line 4=2020-01-03", "strictly increasing"),
-    (GOOD.replace("2020-01-03", "2020-01-01"), "line 3=2020-01-01", "strictly increasing"),
-    (GOOD.replace(",1200", ",nan"), "line 3=2020-01-03", "Volume is missing (NaN)"),
-    (GOOD.replace(",1200", ",-1"), "line 3=2020-01-03", "Volume must be >= 0"),
-    (GOOD.replace("10,11,9.5,10.5", "-10,11,9.5,10.5"), "line 2=2020-01-02", "Open must be positive"),
-    (GOOD.replace("10.5,10.9,10.1,10.2,", "10.5,10.9,10.1,,"), "line 3=2020-01-03", "Close is missing"),
-    (GOOD.replace("10.5,10.9,10.1,10.2,", "10.5,10.9,10.1,abc,"), "line 3=2020-01-03", "Close is not a number"),
-    (GOOD.replace("2020-01-03", "03/01/2020"), "line 3=03/01/2020", "not an ISO 8601"),
-    (GOOD.replace("2020-01-03,", ","), "line 3=", "Timestamp is missing"),
-    (GOOD + "2020-01-07,1,2\n", "line 5=", "has 3 fields"),
-])
-def test_bad_rows_are_named_and_nothing_is_written(store: PriceStore, tmp_path: Path, text: str, where: str,
-                                                   rule: str) -> None:
+@pytest.mark.parametrize(
+    "text,where,rule",
+    [
+        (
+            GOOD.replace("10.2,10.8,10.0,10.7", "10.2,10.5,10.0,10.7"),
+            "line 4=2020-01-06",
+            "High must be >= max(Open, Close)",
+        ),
+        (
+            GOOD.replace("10.5,10.9,10.1,10.2", "10.5,10.9,10.3,10.2"),
+            "line 3=2020-01-03",
+            "Low must be <= min(Open, Close)",
+        ),
+        (GOOD.replace("2020-01-06", "2020-01-03"), "line 4=2020-01-03", "strictly increasing"),
+        (GOOD.replace("2020-01-03", "2020-01-01"), "line 3=2020-01-01", "strictly increasing"),
+        (GOOD.replace(",1200", ",nan"), "line 3=2020-01-03", "Volume is missing (NaN)"),
+        (GOOD.replace(",1200", ",-1"), "line 3=2020-01-03", "Volume must be >= 0"),
+        (GOOD.replace("10,11,9.5,10.5", "-10,11,9.5,10.5"), "line 2=2020-01-02", "Open must be positive"),
+        (GOOD.replace("10.5,10.9,10.1,10.2,", "10.5,10.9,10.1,,"), "line 3=2020-01-03", "Close is missing"),
+        (GOOD.replace("10.5,10.9,10.1,10.2,", "10.5,10.9,10.1,abc,"), "line 3=2020-01-03", "Close is not a number"),
+        (GOOD.replace("2020-01-03", "03/01/2020"), "line 3=03/01/2020", "not an ISO 8601"),
+        (GOOD.replace("2020-01-03,", ","), "line 3=", "Timestamp is missing"),
+        (GOOD + "2020-01-07,1,2\n", "line 5=", "has 3 fields"),
+    ],
+)
+def test_bad_rows_are_named_and_nothing_is_written(
+    store: PriceStore, tmp_path: Path, text: str, where: str, rule: str
+) -> None:
     path = _write(tmp_path, text)
     with pytest.raises(InputError) as info:
         import_csv(path, "ABC", "1d", store)
@@ -78,14 +90,17 @@ def test_bad_file_leaves_existing_table_unchanged(store: PriceStore, tmp_path: P
     np.testing.assert_array_equal(after.close, before.close)
 
 
-@pytest.mark.parametrize("text,rule", [
-    ("", "is empty"),
-    ("Date,Open,High,Low,Close,Volume\n", "no data rows"),
-    ("Date,Open,High,Low,Close\n2020-01-02,1,1,1,1\n", "missing required column(s) volume"),
-    ("Open,High,Low,Close,Volume\n1,1,1,1,1\n", "missing required column(s) timestamp"),
-    ("Date,Timestamp,Open,High,Low,Close,Volume\n", "ambiguous timestamp columns"),
-    ("Date,Open,open,High,Low,Close,Volume\n", "'open' appears more than once"),
-])
+@pytest.mark.parametrize(
+    "text,rule",
+    [
+        ("", "is empty"),
+        ("Date,Open,High,Low,Close,Volume\n", "no data rows"),
+        ("Date,Open,High,Low,Close\n2020-01-02,1,1,1,1\n", "missing required column(s) volume"),
+        ("Open,High,Low,Close,Volume\n1,1,1,1,1\n", "missing required column(s) timestamp"),
+        ("Date,Timestamp,Open,High,Low,Close,Volume\n", "ambiguous timestamp columns"),
+        ("Date,Open,open,High,Low,Close,Volume\n", "'open' appears more than once"),
+    ],
+)
 def test_structural_errors(store: PriceStore, tmp_path: Path, text: str, rule: str) -> None:
     with pytest.raises(InputError) as info:
         import_csv(_write(tmp_path, text), "ABC", "1d", store)
@@ -125,12 +140,14 @@ def test_streamed_import_equals_whole_file_and_reports_progress(store: PriceStor
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
 
 
-@pytest.mark.parametrize("bad_row,rule", [
-    (17, "Volume must be >= 0"),  # in the fifth chunk of four rows
-    (16, "strictly increasing"),  # first row of a chunk not after the previous chunk's last
-])
-def test_bad_row_in_a_later_chunk_writes_nothing(store: PriceStore, tmp_path: Path, bad_row: int,
-                                                 rule: str) -> None:
+@pytest.mark.parametrize(
+    "bad_row,rule",
+    [
+        (17, "Volume must be >= 0"),  # in the fifth chunk of four rows
+        (16, "strictly increasing"),  # first row of a chunk not after the previous chunk's last
+    ],
+)
+def test_bad_row_in_a_later_chunk_writes_nothing(store: PriceStore, tmp_path: Path, bad_row: int, rule: str) -> None:
     text = _minutes(23)
     rows = text.splitlines()
     if rule.startswith("Volume"):
@@ -152,8 +169,7 @@ def test_streamed_merge_replaces_the_whole_span(store: PriceStore, tmp_path: Pat
     """Stored rows between two chunks of the file (inside its span) go, rows outside the span stay."""
     import_csv(_write(tmp_path, _minutes(30)), "MIN", "1m", store)
     sparse = [line for i, line in enumerate(_minutes(30).splitlines()) if i == 0 or (5 <= i <= 20 and i % 5 == 0)]
-    assert import_csv(_write(tmp_path, "\n".join(sparse) + "\n", "sparse.csv"), "MIN", "1m", store,
-                      chunk_rows=1) == 4
+    assert import_csv(_write(tmp_path, "\n".join(sparse) + "\n", "sparse.csv"), "MIN", "1m", store, chunk_rows=1) == 4
     stamps = [str(t)[11:16] for t in store.read("MIN", "1m").timestamps]
     assert stamps[:4] == ["14:30", "14:31", "14:32", "14:33"]  # before the span: kept
     assert stamps[4:8] == ["14:34", "14:39", "14:44", "14:49"]  # inside: exactly the file's rows

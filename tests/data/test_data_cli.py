@@ -15,8 +15,15 @@ GOOD = "Date,Open,High,Low,Close,Volume\n2020-01-02,10,11,9.5,10.5,1000\n2020-01
 def _ludus(url: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "LUDUS_DATABASE_URL": url, "COLUMNS": "120"}
     env.pop("LUDUS_DEBUG", None)
-    return subprocess.run([sys.executable, "-m", "ludus.cli.app", "data", *args], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "ludus.cli.app", "data", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def _assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:

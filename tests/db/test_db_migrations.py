@@ -25,8 +25,15 @@ from ludus.db import migrate
 from ludus.db.engine import make_engine, prices_sidecar_path
 from ludus.db.schema import metadata
 
-APP_TABLES = {OPTIMIZED_PARAMETERS_TABLE, JOBS_TABLE, MODELS_TABLE, MODEL_CHANGES_TABLE, SCHEDULE_SLOTS_TABLE,
-              LEDGER_TABLE, EVIDENCE_TABLE}
+APP_TABLES = {
+    OPTIMIZED_PARAMETERS_TABLE,
+    JOBS_TABLE,
+    MODELS_TABLE,
+    MODEL_CHANGES_TABLE,
+    SCHEDULE_SLOTS_TABLE,
+    LEDGER_TABLE,
+    EVIDENCE_TABLE,
+}
 
 
 def test_upgrade_from_empty_creates_every_table_and_matches_metadata(db_url: str) -> None:
@@ -95,12 +102,14 @@ def test_migrations_ship_as_package_data() -> None:
     root = Path(ludus.__file__).resolve().parent
     # tomllib is 3.11+; Jetsons run 3.10, so read the one line with a pattern.
     text = (root.parent / "pyproject.toml").read_text()
-    line = re.search(r'^\[tool\.setuptools\.package-data\]\s*\n"ludus"\s*=\s*\[(.*?)\]', text,
-                     re.MULTILINE | re.DOTALL)
+    line = re.search(r'^\[tool\.setuptools\.package-data\]\s*\n"ludus"\s*=\s*\[(.*?)\]', text, re.MULTILINE | re.DOTALL)
     assert line is not None
     globs = re.findall(r'"([^"]+)"', line.group(1))
-    files = [p.relative_to(root).as_posix() for p in migrate.MIGRATIONS_DIR.rglob("*")
-             if p.is_file() and "__pycache__" not in p.parts]
+    files = [
+        p.relative_to(root).as_posix()
+        for p in migrate.MIGRATIONS_DIR.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    ]
     assert "db/migrations/env.py" in files and "db/migrations/script.py.mako" in files
     assert any(f.startswith("db/migrations/versions/") for f in files)
     for f in files:

@@ -19,8 +19,9 @@ from ludus.db.engine import make_engine
 from ludus.db.schema import metadata, price_table
 from ludus.errors import InputError
 
-MSSQL_URL = ("mssql+pyodbc://ludus:secret@delphi-sql:1433/Delphi"
-             "?driver=ODBC+Driver+18+for+SQL+Server&TrustServerCertificate=yes")
+MSSQL_URL = (
+    "mssql+pyodbc://ludus:secret@delphi-sql:1433/Delphi?driver=ODBC+Driver+18+for+SQL+Server&TrustServerCertificate=yes"
+)
 
 
 @pytest.fixture
@@ -35,15 +36,24 @@ def _ddl(table: sa.Table, dialect: sa.Dialect) -> str:
 def test_price_table_ddl_uses_bracketed_prices_schema(dialect: sa.Dialect) -> None:
     ddl = _ddl(price_table("SPX", "1d"), dialect)
     assert ddl.startswith("CREATE TABLE [Prices].[SPX_1d] (")
-    for col in ("[Timestamp] DATETIME2 NOT NULL", "[Open] FLOAT NOT NULL", "[High] FLOAT NOT NULL",
-                "[Low] FLOAT NOT NULL", "[Close] FLOAT NOT NULL", "[Volume] FLOAT NOT NULL",
-                "PRIMARY KEY ([Timestamp])"):
+    for col in (
+        "[Timestamp] DATETIME2 NOT NULL",
+        "[Open] FLOAT NOT NULL",
+        "[High] FLOAT NOT NULL",
+        "[Low] FLOAT NOT NULL",
+        "[Close] FLOAT NOT NULL",
+        "[Volume] FLOAT NOT NULL",
+        "PRIMARY KEY ([Timestamp])",
+    ):
         assert col in ddl
 
 
 def test_price_select_compiles_to_bracketed_names(dialect: sa.Dialect) -> None:
-    sql = str(select_window(price_table("SPX", "1d"), start=datetime(2020, 1, 1), last_n=5)
-              .compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+    sql = str(
+        select_window(price_table("SPX", "1d"), start=datetime(2020, 1, 1), last_n=5).compile(
+            dialect=dialect, compile_kwargs={"literal_binds": True}
+        )
+    )
     sql = " ".join(sql.split())
     assert sql.startswith("SELECT TOP 5 [Prices].[SPX_1d].[Timestamp], [Prices].[SPX_1d].[Open]")
     assert "FROM [Prices].[SPX_1d] WHERE [Prices].[SPX_1d].[Timestamp] >= '2020-01-01 00:00:00'" in sql
@@ -54,20 +64,33 @@ def test_app_tables_ddl_uses_portable_types(dialect: sa.Dialect) -> None:
     ddl = {t.name: _ddl(t, dialect) for t in metadata.sorted_tables}
     op = ddl["OptimizedParameters"]
     assert op.startswith("CREATE TABLE [OptimizedParameters]")
-    for col in ("id INTEGER NOT NULL IDENTITY", "valid_for DATE NOT NULL", "parameters NVARCHAR(max) NOT NULL",
-                "baseline_parameters NVARCHAR(max) NULL", "expected_metric FLOAT NULL",
-                "created_at DATETIMEOFFSET NOT NULL",
-                "UNIQUE (strategy, symbol, interval, valid_for)"):
+    for col in (
+        "id INTEGER NOT NULL IDENTITY",
+        "valid_for DATE NOT NULL",
+        "parameters NVARCHAR(max) NOT NULL",
+        "baseline_parameters NVARCHAR(max) NULL",
+        "expected_metric FLOAT NULL",
+        "created_at DATETIMEOFFSET NOT NULL",
+        "UNIQUE (strategy, symbol, interval, valid_for)",
+    ):
         assert col in op
     jobs = ddl["ludus_jobs"]
-    for col in ("job_id VARCHAR(36) NOT NULL", "payload NVARCHAR(max) NOT NULL", "attempts INTEGER NOT NULL DEFAULT 0",
-                "lease_expires_at DATETIMEOFFSET NULL", "error NVARCHAR(max) NULL", "PRIMARY KEY (job_id)"):
+    for col in (
+        "job_id VARCHAR(36) NOT NULL",
+        "payload NVARCHAR(max) NOT NULL",
+        "attempts INTEGER NOT NULL DEFAULT 0",
+        "lease_expires_at DATETIMEOFFSET NULL",
+        "error NVARCHAR(max) NULL",
+        "PRIMARY KEY (job_id)",
+    ):
         assert col in jobs
     models = ddl["ludus_model_versions"]
     assert "onnx VARBINARY(max) NULL" in models and "metrics NVARCHAR(max) NULL" in models
     indexes = [str(CreateIndex(ix).compile(dialect=dialect)) for t in metadata.sorted_tables for ix in t.indexes]
-    assert ("CREATE UNIQUE INDEX uq_ludus_model_versions_active ON ludus_model_versions "
-            "(strategy, symbol, interval) WHERE status = 'active'") in indexes
+    assert (
+        "CREATE UNIQUE INDEX uq_ludus_model_versions_active ON ludus_model_versions "
+        "(strategy, symbol, interval) WHERE status = 'active'"
+    ) in indexes
 
 
 def test_offline_migration_script_for_sql_server() -> None:
@@ -82,8 +105,14 @@ def test_offline_migration_script_for_sql_server() -> None:
 def test_pyodbc_connection_string() -> None:
     args, _ = mssql.pyodbc.dialect().create_connect_args(sa.make_url(MSSQL_URL))
     conn_str = args[0]
-    for part in ("DRIVER={ODBC Driver 18 for SQL Server}", "Server=delphi-sql,1433", "Database=Delphi",
-                 "UID=ludus", "PWD=secret", "TrustServerCertificate=yes"):
+    for part in (
+        "DRIVER={ODBC Driver 18 for SQL Server}",
+        "Server=delphi-sql,1433",
+        "Database=Delphi",
+        "UID=ludus",
+        "PWD=secret",
+        "TrustServerCertificate=yes",
+    ):
         assert part in conn_str
 
 

@@ -29,10 +29,21 @@ def test_db_check_agrees_with_symbols(symbol: str, interval: str) -> None:
     assert table_name(symbol, interval) == table.name
 
 
-@pytest.mark.parametrize("symbol,interval", [
-    ("SPX; DROP TABLE x", "1d"), ("SPX", "1d; DROP TABLE x"), ('SPX"', "1d"), ("SPX]", "1d"),
-    ("spx", "1d"), ("SPX", "1D"), ("A_B", "1d"), ("", "1d"), ("SPX", ""), ("SPX", "0d"),
-])
+@pytest.mark.parametrize(
+    "symbol,interval",
+    [
+        ("SPX; DROP TABLE x", "1d"),
+        ("SPX", "1d; DROP TABLE x"),
+        ('SPX"', "1d"),
+        ("SPX]", "1d"),
+        ("spx", "1d"),
+        ("SPX", "1D"),
+        ("A_B", "1d"),
+        ("", "1d"),
+        ("SPX", ""),
+        ("SPX", "0d"),
+    ],
+)
 def test_hostile_or_unnormalized_names_are_refused(symbol: str, interval: str) -> None:
     with pytest.raises(InputError):
         price_table(symbol, interval)

@@ -21,8 +21,9 @@ def kubectl() -> str:
 
 
 def render(overlay: str) -> list[dict]:
-    out = subprocess.run([kubectl(), "kustomize", str(REPO / "k8s" / "overlays" / overlay)],
-                         capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [kubectl(), "kustomize", str(REPO / "k8s" / "overlays" / overlay)], capture_output=True, text=True, check=False
+    )
     assert out.returncode == 0, out.stderr
     return [d for d in yaml.safe_load_all(out.stdout) if d]
 

@@ -97,7 +97,7 @@ def check_name(name: str) -> str:
     """KubeRay's CheckName: names longer than 50 keep their last 50 characters; a leading digit or
     punctuation becomes ``r``."""
     if len(name) > 50:
-        name = name[len(name) - 50:]
+        name = name[len(name) - 50 :]
     if name[0].isdigit() or not name[0].isalnum():
         name = "r" + name[1:]
     return name
@@ -143,11 +143,14 @@ def raycluster_errors(rc: dict) -> list[str]:
             if lo is not None and hi is not None and lo > hi:
                 errors.append(f"worker group {group_name} has minReplicas {lo} greater than maxReplicas {hi}")
         if any(params.get(k) for k in _RAY_START_RESOURCE_PARAMS) and group.get("resources"):
-            errors.append(f"resource fields should not be set in both rayStartParams and Resources for "
-                          f"{group_name} group")
+            errors.append(
+                f"resource fields should not be set in both rayStartParams and Resources for {group_name} group"
+            )
         if "labels" in params:
-            errors.append(f"rayStartParams['labels'] is not supported for {group_name} group; please use the "
-                          "top-level Labels field instead")
+            errors.append(
+                f"rayStartParams['labels'] is not supported for {group_name} group; please use the "
+                "top-level Labels field instead"
+            )
         for key, value in (group.get("labels") or {}).items():
             if not _label_key_ok(key):
                 errors.append(f"invalid label key for {group_name} group: {key!r}")
@@ -179,8 +182,18 @@ def _quantity(text: str) -> float:
     m = re.fullmatch(r"([0-9.]+)([a-zA-Z]*)", str(text))
     if not m:
         raise ValueError(f"not a quantity: {text!r}")
-    scale = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
-             "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}[m.group(2)]
+    scale = {
+        "": 1,
+        "m": 1e-3,
+        "k": 1e3,
+        "M": 1e6,
+        "G": 1e9,
+        "T": 1e12,
+        "Ki": 2**10,
+        "Mi": 2**20,
+        "Gi": 2**30,
+        "Ti": 2**40,
+    }[m.group(2)]
     return float(m.group(1)) * scale
 
 
@@ -200,8 +213,9 @@ def ray_start_params(rc: dict, group: dict, *, head: bool) -> dict[str, str]:
         else:
             custom[name] = _quantity(value)
     if custom:  # Go's encoding/json writes 1000.0 as 1000
-        params["resources"] = "'" + json.dumps({k: int(v) if v == int(v) else v for k, v in custom.items()},
-                                               separators=(",", ":")) + "'"
+        params["resources"] = (
+            "'" + json.dumps({k: int(v) if v == int(v) else v for k, v in custom.items()}, separators=(",", ":")) + "'"
+        )
     labels = group.get("labels") or {}
     if labels:
         params["labels"] = ",".join(f"{k}={labels[k]}" for k in sorted(labels))
@@ -243,8 +257,10 @@ def head_service_account_name(rc: dict) -> str:
 
 def _auth_env(rc: dict) -> list[dict]:
     secret = (rc["spec"].get("authOptions") or {}).get("secretName") or check_name(rc["metadata"]["name"])
-    return [{"name": "RAY_AUTH_MODE", "value": "token"},
-            {"name": "RAY_AUTH_TOKEN", "valueFrom": {"secretKeyRef": {"name": secret, "key": AUTH_TOKEN_KEY}}}]
+    return [
+        {"name": "RAY_AUTH_MODE", "value": "token"},
+        {"name": "RAY_AUTH_TOKEN", "valueFrom": {"secretKeyRef": {"name": secret, "key": AUTH_TOKEN_KEY}}},
+    ]
 
 
 def _add_env(container: dict, env: list[dict]) -> None:
@@ -266,9 +282,15 @@ def _pod(rc: dict, group: dict, *, head: bool) -> dict:
     spec = template["spec"]
     ray = spec["containers"][0]
     group_name = "headgroup" if head else group["groupName"]
-    labels = {"ray.io/is-ray-node": "yes", "ray.io/cluster": name, "ray.io/node-type": "head" if head else "worker",
-              "ray.io/group": group_name, "ray.io/identifier": f"{name}-{'head' if head else 'worker'}",
-              "app.kubernetes.io/name": "kuberay", "app.kubernetes.io/created-by": "kuberay-operator"}
+    labels = {
+        "ray.io/is-ray-node": "yes",
+        "ray.io/cluster": name,
+        "ray.io/node-type": "head" if head else "worker",
+        "ray.io/group": group_name,
+        "ray.io/identifier": f"{name}-{'head' if head else 'worker'}",
+        "app.kubernetes.io/name": "kuberay",
+        "app.kubernetes.io/created-by": "kuberay-operator",
+    }
     merged = {**(template.get("metadata") or {}).get("labels", {}), **(group.get("labels") or {})}
     labels.update({k: v for k, v in merged.items() if k not in _PROTECTED_POD_LABELS})
     annotations = dict((template.get("metadata") or {}).get("annotations") or {})
@@ -279,18 +301,27 @@ def _pod(rc: dict, group: dict, *, head: bool) -> dict:
         spec["serviceAccountName"] = head_service_account_name(rc)
         options = rc["spec"].get("autoscalerOptions") or {}
         autoscaler = {
-            "name": AUTOSCALER_CONTAINER, "image": options.get("image", ray["image"]),
+            "name": AUTOSCALER_CONTAINER,
+            "image": options.get("image", ray["image"]),
             "imagePullPolicy": options.get("imagePullPolicy", "IfNotPresent"),
             "command": ["/bin/bash", "-lc", "--"],
-            "args": [("ray kuberay-autoscaler --cluster-name $(RAY_CLUSTER_NAME) "
-                      "--cluster-namespace $(RAY_CLUSTER_NAMESPACE)")],
-            "env": [{"name": "RAY_CLUSTER_NAME", "valueFrom": {"fieldRef": {
-                        "fieldPath": "metadata.labels['ray.io/cluster']"}}},
-                    {"name": "RAY_CLUSTER_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-                    {"name": "RAY_HEAD_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                    {"name": "KUBERAY_CRD_VER", "value": "v1"}],
-            "resources": options.get("resources") or {"limits": {"cpu": "500m", "memory": "512Mi"},
-                                                     "requests": {"cpu": "500m", "memory": "512Mi"}},
+            "args": [
+                (
+                    "ray kuberay-autoscaler --cluster-name $(RAY_CLUSTER_NAME) "
+                    "--cluster-namespace $(RAY_CLUSTER_NAMESPACE)"
+                )
+            ],
+            "env": [
+                {
+                    "name": "RAY_CLUSTER_NAME",
+                    "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['ray.io/cluster']"}},
+                },
+                {"name": "RAY_CLUSTER_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                {"name": "RAY_HEAD_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "KUBERAY_CRD_VER", "value": "v1"},
+            ],
+            "resources": options.get("resources")
+            or {"limits": {"cpu": "500m", "memory": "512Mi"}, "requests": {"cpu": "500m", "memory": "512Mi"}},
         }
         if auth_enabled(rc):
             _add_env(autoscaler, _auth_env(rc))
@@ -309,10 +340,14 @@ def _pod(rc: dict, group: dict, *, head: bool) -> dict:
         _add_env(ray, _auth_env(rc))
     if not head:
         small = {"cpu": "200m", "memory": "256Mi"}
-        init = {"name": "wait-gcs-ready", "image": ray["image"],
-                "securityContext": copy.deepcopy(ray.get("securityContext")),
-                "env": copy.deepcopy(ray.get("env", [])), "volumeMounts": copy.deepcopy(ray.get("volumeMounts", [])),
-                "resources": {"limits": dict(small), "requests": dict(small)}}
+        init = {
+            "name": "wait-gcs-ready",
+            "image": ray["image"],
+            "securityContext": copy.deepcopy(ray.get("securityContext")),
+            "env": copy.deepcopy(ray.get("env", [])),
+            "volumeMounts": copy.deepcopy(ray.get("volumeMounts", [])),
+            "resources": {"limits": dict(small), "requests": dict(small)},
+        }
         if auth_enabled(rc):
             _add_env(init, _auth_env(rc))
         spec.setdefault("initContainers", []).append(init)
@@ -328,10 +363,18 @@ def _pod(rc: dict, group: dict, *, head: bool) -> dict:
         ray["command"] = ["/bin/bash", "-lc", "--"]
     for probe in ("livenessProbe", "readinessProbe"):
         ray.setdefault(probe, {"httpGet": {"path": "/api/healthz", "port": DEFAULT_DASHBOARD_AGENT_PORT}})
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": f"{name}-{group_name}-x", "namespace": rc["metadata"].get("namespace"),
-                         "labels": labels, "annotations": annotations},
-            "spec": spec, "_ray_start_params": params}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": f"{name}-{group_name}-x",
+            "namespace": rc["metadata"].get("namespace"),
+            "labels": labels,
+            "annotations": annotations,
+        },
+        "spec": spec,
+        "_ray_start_params": params,
+    }
 
 
 def head_pod(rc: dict) -> dict:
@@ -354,16 +397,25 @@ def head_service(rc: dict) -> dict:
     ports.setdefault(METRICS_PORT_NAME, DEFAULT_METRICS_PORT)
     name = rc["metadata"]["name"]
     spec: dict[str, Any] = {
-        "selector": {"ray.io/cluster": name, "ray.io/node-type": "head", "ray.io/identifier": f"{name}-head",
-                     "app.kubernetes.io/name": "kuberay", "app.kubernetes.io/created-by": "kuberay-operator"},
+        "selector": {
+            "ray.io/cluster": name,
+            "ray.io/node-type": "head",
+            "ray.io/identifier": f"{name}-head",
+            "app.kubernetes.io/name": "kuberay",
+            "app.kubernetes.io/created-by": "kuberay-operator",
+        },
         "ports": [{"name": n, "port": ports[n], "protocol": "TCP", "appProtocol": "tcp"} for n in sorted(ports)],
         "type": head.get("serviceType") or "ClusterIP",
     }
     if spec["type"] == "ClusterIP":
         spec["clusterIP"] = "None"
         spec["publishNotReadyAddresses"] = True
-    return {"apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": f"{name}-head-svc", "namespace": rc["metadata"].get("namespace")}, "spec": spec}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": f"{name}-head-svc", "namespace": rc["metadata"].get("namespace")},
+        "spec": spec,
+    }
 
 
 # --- rbac.go / raycluster_controller.go ---------------------------------------------------------------
@@ -386,18 +438,27 @@ def autoscaler_rbac(rc: dict, existing: dict[str, dict]) -> Rbac:
     if sa_name in existing:
         sa, created = existing[sa_name], False
     elif template_sa == sa_name:
-        raise LookupError(f"ServiceAccount {sa_name} is named by the head template but does not exist; "
-                          "KubeRay does not create it")
+        raise LookupError(
+            f"ServiceAccount {sa_name} is named by the head template but does not exist; KubeRay does not create it"
+        )
     else:
         sa = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": sa_name}}
         created = True
-    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": check_name(name)},
-            "rules": copy.deepcopy(AUTOSCALER_ROLE_RULES)}
-    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-               "metadata": {"name": check_name(name)},
-               "subjects": [{"kind": "ServiceAccount", "name": check_name(sa_name),
-                             "namespace": rc["metadata"].get("namespace")}],
-               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": check_name(name)}}
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": check_name(name)},
+        "rules": copy.deepcopy(AUTOSCALER_ROLE_RULES),
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": check_name(name)},
+        "subjects": [
+            {"kind": "ServiceAccount", "name": check_name(sa_name), "namespace": rc["metadata"].get("namespace")}
+        ],
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": check_name(name)},
+    }
     return Rbac(sa, created, role, binding)
 
 
@@ -420,8 +481,9 @@ def token_paths(pod: dict, service_account: dict) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for container in spec.get("initContainers", []) + spec["containers"]:
         mounts = container.get("volumeMounts", [])
-        paths = [f"{m['mountPath'].rstrip('/')}/{token_volumes[m['name']]}"
-                 for m in mounts if m["name"] in token_volumes]
+        paths = [
+            f"{m['mountPath'].rstrip('/')}/{token_volumes[m['name']]}" for m in mounts if m["name"] in token_volumes
+        ]
         if automount and not any(m["mountPath"].rstrip("/") == SA_TOKEN_DIR for m in mounts):
             paths.append(f"{SA_TOKEN_DIR}/token")
         out[container["name"]] = paths
@@ -498,9 +560,20 @@ def nodes_launched_for(node_types: dict[str, dict], bundles: list[dict[str, floa
 
 # --- KEDA ---------------------------------------------------------------------------------------------
 
-METRICS_API_KEYS = {"targetValue", "activationTargetValue", "url", "format", "valueLocation", "unsafeSsl",
-                    "aggregateFromKubeServiceEndpoints", "aggregationType", "timeout", "authMode", "method",
-                    "keyParamName"}
+METRICS_API_KEYS = {
+    "targetValue",
+    "activationTargetValue",
+    "url",
+    "format",
+    "valueLocation",
+    "unsafeSsl",
+    "aggregateFromKubeServiceEndpoints",
+    "aggregationType",
+    "timeout",
+    "authMode",
+    "method",
+    "keyParamName",
+}
 METRICS_API_FORMATS = ("prometheus", "json", "xml", "yaml")
 
 
@@ -528,9 +601,14 @@ def metrics_api_trigger(trigger: dict) -> MetricsApiTrigger:
     target = float(meta.get("targetValue", 0) or 0)
     if target == 0:
         raise ValueError("no targetValue given in metadata")
-    return MetricsApiTrigger(url=meta["url"], value_location=meta["valueLocation"], target=target,
-                             activation=float(meta.get("activationTargetValue", 0) or 0), format=fmt,
-                             unknown=sorted(set(meta) - METRICS_API_KEYS))
+    return MetricsApiTrigger(
+        url=meta["url"],
+        value_location=meta["valueLocation"],
+        target=target,
+        activation=float(meta.get("activationTargetValue", 0) or 0),
+        format=fmt,
+        unknown=sorted(set(meta) - METRICS_API_KEYS),
+    )
 
 
 def gjson_get(doc: Any, path: str) -> Any:
@@ -559,8 +637,7 @@ def metrics_api_value(trigger: MetricsApiTrigger, status: int, body: bytes) -> f
     value = gjson_get(json.loads(body), trigger.value_location)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         # KEDA reports this as a scaler error, like the other ValueErrors here
-        raise ValueError(
-            f"valueLocation {trigger.value_location!r} must point to a numeric value, got {value!r}")
+        raise ValueError(f"valueLocation {trigger.value_location!r} must point to a numeric value, got {value!r}")
     return float(value)
 
 

@@ -81,8 +81,12 @@ def test_every_dockerfile_passes_hadolint():
     files = [p for p in DOCKER.glob("Dockerfile*") if not p.name.endswith(".dockerignore")]
     assert files
     for f in files:
-        out = subprocess.run([hadolint(), "--config", str(DOCKER / ".hadolint.yaml"), "--no-color", str(f)],
-                             capture_output=True, text=True, check=False)
+        out = subprocess.run(
+            [hadolint(), "--config", str(DOCKER / ".hadolint.yaml"), "--no-color", str(f)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert out.returncode == 0, out.stdout + out.stderr
     config = yaml.safe_load((DOCKER / ".hadolint.yaml").read_text())
     assert config["failure-threshold"] == "info"
@@ -163,8 +167,11 @@ def test_layers_are_small_and_cache_friendly_and_carry_no_secrets():
 
 
 def test_dockerignore_lets_in_exactly_what_the_copies_need():
-    lines = [ln.strip() for ln in (DOCKER / "Dockerfile.dockerignore").read_text().splitlines()
-             if ln.strip() and not ln.startswith("#")]
+    lines = [
+        ln.strip()
+        for ln in (DOCKER / "Dockerfile.dockerignore").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ]
     assert lines[0] == "*"
     allowed = {ln[1:].rstrip("/") for ln in lines if ln.startswith("!")}
     sources = set()
@@ -256,8 +263,9 @@ def test_bake_targets_cover_both_platforms_and_the_cpu_variant():
 
 
 def make_n(*args: str) -> str:
-    out = subprocess.run(["make", "-n", "--no-print-directory", *args], cwd=REPO, capture_output=True,
-                         text=True, check=False)
+    out = subprocess.run(
+        ["make", "-n", "--no-print-directory", *args], cwd=REPO, capture_output=True, text=True, check=False
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout
 
@@ -273,10 +281,11 @@ def test_make_image_multiarch_pushes_both_platforms_with_the_tags():
     env = _env_of(line)
     assert env["PLATFORMS"] == "linux/amd64,linux/arm64"
     b = bake(env)
-    assert {p for g in b["groups"]["default"] for p in b["targets"][g]["platforms"]} == {"linux/amd64",
-                                                                                            "linux/arm64"}
+    assert {p for g in b["groups"]["default"] for p in b["targets"][g]["platforms"]} == {"linux/amd64", "linux/arm64"}
     assert [tag for g in b["groups"]["default"] for tag in b["targets"][g]["tags"]] == [
-        "ghcr.io/acme/ludus:2.0.0", "ghcr.io/acme/ludus:2.0.0-cpu"]
+        "ghcr.io/acme/ludus:2.0.0",
+        "ghcr.io/acme/ludus:2.0.0-cpu",
+    ]
 
 
 def test_make_image_loads_this_machines_platform_and_print_prints():
@@ -302,14 +311,29 @@ def test_make_k8s_image_points_every_manifest_at_the_built_image(tmp_path):
     from tests.deploy.conftest import kubectl
 
     def images(overlay: str) -> set[str]:
-        out = subprocess.run([kubectl(), "kustomize", str(k8s / "overlays" / overlay)], capture_output=True,
-                             text=True, check=True).stdout
+        out = subprocess.run(
+            [kubectl(), "kustomize", str(k8s / "overlays" / overlay)], capture_output=True, text=True, check=True
+        ).stdout
         return {m for m in re.findall(r"image: (\S+)", out)}
 
-    for args, want in ((["TAG=2.0.0"], "ghcr.io/acme/ludus:2.0.0"),
-                       ([f"DIGEST=sha256:{'a' * 64}"], f"ghcr.io/acme/ludus@sha256:{'a' * 64}")):
-        out = subprocess.run(["make", "--no-print-directory", "k8s-image", f"IMAGE_COMPONENT={component}",
-                              "REGISTRY=ghcr.io/acme", *args], cwd=REPO, capture_output=True, text=True, check=False)
+    for args, want in (
+        (["TAG=2.0.0"], "ghcr.io/acme/ludus:2.0.0"),
+        ([f"DIGEST=sha256:{'a' * 64}"], f"ghcr.io/acme/ludus@sha256:{'a' * 64}"),
+    ):
+        out = subprocess.run(
+            [
+                "make",
+                "--no-print-directory",
+                "k8s-image",
+                f"IMAGE_COMPONENT={component}",
+                "REGISTRY=ghcr.io/acme",
+                *args,
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert out.returncode == 0, out.stderr
         assert images("kuberay") == images("keda") == {want}
 
@@ -321,8 +345,14 @@ def test_smoke_check_imports_torch_and_runs_an_onnx_session():
     import platform
 
     env = dict(os.environ, LUDUS_ORT_PROVIDER="CPUExecutionProvider", LUDUS_TORCH_CUDA="0", OMP_NUM_THREADS="1")
-    out = subprocess.run([sys.executable, str(DOCKER / "smoke.py"), "--python", platform.python_version(),
-                          "--ray", ray.__version__], capture_output=True, text=True, env=env, timeout=120, check=False)
+    out = subprocess.run(
+        [sys.executable, str(DOCKER / "smoke.py"), "--python", platform.python_version(), "--ray", ray.__version__],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["ok"] and report["torch"] and "CPUExecutionProvider" in report["session_providers"]
@@ -330,8 +360,14 @@ def test_smoke_check_imports_torch_and_runs_an_onnx_session():
 
 def test_smoke_check_fails_on_another_python_patch_a_cpu_torch_in_a_gpu_image_and_a_missing_provider():
     env = dict(os.environ, LUDUS_ORT_PROVIDER="CUDAExecutionProvider", LUDUS_TORCH_CUDA="1", OMP_NUM_THREADS="1")
-    out = subprocess.run([sys.executable, str(DOCKER / "smoke.py"), "--python", "3.10.0", "--ray", "0.0.1"],
-                         capture_output=True, text=True, env=env, timeout=120, check=False)
+    out = subprocess.run(
+        [sys.executable, str(DOCKER / "smoke.py"), "--python", "3.10.0", "--ray", "0.0.1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
     assert out.returncode == 1
     assert "Python" in out.stderr and "Ray" in out.stderr and "not a CUDA build" in out.stderr
     assert "has no CUDAExecutionProvider" in out.stderr
@@ -354,16 +390,21 @@ def stubs(tmp_path):
     log = tmp_path / "calls"
     # `ray start` records its argv (one JSON list per call) and blocks like --block would;
     # `ray stop` ends it; `ray health-check` succeeds.
-    _stub(bindir, "ray", f"""
+    _stub(
+        bindir,
+        "ray",
+        f"""
 python3 -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$@" >> {log}
 case "$1" in
   start) echo $$ > {tmp_path}/ray.pid; exec sleep 30 ;;
   stop) kill "$(cat {tmp_path}/ray.pid 2>/dev/null)" 2>/dev/null; exit 0 ;;
   *) exit 0 ;;
 esac
-""")
-    _stub(bindir, "ludus",
-          f"""echo "ludus $* LUDUS_RAY_ADDRESS=$LUDUS_RAY_ADDRESS" >> {tmp_path}/ludus.log; exit 3\n""")
+""",
+    )
+    _stub(
+        bindir, "ludus", f"""echo "ludus $* LUDUS_RAY_ADDRESS=$LUDUS_RAY_ADDRESS" >> {tmp_path}/ludus.log; exit 3\n"""
+    )
     env = {"PATH": f"{bindir}:{os.environ['PATH']}", "HOME": str(tmp_path)}
     return env, log, tmp_path
 
@@ -375,8 +416,11 @@ def _calls(log: Path) -> list[list[str]]:
 def test_worker_entrypoint_advertises_architecture_and_gpus(stubs):
     env, log, _ = stubs
     env.update(RAY_HEAD_ADDRESS="ludus-head:6379", LUDUS_NODE_ARCH="aarch64", LUDUS_NUM_GPUS="1")
-    _stub(Path(env["PATH"].split(":")[0]), "ray",
-          f"""python3 -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$@" >> {log}\n""")
+    _stub(
+        Path(env["PATH"].split(":")[0]),
+        "ray",
+        f"""python3 -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$@" >> {log}\n""",
+    )
     subprocess.run(["bash", str(DOCKER / "ray-worker.sh")], env=env, check=True, timeout=30)
     (argv,) = _calls(log)
     assert argv[:3] == ["start", "--block", "--address=ludus-head:6379"]
@@ -389,10 +433,15 @@ def test_worker_entrypoint_advertises_architecture_and_gpus(stubs):
 def test_worker_entrypoint_runs_kuberays_generated_command_verbatim(stubs):
     env, log, _ = stubs
     # what KubeRay generates from rayStartParams resources: '"{\"arch:x86_64\": 1000}"'
-    env["KUBERAY_GEN_RAY_START_CMD"] = ('ray start  --address=ludus-head-svc.ludus.svc.cluster.local:6379 '
-                                        '--resources="{\\"arch:x86_64\\": 1000}"  --block  --num-gpus=1 ')
-    _stub(Path(env["PATH"].split(":")[0]), "ray",
-          f"""python3 -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$@" >> {log}\n""")
+    env["KUBERAY_GEN_RAY_START_CMD"] = (
+        "ray start  --address=ludus-head-svc.ludus.svc.cluster.local:6379 "
+        '--resources="{\\"arch:x86_64\\": 1000}"  --block  --num-gpus=1 '
+    )
+    _stub(
+        Path(env["PATH"].split(":")[0]),
+        "ray",
+        f"""python3 -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$@" >> {log}\n""",
+    )
     subprocess.run(["bash", str(DOCKER / "ray-worker.sh")], env=env, check=True, timeout=30)
     (argv,) = _calls(log)
     (res,) = [a for a in argv if a.startswith("--resources=")]
@@ -411,8 +460,9 @@ def test_worker_drain_stops_new_work_then_ray(stubs):
 def test_head_entrypoint_starts_ray_then_the_consumer_and_exits_with_it(stubs):
     env, log, tmp = stubs
     env.update(RAY_PORT="6379")
-    out = subprocess.run(["bash", str(DOCKER / "ray-head.sh")], env=env, capture_output=True, text=True,
-                         timeout=60, check=False)
+    out = subprocess.run(
+        ["bash", str(DOCKER / "ray-head.sh")], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
     assert out.returncode == 3, out.stderr  # the consumer's exit status ends the container
     calls = _calls(log)
     (start,) = [argv for argv in calls if argv[0] == "start"]  # runs in the background: order varies

@@ -64,8 +64,11 @@ def strict(schema: dict) -> dict:
 
     def walk(node):
         if isinstance(node, dict):
-            if ("properties" in node and "additionalProperties" not in node
-                    and not node.get("x-kubernetes-preserve-unknown-fields")):
+            if (
+                "properties" in node
+                and "additionalProperties" not in node
+                and not node.get("x-kubernetes-preserve-unknown-fields")
+            ):
                 node["additionalProperties"] = False
             for v in node.values():
                 walk(v)
@@ -107,8 +110,11 @@ def test_core_kinds_are_valid_kubernetes(overlay_docs):
         checked += 1
     # RayCluster groups carry ordinary pod templates: validate them as core PodTemplates too.
     for name, tpl in pod_templates([d for d in docs if d["kind"] == "RayCluster"]):
-        kubernetes_validate.validate({"apiVersion": "v1", "kind": "PodTemplate",
-                                      "metadata": {"name": name}, "template": tpl}, K8S_VERSION, strict=True)
+        kubernetes_validate.validate(
+            {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": name}, "template": tpl},
+            K8S_VERSION,
+            strict=True,
+        )
         checked += 1
     assert checked >= 8
 
@@ -116,8 +122,10 @@ def test_core_kinds_are_valid_kubernetes(overlay_docs):
 def test_custom_resources_match_vendored_crd_schemas(overlay_docs):
     overlay, docs = overlay_docs
     kinds = {(d["apiVersion"], d["kind"]) for d in docs} & set(CRD_SCHEMAS)
-    expected = {"kuberay": {("ray.io/v1", "RayCluster")} | MONITORING,
-                "keda": {("keda.sh/v1alpha1", "ScaledObject")} | MONITORING}
+    expected = {
+        "kuberay": {("ray.io/v1", "RayCluster")} | MONITORING,
+        "keda": {("keda.sh/v1alpha1", "ScaledObject")} | MONITORING,
+    }
     assert kinds == expected[overlay]
     for d in docs:
         if (d["apiVersion"], d["kind"]) in CRD_SCHEMAS:
@@ -217,8 +225,9 @@ def test_keda_scales_each_worker_deployment_on_the_backlog_of_its_architecture(r
         assert url.path == c.BACKLOG_PATH and url.port == c.DEFAULT_HTTP_PORT and url.scheme == "http"
         assert host in services and namespace == target["metadata"]["namespace"]
         assert meta["format"] == "json" and float(meta["targetValue"]) > 0
-        arch = {e["name"]: e.get("value") for e in
-                target["spec"]["template"]["spec"]["containers"][0]["env"]}["LUDUS_NODE_ARCH"]
+        arch = {e["name"]: e.get("value") for e in target["spec"]["template"]["spec"]["containers"][0]["env"]}[
+            "LUDUS_NODE_ARCH"
+        ]
         assert meta["valueLocation"] == f"architectures.{arch}"
         by_arch[arch] = s
     assert set(by_arch) == set(c.ARCHITECTURES)
@@ -248,8 +257,9 @@ def test_keda_workers_join_the_head_and_drain_on_scale_down(rendered):
         if arch == "arm64":
             assert spec["runtimeClassName"] == "nvidia"
     svc = services["ludus-head"]
-    head_labels = next(d for d in of_kind(docs, "Deployment") if d["metadata"]["name"] == "ludus-head")[
-        "spec"]["template"]["metadata"]["labels"]
+    head_labels = next(d for d in of_kind(docs, "Deployment") if d["metadata"]["name"] == "ludus-head")["spec"][
+        "template"
+    ]["metadata"]["labels"]
     assert svc["spec"]["selector"].items() <= head_labels.items()
     assert {8265, c.DEFAULT_HTTP_PORT, 6379} <= {p["port"] for p in svc["spec"]["ports"]}
 
@@ -294,7 +304,7 @@ def test_everything_runs_non_root_with_limits(overlay_docs):
             assert container["readinessProbe"] and container["livenessProbe"], name
             mounts = {m["mountPath"] for m in container["volumeMounts"]}
             assert {"/tmp", "/dev/shm"} <= mounts, name  # Ray's writable paths under a read-only root
-    for (_, kind) in [("ray.io/v1", "RayCluster")]:
+    for _, kind in [("ray.io/v1", "RayCluster")]:
         for rc in of_kind(docs, kind):
             sc = rc["spec"]["autoscalerOptions"]["securityContext"]
             assert sc["runAsNonRoot"] is True and sc["allowPrivilegeEscalation"] is False
@@ -337,8 +347,11 @@ def test_every_image_comes_from_the_one_image_setting(overlay_docs):
     overlay, docs = overlay_docs
     (entry,) = yaml.safe_load(IMAGE_COMPONENT.read_text())["images"]
     expected = entry["newName"] + (f"@{entry['digest']}" if entry.get("digest") else f":{entry['newTag']}")
-    images = {ct["image"] for _, tpl in pod_templates(docs)
-              for ct in tpl["spec"]["containers"] + tpl["spec"].get("initContainers", [])}
+    images = {
+        ct["image"]
+        for _, tpl in pod_templates(docs)
+        for ct in tpl["spec"]["containers"] + tpl["spec"].get("initContainers", [])
+    }
     assert images == {expected}
     assert "localhost" not in expected and not expected.endswith(":latest")
     assert entry.get("digest") or re.fullmatch(r"\d+\.\d+\.\d+", entry["newTag"])  # a release, not a moving tag
@@ -379,22 +392,34 @@ def _selects(selector: dict, labels: dict) -> bool:
 def test_network_policy_and_head_disruption_budget(overlay_docs):
     _, docs = overlay_docs
     policies = of_kind(docs, "NetworkPolicy")
-    deny = [p for p in policies if p["spec"]["podSelector"] == {} and not p["spec"].get("ingress")
-            and not p["spec"].get("egress")]
+    deny = [
+        p
+        for p in policies
+        if p["spec"]["podSelector"] == {} and not p["spec"].get("ingress") and not p["spec"].get("egress")
+    ]
     assert deny and set(deny[0]["spec"]["policyTypes"]) == {"Ingress", "Egress"}
     templates = dict(pod_templates(docs))
     for name, tpl in templates.items():
         labels = tpl["metadata"]["labels"]
-        allowed_in = [p for p in policies if p not in deny and _selects(p["spec"]["podSelector"], labels)
-                      and p["spec"].get("ingress")]
+        allowed_in = [
+            p
+            for p in policies
+            if p not in deny and _selects(p["spec"]["podSelector"], labels) and p["spec"].get("ingress")
+        ]
         assert allowed_in, f"{name} would be unreachable (Ray needs head<->worker traffic)"
     # the dashboard and the metrics are reachable on the head only
     head_labels = templates.get("head", templates.get("ludus-head"))["metadata"]["labels"]
-    head_ports = {port["port"] for p in policies if _selects(p["spec"]["podSelector"], head_labels)
-                  for rule in p["spec"].get("ingress", []) for port in rule.get("ports", [])}
+    head_ports = {
+        port["port"]
+        for p in policies
+        if _selects(p["spec"]["podSelector"], head_labels)
+        for rule in p["spec"].get("ingress", [])
+        for port in rule.get("ports", [])
+    }
     assert {8265, c.DEFAULT_HTTP_PORT} <= head_ports
-    egress_ports = {port["port"] for p in policies for rule in p["spec"].get("egress", [])
-                    for port in rule.get("ports", [])}
+    egress_ports = {
+        port["port"] for p in policies for rule in p["spec"].get("egress", []) for port in rule.get("ports", [])
+    }
     assert 5672 in egress_ports  # the broker
     (pdb,) = of_kind(docs, "PodDisruptionBudget")
     assert pdb["spec"]["minAvailable"] == 1 and _selects(pdb["spec"]["selector"], head_labels)

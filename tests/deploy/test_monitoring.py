@@ -86,8 +86,15 @@ RAY_SCRAPE = textwrap.dedent("""
 @pytest.fixture(scope="module")
 def ray_metric_names() -> set[str]:
     """Scraped from a real Ray node (a separate process: its own Ray, its metrics port)."""
-    out = subprocess.run([sys.executable, "-c", RAY_SCRAPE], capture_output=True, text=True, timeout=240,
-                         cwd=REPO, check=False, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    out = subprocess.run(
+        [sys.executable, "-c", RAY_SCRAPE],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=REPO,
+        check=False,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     names = set(json.loads(out.stdout.strip().splitlines()[-1]))
     assert names, "Ray exported none of Ludus' metrics"
@@ -135,8 +142,9 @@ def test_dashboard_is_grafana_json_on_a_datasource_variable(rendered):
     for panel in dashboard["panels"]:
         for target in panel.get("targets", []):
             assert target["datasource"]["uid"] == "${datasource}" and target["expr"]
-    (cm,) = [d for d in rendered["keda"] if d["kind"] == "ConfigMap" and d["metadata"]["name"] ==
-             "ludus-grafana-dashboard"]
+    (cm,) = [
+        d for d in rendered["keda"] if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "ludus-grafana-dashboard"
+    ]
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(cm["data"]["ludus.json"]) == json.loads((MONITORING / "dashboards" / "ludus.json").read_text())
 

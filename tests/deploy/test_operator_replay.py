@@ -81,7 +81,8 @@ def test_worker_pods_carry_the_architecture_as_ray_flags_and_pod_labels(rc, acco
         assert kr.pod_errors(pod) == []
         (ray_container,) = [ct for ct in pod["spec"]["containers"] if ct["name"] == "ray-worker"]
         assert [p for p in ray_container["ports"] if p["name"] == kr.METRICS_PORT_NAME] == [
-            {"name": "metrics", "containerPort": 8090}]  # nothing injected on 8080
+            {"name": "metrics", "containerPort": 8090}
+        ]  # nothing injected on 8080
         # the auth token reaches the init container that waits for the GCS and the Ray container
         for ct in pod["spec"]["initContainers"] + [ray_container]:
             assert {"RAY_AUTH_MODE", "RAY_AUTH_TOKEN"} <= {e["name"] for e in ct["env"]}
@@ -100,8 +101,9 @@ def test_ray_worker_sh_runs_the_generated_command(rc, tmp_path):
     command = next(e["value"] for e in pod["spec"]["containers"][0]["env"] if e["name"] == "KUBERAY_GEN_RAY_START_CMD")
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    (bindir / "ray").write_text(f"#!/bin/bash\npython3 -c 'import json, sys; print(json.dumps(sys.argv[1:]))' \"$@\" "
-                                f"> {tmp_path}/argv\n")
+    (bindir / "ray").write_text(
+        f"#!/bin/bash\npython3 -c 'import json, sys; print(json.dumps(sys.argv[1:]))' \"$@\" > {tmp_path}/argv\n"
+    )
     (bindir / "ray").chmod(0o755)
     env = {"PATH": f"{bindir}:{os.environ['PATH']}", "KUBERAY_GEN_RAY_START_CMD": command}
     subprocess.run(["bash", str(DOCKER / "ray-worker.sh")], env=env, check=True, timeout=30)
@@ -128,8 +130,9 @@ def test_head_pod_runs_the_autoscaler_with_a_token_and_the_ray_container_without
 
     assert tokens == {"ray-head": [], kr.AUTOSCALER_CONTAINER: [IN_CLUSTER_TOKEN_PATH]}
     (volume,) = [v for v in pod["spec"]["volumes"] if v["name"] == "autoscaler-kube-api"]
-    files = {item["path"] for src in volume["projected"]["sources"]
-             for item in src.get("configMap", {}).get("items", [])}
+    files = {
+        item["path"] for src in volume["projected"]["sources"] for item in src.get("configMap", {}).get("items", [])
+    }
     assert IN_CLUSTER_CA_CERT_PATH.rsplit("/", 1)[1] in files
     # the autoscaler shares the head's log volume and gets the Ray auth token
     autoscaler = pod["spec"]["containers"][1]
@@ -166,8 +169,13 @@ def test_head_service_has_unique_ports_and_publishes_a_not_ready_head(rc):
     assert kr.service_errors(service) == []
     kubernetes_validate.validate({k: v for k, v in service.items()}, K8S_VERSION, strict=True)
     ports = {p["name"]: p["port"] for p in service["spec"]["ports"]}
-    assert ports == {"client": 10001, "dashboard": 8265, "gcs-server": 6379, "http": c.DEFAULT_HTTP_PORT,
-                     "metrics": 8090}
+    assert ports == {
+        "client": 10001,
+        "dashboard": 8265,
+        "gcs-server": 6379,
+        "http": c.DEFAULT_HTTP_PORT,
+        "metrics": 8090,
+    }
     # readiness reports broker/database outages; workers must keep reaching the GCS meanwhile
     assert service["spec"]["publishNotReadyAddresses"] is True and service["spec"]["clusterIP"] == "None"
 
@@ -198,8 +206,9 @@ def test_backlog_bundles_launch_the_architectures_the_jobs_allow(rc):
     assert kr.nodes_launched_for(types, bundles_for(3, None)) == {"jetson-arm64": 3}  # the bug
     requests: list[list[dict]] = []
     backlog = Backlog.of(0, [{"require": "x86_64"}] * 3)
-    scaler = QueueDepthAutoscaler(Settings(autoscale_max_gpus=8), lambda: backlog,
-                                  request_fn=lambda *, bundles: requests.append(bundles))
+    scaler = QueueDepthAutoscaler(
+        Settings(autoscale_max_gpus=8), lambda: backlog, request_fn=lambda *, bundles: requests.append(bundles)
+    )
     scaler.step()
     assert kr.nodes_launched_for(types, requests[-1]) == {"gpu-amd64": 3}
     backlog = Backlog.of(0, [{"require": "arm64"}, {"exclude": ["arm64"]}, {"prefer": "arm64"}])

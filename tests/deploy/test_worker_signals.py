@@ -59,10 +59,19 @@ def ludus_db(postgres_url: str, sample_bars) -> str:
 
 
 def _settings(db_url: str, amqp_url: str, topology: Topology, **kw) -> Settings:
-    return Settings(database_url=db_url, amqp_url=amqp_url, jobs_exchange=topology.jobs_exchange,
-                    jobs_queue=topology.jobs_queue, dead_letter_exchange=topology.dead_letter_exchange,
-                    dead_letter_queue=topology.dead_letter_queue, events_exchange=topology.events_exchange,
-                    delivery_limit=topology.delivery_limit, job_lease_s=5.0, shutdown_grace_s=5.0, **kw)
+    return Settings(
+        database_url=db_url,
+        amqp_url=amqp_url,
+        jobs_exchange=topology.jobs_exchange,
+        jobs_queue=topology.jobs_queue,
+        dead_letter_exchange=topology.dead_letter_exchange,
+        dead_letter_queue=topology.dead_letter_queue,
+        events_exchange=topology.events_exchange,
+        delivery_limit=topology.delivery_limit,
+        job_lease_s=5.0,
+        shutdown_grace_s=5.0,
+        **kw,
+    )
 
 
 @contextmanager
@@ -102,8 +111,9 @@ def _wait(predicate, timeout_s: float, what: str):
 def test_broker_down_liveness_200_readiness_503(ludus_db, topology):
     settings = _settings(ludus_db, f"amqp://guest:guest@127.0.0.1:{_closed_port()}/%2F", topology)
     with running_worker(settings) as w:
-        status, body = _wait(lambda: (r := _get(w, c.READINESS_PATH)) and r[1].get("database") and r, 30,
-                             "the database probe")
+        status, body = _wait(
+            lambda: (r := _get(w, c.READINESS_PATH)) and r[1].get("database") and r, 30, "the database probe"
+        )
         assert status == 503 and body["broker"] is False and body["database"] is True
         assert _get(w, c.HEALTH_PATH)[0] == 503
         for _ in range(3):  # stays alive through the reconnect attempts
@@ -117,8 +127,9 @@ def test_broker_down_liveness_200_readiness_503(ludus_db, topology):
 def test_database_down_liveness_200_readiness_503(amqp_url, topology):
     dead_db = f"postgresql+psycopg://postgres@127.0.0.1:{_closed_port()}/test?connect_timeout=2"
     with running_worker(_settings(dead_db, amqp_url, topology)) as w:
-        status, body = _wait(lambda: (r := _get(w, c.READINESS_PATH)) and r[1].get("broker") and r, 30,
-                             "the broker connection")
+        status, body = _wait(
+            lambda: (r := _get(w, c.READINESS_PATH)) and r[1].get("broker") and r, 30, "the broker connection"
+        )
         _wait(lambda: _get(w, c.READINESS_PATH)[1]["database"] is False, 30, "the database probe to fail")
         status, body = _get(w, c.READINESS_PATH)
         assert status == 503 and body["broker"] is True and body["database"] is False
@@ -132,9 +143,17 @@ def test_database_down_liveness_200_readiness_503(amqp_url, topology):
 
 
 def _job(placement: dict) -> dict:
-    return {"job_id": str(uuid.uuid4()), "strategy": "sma_cross", "symbols": ["SPX"], "mode": "static",
-            "lookback": {"bars": 800}, "candidates": 8, "search": {"trials": 3, "seed": 1},
-            "validation": {"folds": 2, "embargo_bars": 2, "holdout_bars": 150}, "placement": placement}
+    return {
+        "job_id": str(uuid.uuid4()),
+        "strategy": "sma_cross",
+        "symbols": ["SPX"],
+        "mode": "static",
+        "lookback": {"bars": 800},
+        "candidates": 8,
+        "search": {"trials": 3, "seed": 1},
+        "validation": {"folds": 2, "embargo_bars": 2, "holdout_bars": 150},
+        "placement": placement,
+    }
 
 
 def test_backlog_stays_positive_while_the_job_runs_after_its_ack(ludus_db, amqp_url, topology, rendered):
@@ -165,8 +184,13 @@ def test_backlog_stays_positive_while_the_job_runs_after_its_ack(ludus_db, amqp_
     ch.confirm_delivery()
 
     def publish(body: dict) -> None:
-        ch.basic_publish(topology.jobs_exchange, c.JOBS_ROUTING_KEY, json.dumps(body).encode(),
-                         pika.BasicProperties(delivery_mode=2), mandatory=True)
+        ch.basic_publish(
+            topology.jobs_exchange,
+            c.JOBS_ROUTING_KEY,
+            json.dumps(body).encode(),
+            pika.BasicProperties(delivery_mode=2),
+            mandatory=True,
+        )
 
     def ready() -> int:
         return int(ch.queue_declare(topology.jobs_queue, passive=True).method.message_count)
@@ -190,8 +214,11 @@ def test_backlog_stays_positive_while_the_job_runs_after_its_ack(ludus_db, amqp_
             # a second job waits in the queue (one slot): its placement is unknown until read, so it counts
             # for every architecture
             publish(anywhere_job)
-            view = _wait(lambda: (v := keda_view(w))["ludus-worker-jetson-arm64"][0] == 1.0 and v, 30,
-                         "the queued job to show in /backlog")
+            view = _wait(
+                lambda: (v := keda_view(w))["ludus-worker-jetson-arm64"][0] == 1.0 and v,
+                30,
+                "the queued job to show in /backlog",
+            )
             assert view["ludus-worker-gpu-amd64"] == (2.0, 2) and ready() == 1
             release.set()
             _wait(lambda: keda_view(w)["ludus-worker-gpu-amd64"][0] == 0.0, 180, "both jobs to finish")

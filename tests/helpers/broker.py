@@ -14,9 +14,12 @@ from ludus.queue.topology import Topology, declare, delete
 def declared_topology(amqp_url: str, name: str) -> Iterator[Topology]:
     """A topology named after ``name`` (delivery limit 5), declared on the broker for the block's length."""
     topo = Topology(
-        jobs_exchange=f"t.{name}.jobs", jobs_queue=f"t.{name}.jobs",
-        dead_letter_exchange=f"t.{name}.dlx", dead_letter_queue=f"t.{name}.dead",
-        events_exchange=f"t.{name}.events", delivery_limit=5,
+        jobs_exchange=f"t.{name}.jobs",
+        jobs_queue=f"t.{name}.jobs",
+        dead_letter_exchange=f"t.{name}.dlx",
+        dead_letter_queue=f"t.{name}.dead",
+        events_exchange=f"t.{name}.events",
+        delivery_limit=5,
     )
     conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
     declare(conn.channel(), topo)

@@ -36,11 +36,26 @@ def in_process(monkeypatch: Any, capsys: Any, url: str) -> Run:
     return run
 
 
-def subprocess_run(url: str, *args: str, stdin: str | None = None, timeout: float = 300,
-                   env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def subprocess_run(
+    url: str, *args: str, stdin: str | None = None, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """``python -m ludus.cli.app ARGS...`` against ``url`` on the CPU, one thread, wide tables."""
-    full = {**os.environ, "LUDUS_DATABASE_URL": url, "LUDUS_DEVICE": "cpu", "COLUMNS": "200",
-            "OMP_NUM_THREADS": "1", **(env or {})}
+    full = {
+        **os.environ,
+        "LUDUS_DATABASE_URL": url,
+        "LUDUS_DEVICE": "cpu",
+        "COLUMNS": "200",
+        "OMP_NUM_THREADS": "1",
+        **(env or {}),
+    }
     full.pop("LUDUS_DEBUG", None)
-    return subprocess.run([sys.executable, "-m", "ludus.cli.app", *args], cwd=REPO, env=full, input=stdin,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "ludus.cli.app", *args],
+        cwd=REPO,
+        env=full,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

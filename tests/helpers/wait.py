@@ -9,8 +9,13 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.2,
-             describe: Callable[[], str] | None = None) -> T:
+def wait_for(
+    predicate: Callable[[], T],
+    timeout: float,
+    what: str,
+    interval: float = 0.2,
+    describe: Callable[[], str] | None = None,
+) -> T:
     """The first truthy value of ``predicate()``, polled every ``interval`` s; AssertionError naming ``what``
     (and ``describe()``, the state seen last) after ``timeout`` s. ``timeout`` bounds a broken run only: it is
     never an assertion about speed."""

@@ -17,9 +17,11 @@ from ludus.strategies.registry import get_strategy, list_strategies
 
 REPO = Path(__file__).resolve().parents[2]
 BUILTINS = ["bollinger_reversion", "donchian_breakout", "ema_cross", "macd", "rsi_reversion", "sma_cross"]
-TINY = ("rule: sma_cross\nparameters:\n  fast: {type: int, low: 2, high: 5, default: 3}\n"
-        "  slow: {type: int, low: 6, high: 9, default: 8}\n"
-        "  mode: {type: categorical, choices: [long_flat], default: long_flat}\nconstraints: [fast < slow]\n")
+TINY = (
+    "rule: sma_cross\nparameters:\n  fast: {type: int, low: 2, high: 5, default: 3}\n"
+    "  slow: {type: int, low: 6, high: 9, default: 8}\n"
+    "  mode: {type: categorical, choices: [long_flat], default: long_flat}\nconstraints: [fast < slow]\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +32,12 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         shutil.copy(REPO / name, src / name)
     shutil.copytree(REPO / "ludus", src / "ludus", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     out = tmp_path_factory.mktemp("dist")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
-                    str(src)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(src)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (path,) = out.glob("ludus-*.whl")
     return path
 
@@ -42,8 +48,11 @@ def test_the_wheel_carries_every_built_in_definition(wheel: Path) -> None:
     assert shipped and shipped <= names, sorted(shipped - names)
     for name in BUILTINS:
         assert f"ludus/trials/strategies/{name}.yaml" in names
-    assert {"ludus/trials/models/cpo.yaml", "ludus/trials/schedule.yaml",
-            "ludus/trials/jobs/cpo_spx_demo.json"} <= names
+    assert {
+        "ludus/trials/models/cpo.yaml",
+        "ludus/trials/schedule.yaml",
+        "ludus/trials/jobs/cpo_spx_demo.json",
+    } <= names
 
 
 def test_an_installed_wheel_lists_its_strategies_from_any_directory(wheel: Path, tmp_path: Path) -> None:
@@ -53,11 +62,24 @@ def test_an_installed_wheel_lists_its_strategies_from_any_directory(wheel: Path,
     elsewhere.mkdir()
     env = {**os.environ, "PYTHONPATH": str(site), "COLUMNS": "200"}
     env.pop("LUDUS_TRIALS_DIR", None)
-    where = subprocess.run([sys.executable, "-c", "import ludus.catalog as c; print(c.BUILTIN_DIR)"], cwd=elsewhere,
-                           env=env, capture_output=True, text=True, check=True)
+    where = subprocess.run(
+        [sys.executable, "-c", "import ludus.catalog as c; print(c.BUILTIN_DIR)"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert Path(where.stdout.strip()) == site / "ludus" / "trials"  # the wheel's copy, not the repository's
-    done = subprocess.run([sys.executable, "-m", "ludus.cli.app", "strategies"], cwd=elsewhere, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "ludus.cli.app", "strategies"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     for name in BUILTINS:
         assert f"│ {name} " in done.stdout
@@ -91,12 +113,27 @@ def test_finding_no_strategy_names_where_it_looked(tmp_path: Path) -> None:
     env = {**os.environ, "LUDUS_TRIALS_DIR": str(tmp_path / "mine"), "COLUMNS": "200"}
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "trials.yaml").write_text("builtins: replace\n")
-    done = subprocess.run([sys.executable, "-m", "ludus.cli.app", "strategies"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "ludus.cli.app", "strategies"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 2
-    assert done.stderr.startswith("error: strategies=none: no strategy definitions (*.yaml) found; looked in "
-                                  f"{tmp_path / 'mine' / 'strategies'} (local)"), done.stderr
-    bad = subprocess.run([sys.executable, "-m", "ludus.cli.app", "strategies"], cwd=tmp_path,
-                         env={**env, "LUDUS_TRIALS_DIR": str(tmp_path / "nowhere")}, capture_output=True, text=True,
-                         timeout=120, check=False)
+    assert done.stderr.startswith(
+        "error: strategies=none: no strategy definitions (*.yaml) found; looked in "
+        f"{tmp_path / 'mine' / 'strategies'} (local)"
+    ), done.stderr
+    bad = subprocess.run(
+        [sys.executable, "-m", "ludus.cli.app", "strategies"],
+        cwd=tmp_path,
+        env={**env, "LUDUS_TRIALS_DIR": str(tmp_path / "nowhere")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert bad.returncode == 2 and "trials_dir=" in bad.stderr and "is not a directory" in bad.stderr

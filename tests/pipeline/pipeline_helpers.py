@@ -40,8 +40,6 @@ def settings_for(url: str) -> Settings:
     return Settings(database_url=url, device="cpu")
 
 
-
-
 def copy_sqlite(template: Path, dest: Path) -> str:
     """Copy a SQLite database with its price sidecar (``x.db`` + ``x.prices.db``, ATTACHed as Prices)."""
     from ludus.db.engine import prices_sidecar_path
@@ -70,30 +68,48 @@ def write_synthetic_market(url: str, *, dependence: bool, phi: float = 0.35, see
     try:
         store = PriceStore(engine)
         store.write(market.bars)
-        store.write(Bars("VIX", "1d", market.bars.timestamps, vix.copy(), vix.copy(), vix.copy(), vix.copy(),
-                         np.zeros_like(vix)))
+        store.write(
+            Bars(
+                "VIX", "1d", market.bars.timestamps, vix.copy(), vix.copy(), vix.copy(), vix.copy(), np.zeros_like(vix)
+            )
+        )
     finally:
         engine.dispose()
 
 
 def synthetic_job(**extra: Any) -> dict:
     """CPO of RSI reversion (short periods, long/short: a contrarian rule) on SYN with the VIX as condition."""
-    body = {"job_id": str(uuid.uuid4()), "strategy": "rsi_reversion", "symbols": ["SYN"],
-            "lookback": {"bars": SYN_BARS}, "candidates": 32,
-            "search": {"trials": 3, "seed": 3, "baseline_trials": 16, "seeds": 3},
-            "cost_bps": 1.0, "validation": {"folds": 2, "embargo_bars": 5, "windows": 3},
-            "gate": {"min_improvement": 0.2}, "conditions_from": ["VIX"],
-            "overrides": {"period": {"low": 2, "high": 5}, "mode": {"value": "long_short"}}}
+    body = {
+        "job_id": str(uuid.uuid4()),
+        "strategy": "rsi_reversion",
+        "symbols": ["SYN"],
+        "lookback": {"bars": SYN_BARS},
+        "candidates": 32,
+        "search": {"trials": 3, "seed": 3, "baseline_trials": 16, "seeds": 3},
+        "cost_bps": 1.0,
+        "validation": {"folds": 2, "embargo_bars": 5, "windows": 3},
+        "gate": {"min_improvement": 0.2},
+        "conditions_from": ["VIX"],
+        "overrides": {"period": {"low": 2, "high": 5}, "mode": {"value": "long_short"}},
+    }
     body.update(extra)
     return body
 
 
 def spx_job(**extra: Any) -> dict:
     """A small CPO job on the real S&P 500 sample with the VIX and the NASDAQ as conditions."""
-    body = {"job_id": str(uuid.uuid4()), "strategy": "sma_cross", "symbols": ["SPX"], "lookback": {"bars": 1200},
-            "candidates": 24, "search": {"trials": 3, "seed": 5, "baseline_trials": 16, "seeds": 2}, "cost_bps": 1.0,
-            "validation": {"folds": 2, "embargo_bars": 5, "holdout_bars": 300, "windows": 2},
-            "gate": {"min_improvement": 0.05}, "conditions_from": ["VIX", "IXIC"]}
+    body = {
+        "job_id": str(uuid.uuid4()),
+        "strategy": "sma_cross",
+        "symbols": ["SPX"],
+        "lookback": {"bars": 1200},
+        "candidates": 24,
+        "search": {"trials": 3, "seed": 5, "baseline_trials": 16, "seeds": 2},
+        "cost_bps": 1.0,
+        "validation": {"folds": 2, "embargo_bars": 5, "holdout_bars": 300, "windows": 2},
+        "gate": {"min_improvement": 0.05},
+        "conditions_from": ["VIX", "IXIC"],
+    }
     body.update(extra)
     return body
 
@@ -122,11 +138,19 @@ def counts(url: str) -> dict[str, int]:
     try:
         with engine.connect() as conn:
             present = set(sa.inspect(conn).get_table_names())
-            for key, table in (("parameters", optimized_parameters.name), ("models", model_versions.name),
-                               ("jobs", jobs.name), ("studies", "studies"), ("trials", "trials")):
+            for key, table in (
+                ("parameters", optimized_parameters.name),
+                ("models", model_versions.name),
+                ("jobs", jobs.name),
+                ("studies", "studies"),
+                ("trials", "trials"),
+            ):
                 # Optuna creates its tables on first use: absent means no study was ever opened
-                out[key] = (conn.execute(sa.select(sa.func.count()).select_from(sa.table(table))).scalar_one()
-                            if table in present else 0)
+                out[key] = (
+                    conn.execute(sa.select(sa.func.count()).select_from(sa.table(table))).scalar_one()
+                    if table in present
+                    else 0
+                )
     finally:
         engine.dispose()
     return out

@@ -33,8 +33,14 @@ def _run(url: str, body: dict, events: Events | None = None):
     engine = make_engine(url)
     try:
         with InProcessExecutor() as executor:
-            return run_job(parse_job(body), engine=engine, settings=settings_for(url), progress=events or Events(),
-                           executor=executor, model_space=SMALL_MODEL_SPACE)
+            return run_job(
+                parse_job(body),
+                engine=engine,
+                settings=settings_for(url),
+                progress=events or Events(),
+                executor=executor,
+                model_space=SMALL_MODEL_SPACE,
+            )
     finally:
         engine.dispose()
 
@@ -97,9 +103,26 @@ def test_regime_dependence_changes_to_the_cpo_policy_and_its_model_is_live(tmp_p
 
     # and the CLI shows the same: published row plus the re-scored candidates
     env = {**os.environ, "LUDUS_DATABASE_URL": url, "LUDUS_DEVICE": "cpu", "COLUMNS": "200"}
-    shown = subprocess.run([sys.executable, "-m", "ludus.cli.app", "recommend", "--strategy", "rsi_reversion",
-                            "--symbol", "syn", "--top", "3"], cwd=REPO, env=env, capture_output=True, text=True,
-                           timeout=120, check=False)
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ludus.cli.app",
+            "recommend",
+            "--strategy",
+            "rsi_reversion",
+            "--symbol",
+            "syn",
+            "--top",
+            "3",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert shown.returncode == 0, shown.stderr
     assert f"model version {active.id} re-scored" in shown.stdout and "changed (cpo)" in shown.stdout
     assert f"period={sym.parameters['period']}" in shown.stdout and "*" in shown.stdout

@@ -20,8 +20,14 @@ from ludus.stores.parameters import history, read_active
 def _run(url: str, body: dict):
     engine = make_engine(url)
     try:
-        return run_job(parse_job(body), engine=engine, settings=settings_for(url), progress=Events(),
-                       executor=InProcessExecutor(), model_space=SMALL_MODEL_SPACE)
+        return run_job(
+            parse_job(body),
+            engine=engine,
+            settings=settings_for(url),
+            progress=Events(),
+            executor=InProcessExecutor(),
+            model_space=SMALL_MODEL_SPACE,
+        )
     finally:
         engine.dispose()
 
@@ -31,9 +37,16 @@ def test_defaults_better_than_the_in_sample_optimum_are_kept(sample_sqlite: str)
     0.04) although the defaults did 0.69 on the same bars. Now the defaults are the champion and stay unless a
     challenger beats them by z standard errors."""
     body = json.loads((REPO / "trials/jobs/multi_rsi_reversion.json").read_text())
-    body.update({"JobId": str(uuid.uuid4()), "Symbols": ["SPX"], "Candidates": 16, "Deadline": None,
-                 "Search": {"Trials": 2, "Sampler": "random", "Seed": 3, "BaselineTrials": 16, "Seeds": 2},
-                 "Validation": {"Folds": 2, "EmbargoBars": 5, "Windows": 2}})
+    body.update(
+        {
+            "JobId": str(uuid.uuid4()),
+            "Symbols": ["SPX"],
+            "Candidates": 16,
+            "Deadline": None,
+            "Search": {"Trials": 2, "Sampler": "random", "Seed": 3, "BaselineTrials": 16, "Seeds": 2},
+            "Validation": {"Folds": 2, "EmbargoBars": 5, "Windows": 2},
+        }
+    )
 
     (sym,) = _run(sample_sqlite, body).symbols
 
@@ -55,12 +68,16 @@ def test_defaults_better_than_the_in_sample_optimum_are_kept(sample_sqlite: str)
 
 def _fast(holdout: int, **extra) -> dict:
     """sma_cross on SPX, judged against two cheap challengers (no model search)."""
-    return spx_job(validation={"folds": 2, "embargo_bars": 5, "holdout_bars": holdout, "windows": 2},
-                   challengers={"arms": ["best_fixed", "rolling"]}, **extra)
+    return spx_job(
+        validation={"folds": 2, "embargo_bars": 5, "holdout_bars": holdout, "windows": 2},
+        challengers={"arms": ["best_fixed", "rolling"]},
+        **extra,
+    )
 
 
 def test_a_weaker_job_cannot_silently_replace_a_published_row_and_the_ledger_counts_every_job(
-        sample_sqlite: str) -> None:
+    sample_sqlite: str,
+) -> None:
     strong = _fast(600)
     a = _run(sample_sqlite, strong).symbols[0]
     assert a.published and a.oos_bars == 600
@@ -68,8 +85,10 @@ def test_a_weaker_job_cannot_silently_replace_a_published_row_and_the_ledger_cou
     weak = _fast(250)
     b = _run(sample_sqlite, weak).symbols[0]
     assert b.valid_for == a.valid_for and not b.published
-    assert b.reason.startswith(f"not published: the row for {a.valid_for} from job {strong['job_id']} rests on "
-                               f"600 out-of-sample bars, this decision on 250"), b.reason
+    assert b.reason.startswith(
+        f"not published: the row for {a.valid_for} from job {strong['job_id']} rests on "
+        f"600 out-of-sample bars, this decision on 250"
+    ), b.reason
     engine = make_engine(sample_sqlite)
     with engine.connect() as conn:
         rows = history(conn, "sma_cross", "SPX", "1d")
@@ -94,8 +113,15 @@ def test_a_weaker_job_cannot_silently_replace_a_published_row_and_the_ledger_cou
 
 
 def test_a_holiday_is_never_valid_for_and_stale_data_is_flagged_or_refused(sample_sqlite: str) -> None:
-    body = {"job_id": str(uuid.uuid4()), "strategy": "sma_cross", "symbols": ["SPX", "GOOG"], "mode": "static",
-            "lookback": {"bars": 600}, "search": {"trials": 4, "seed": 1}, "exchanges": {"GOOG": "XNAS"}}
+    body = {
+        "job_id": str(uuid.uuid4()),
+        "strategy": "sma_cross",
+        "symbols": ["SPX", "GOOG"],
+        "mode": "static",
+        "lookback": {"bars": 600},
+        "search": {"trials": 4, "seed": 1},
+        "exchanges": {"GOOG": "XNAS"},
+    }
     spx, goog = _run(sample_sqlite, body).symbols
     # SPX ends 2018-12-31, GOOG 2013-03-01 (a Friday): New Year's Day and the weekend are skipped
     assert spx.valid_for == date(2019, 1, 2) and goog.valid_for == date(2013, 3, 4)
@@ -103,8 +129,9 @@ def test_a_holiday_is_never_valid_for_and_stale_data_is_flagged_or_refused(sampl
         assert s.published and s.stale_sessions > 1000 and "stale data flagged" in s.reason
 
     before = counts(sample_sqlite)
-    refused = _run(sample_sqlite, {**body, "job_id": str(uuid.uuid4()),
-                                   "publish": {"max_stale_sessions": 5, "on_stale": "refuse"}})
+    refused = _run(
+        sample_sqlite, {**body, "job_id": str(uuid.uuid4()), "publish": {"max_stale_sessions": 5, "on_stale": "refuse"}}
+    )
     assert not any(s.published for s in refused.symbols)
     assert all(s.reason.startswith("static search:") and "stale data refused" in s.reason for s in refused.symbols)
     assert counts(sample_sqlite)["parameters"] == before["parameters"]
@@ -112,8 +139,14 @@ def test_a_holiday_is_never_valid_for_and_stale_data_is_flagged_or_refused(sampl
 
 def test_a_static_search_counts_its_trials_in_the_ledger(sample_sqlite: str) -> None:
     """Plain hyperopt tries θ on the key like any search: its trials deflate every later decision there."""
-    static = {"job_id": str(uuid.uuid4()), "strategy": "sma_cross", "symbols": ["SPX"], "mode": "static",
-              "lookback": {"bars": 600}, "search": {"trials": 5, "seed": 1}}
+    static = {
+        "job_id": str(uuid.uuid4()),
+        "strategy": "sma_cross",
+        "symbols": ["SPX"],
+        "mode": "static",
+        "lookback": {"bars": 600},
+        "search": {"trials": 5, "seed": 1},
+    }
     (sym,) = _run(sample_sqlite, static).symbols
     assert sym.configurations is not None and sym.configurations.baseline_trials == 5
     assert sym.configurations.jobs == 1 and sym.configurations.total == 5

@@ -37,8 +37,15 @@ class CountingExecutor(InProcessExecutor):
 def _run(url: str, body: dict, *, events: Events | None = None, executor=None, resume: bool = True):
     engine = make_engine(url)
     try:
-        return run_job(parse_job(body), engine=engine, settings=settings_for(url), progress=events or Events(),
-                       executor=executor or InProcessExecutor(), resume=resume, model_space=SMALL_MODEL_SPACE)
+        return run_job(
+            parse_job(body),
+            engine=engine,
+            settings=settings_for(url),
+            progress=events or Events(),
+            executor=executor or InProcessExecutor(),
+            resume=resume,
+            model_space=SMALL_MODEL_SPACE,
+        )
     finally:
         engine.dispose()
 
@@ -108,19 +115,23 @@ def _bad(kind: str) -> dict:
         "lookback too short for folds and holdout": spx_job(lookback={"start": "2018-06-01"}),
         "override outside the declared range": spx_job(overrides={"fast": {"low": 500, "high": 600}}),
         "override of an unknown parameter": spx_job(overrides={"speed": {"value": 3}}),
-        "static on too few bars": spx_job(mode="static", lookback={"start": "2018-12-01"},
-                                          validation={"holdout_bars": 20}),
+        "static on too few bars": spx_job(
+            mode="static", lookback={"start": "2018-12-01"}, validation={"holdout_bars": 20}
+        ),
     }
     return bodies[kind]
 
 
-FIELDS = {"unknown symbol": ("symbol", "NOPE"), "unknown condition symbol": ("symbol", "ZZZ"),
-          "unknown strategy": ("strategy", "no_such_strategy"),
-          "lookback longer than the history": ("lookback.bars", "100000"),
-          "lookback too short for folds and holdout": ("lookback", "147"),
-          "override outside the declared range": ("overrides.fast", "500"),
-          "override of an unknown parameter": ("overrides.speed", "3"),
-          "static on too few bars": ("lookback", "")}
+FIELDS = {
+    "unknown symbol": ("symbol", "NOPE"),
+    "unknown condition symbol": ("symbol", "ZZZ"),
+    "unknown strategy": ("strategy", "no_such_strategy"),
+    "lookback longer than the history": ("lookback.bars", "100000"),
+    "lookback too short for folds and holdout": ("lookback", "147"),
+    "override outside the declared range": ("overrides.fast", "500"),
+    "override of an unknown parameter": ("overrides.speed", "3"),
+    "static on too few bars": ("lookback", ""),
+}
 
 
 @pytest.mark.parametrize("kind", list(FIELDS))
@@ -144,8 +155,7 @@ def test_resume_runs_only_the_missing_trials(sample_sqlite: str) -> None:
     _run(sample_sqlite, body, executor=first)
     assert first.asked == [2]
     # a crash mid-search leaves a RUNNING trial behind: it must not count as done
-    study = optuna.load_study(study_name=study_name(body["job_id"], "model", "SPX"),
-                              storage=get_storage(sample_sqlite))
+    study = optuna.load_study(study_name=study_name(body["job_id"], "model", "SPX"), storage=get_storage(sample_sqlite))
     study.ask()
 
     body["search"]["trials"] = 4  # the same job, asked for 4 trials: 2 are finished already
@@ -160,8 +170,7 @@ def test_resume_runs_only_the_missing_trials(sample_sqlite: str) -> None:
     assert states.count(optuna.trial.TrialState.FAIL) >= 1  # the interrupted one, marked failed
     assert sum(1 for t in model_trials if not t.user_attrs.get("interrupted")) == 4
     assert any("2 of 4 trials already done" in e.message for e in events.events)
-    baseline = [t for t in _trials(sample_sqlite, body["job_id"], "baseline", "SPX")
-                if t.state.is_finished()]
+    baseline = [t for t in _trials(sample_sqlite, body["job_id"], "baseline", "SPX") if t.state.is_finished()]
     assert len(baseline) == 4
 
     fresh = CountingExecutor()
@@ -171,10 +180,17 @@ def test_resume_runs_only_the_missing_trials(sample_sqlite: str) -> None:
 
 
 def test_static_mode_publishes_the_best_trial_without_a_model(sample_sqlite: str) -> None:
-    body = {"job_id": "0b7e9c1a-2f3d-4e5f-9a8b-7c6d5e4f3a2b", "strategy": "sma_cross", "symbols": ["GOOG"],
-            "lookback": {"bars": 1500}, "mode": "static", "search": {"trials": 12, "seed": 11},
-            "objective": "sortino", "cost_bps": 2.0,
-            "overrides": {"fast": {"low": 5, "high": 40}, "mode": {"choices": ["long_flat"]}}}
+    body = {
+        "job_id": "0b7e9c1a-2f3d-4e5f-9a8b-7c6d5e4f3a2b",
+        "strategy": "sma_cross",
+        "symbols": ["GOOG"],
+        "lookback": {"bars": 1500},
+        "mode": "static",
+        "search": {"trials": 12, "seed": 11},
+        "objective": "sortino",
+        "cost_bps": 2.0,
+        "overrides": {"fast": {"low": 5, "high": 40}, "mode": {"choices": ["long_flat"]}},
+    }
 
     result = _run(sample_sqlite, body)
 
@@ -183,8 +199,11 @@ def test_static_mode_publishes_the_best_trial_without_a_model(sample_sqlite: str
     assert 5 <= sym.parameters["fast"] <= 40 and sym.parameters["mode"] == "long_flat"
     assert sym.parameters["fast"] < sym.parameters["slow"]
     assert sym.baseline_parameters == sym.parameters and sym.expected_return is None
-    trials = [t for t in _trials(sample_sqlite, body["job_id"], "static", "GOOG")
-              if t.state == optuna.trial.TrialState.COMPLETE]
+    trials = [
+        t
+        for t in _trials(sample_sqlite, body["job_id"], "static", "GOOG")
+        if t.state == optuna.trial.TrialState.COMPLETE
+    ]
     assert len(trials) == 12
     best = max(trials, key=lambda t: t.value)
     assert (best.user_attrs.get("params") or best.params) == sym.parameters

@@ -24,8 +24,9 @@ def test_cpo_job_on_local_ray_actors(ray_local, sample_sqlite: str) -> None:
     engine = make_engine(sample_sqlite)
     events = Events()
     with RayExecutor.for_job(job, settings) as executor:
-        result = run_job(job, engine=engine, settings=settings, progress=events, executor=executor,
-                         model_space=SMALL_MODEL_SPACE)
+        result = run_job(
+            job, engine=engine, settings=settings, progress=events, executor=executor, model_space=SMALL_MODEL_SPACE
+        )
         actors = executor.actors(include_starting=True)
 
     (sym,) = result.symbols

@@ -35,16 +35,24 @@ class PublishWatch(Events):
 
 
 def test_universe_symbols_run_at_once_are_published_as_they_finish_and_survive_a_failure(
-        ray_local, sample_sqlite: str) -> None:
+    ray_local, sample_sqlite: str
+) -> None:
     settings = Settings(database_url=sample_sqlite, device="cpu", gpus_per_trial=0, max_actors=3)
     symbols = ["SPX", "SPXB", "SPXC"]
     copy_symbol(sample_sqlite, "SPX", symbols[1:])
-    job = parse_job(spx_job(symbols=symbols, candidates=16,
-                            search={"trials": 2, "seed": 3, "baseline_trials": 8, "seeds": 1}))
+    job = parse_job(
+        spx_job(symbols=symbols, candidates=16, search={"trials": 2, "seed": 3, "baseline_trials": 8, "seeds": 1})
+    )
     watch = PublishWatch(sample_sqlite, symbols)
     with failing_executor(settings, job, "SPXC") as executor:
-        result = run_job(job, engine=make_engine(sample_sqlite), settings=settings, progress=watch,
-                         executor=executor, model_space=SMALL_MODEL_SPACE)
+        result = run_job(
+            job,
+            engine=make_engine(sample_sqlite),
+            settings=settings,
+            progress=watch,
+            executor=executor,
+            model_space=SMALL_MODEL_SPACE,
+        )
         actors = executor.actors()
 
     # one result, at the end, naming every symbol; the failed one says why, the others are published

@@ -26,12 +26,15 @@ def test_a_past_deadline_is_refused_up_front_and_leaves_no_study(sample_sqlite: 
     assert "labels" not in events.phases and "search" not in events.phases
 
 
-@pytest.mark.parametrize(("extra", "field", "fragment"), [
-    ({"strategy": "no_such_rule"}, "strategy", "unknown strategy; available: bollinger_reversion"),
-    ({"overrides": {"fast": {"low": 500, "high": 900}}}, "overrides.fast", "500"),
-    ({"overrides": {"speed": {"value": 3}}}, "overrides.speed", "unknown"),
-    ({"search": {"trials": 3, "sampler": "tpe"}, "deadline": "2001-01-01T00:00:00Z"}, "deadline", "in the past"),
-])
+@pytest.mark.parametrize(
+    ("extra", "field", "fragment"),
+    [
+        ({"strategy": "no_such_rule"}, "strategy", "unknown strategy; available: bollinger_reversion"),
+        ({"overrides": {"fast": {"low": 500, "high": 900}}}, "overrides.fast", "500"),
+        ({"overrides": {"speed": {"value": 3}}}, "overrides.speed", "unknown"),
+        ({"search": {"trials": 3, "sampler": "tpe"}, "deadline": "2001-01-01T00:00:00Z"}, "deadline", "in the past"),
+    ],
+)
 def test_preflight_names_field_value_and_rule(sample_sqlite: str, extra: dict, field: str, fragment: str) -> None:
     job = parse_job(spx_job(**extra))
     with pytest.raises(InputError) as err:

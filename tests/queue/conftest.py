@@ -49,11 +49,18 @@ def ludus_db(postgres_url: str, spx_bars) -> str:
 @pytest.fixture
 def settings(ludus_db: str, amqp_url: str, topology: Topology) -> Settings:
     return Settings(
-        database_url=ludus_db, amqp_url=amqp_url,
-        jobs_exchange=topology.jobs_exchange, jobs_queue=topology.jobs_queue,
-        dead_letter_exchange=topology.dead_letter_exchange, dead_letter_queue=topology.dead_letter_queue,
-        events_exchange=topology.events_exchange, delivery_limit=topology.delivery_limit,
-        max_concurrent_jobs=1, job_lease_s=3.0, shutdown_grace_s=5.0, progress_min_interval_s=0.0,
+        database_url=ludus_db,
+        amqp_url=amqp_url,
+        jobs_exchange=topology.jobs_exchange,
+        jobs_queue=topology.jobs_queue,
+        dead_letter_exchange=topology.dead_letter_exchange,
+        dead_letter_queue=topology.dead_letter_queue,
+        events_exchange=topology.events_exchange,
+        delivery_limit=topology.delivery_limit,
+        max_concurrent_jobs=1,
+        job_lease_s=3.0,
+        shutdown_grace_s=5.0,
+        progress_min_interval_s=0.0,
     )
 
 
@@ -62,5 +69,3 @@ def broker(amqp_url: str, topology: Topology) -> Iterator[Broker]:
     b = Broker(amqp_url, topology)
     yield b
     b.close()
-
-

@@ -39,10 +39,16 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 def job(trials: int = 4, *, job_id: str | None = None, symbols=("SPX",), **extra) -> dict:
     """A tiny valid static job (Bayesian search of sma_cross on SPX)."""
-    body = {"job_id": job_id or str(uuid.uuid4()), "strategy": "sma_cross", "symbols": list(symbols),
-            "mode": "static", "lookback": {"bars": 800}, "candidates": 8,
-            "search": {"trials": trials, "seed": 1},
-            "validation": {"folds": 2, "embargo_bars": 2, "holdout_bars": 150}}
+    body = {
+        "job_id": job_id or str(uuid.uuid4()),
+        "strategy": "sma_cross",
+        "symbols": list(symbols),
+        "mode": "static",
+        "lookback": {"bars": 800},
+        "candidates": 8,
+        "search": {"trials": trials, "seed": 1},
+        "validation": {"folds": 2, "embargo_bars": 2, "holdout_bars": 150},
+    }
     body.update(extra)
     return body
 
@@ -61,10 +67,20 @@ class Broker:
         self.progress: list[dict] = []
 
     def publish(self, body, headers: dict | None = None) -> None:
-        raw = body if isinstance(body, bytes) else json.dumps(body).encode() if not isinstance(body, str) \
+        raw = (
+            body
+            if isinstance(body, bytes)
+            else json.dumps(body).encode()
+            if not isinstance(body, str)
             else body.encode()
-        self.ch.basic_publish(self.topology.jobs_exchange, self.topology.jobs_routing_key, raw,
-                              pika.BasicProperties(delivery_mode=2, headers=headers), mandatory=True)
+        )
+        self.ch.basic_publish(
+            self.topology.jobs_exchange,
+            self.topology.jobs_routing_key,
+            raw,
+            pika.BasicProperties(delivery_mode=2, headers=headers),
+            mandatory=True,
+        )
 
     def drain(self) -> None:
         while True:
@@ -84,8 +100,10 @@ class Broker:
         self.drain()
         last = self.results[-1] if self.results else None
         detail = "" if last is None else f"; last result: {last.get('status')} {last.get('error')}"
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}; "
-                             f"{len(self.results)} results, {len(self.progress)} progress events{detail}")
+        raise AssertionError(
+            f"timed out after {timeout}s waiting for {what}; "
+            f"{len(self.results)} results, {len(self.progress)} progress events{detail}"
+        )
 
     def results_of(self, job_id: str) -> list[dict]:
         self.drain()
@@ -127,8 +145,13 @@ def start_worker_process(settings: Settings, log_path: Path, *extra: str) -> sub
     """`ludus worker --no-ray` as a separate process (killable with SIGKILL)."""
     env = settings_env(settings)
     env["PYTHONUNBUFFERED"] = "1"
-    return subprocess.Popen([sys.executable, "-m", "ludus.cli.app", "worker", "--no-ray", "--http-port", "0",
-                             *extra], cwd=REPO, env=env, stdout=log_path.open("ab"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "ludus.cli.app", "worker", "--no-ray", "--http-port", "0", *extra],
+        cwd=REPO,
+        env=env,
+        stdout=log_path.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
 
 
 def optimized_rows(url: str, job_id: str | None = None) -> list[tuple]:
@@ -261,5 +284,3 @@ def study_trials(url: str, job_id: str) -> list:
         if job_id in summary.study_name:
             trials += optuna.load_study(study_name=summary.study_name, storage=storage).get_trials(deepcopy=False)
     return trials
-
-

@@ -35,8 +35,7 @@ class StubBroker:
         self._tag += 1
         return Delivery(self._tag, self.generation, body, dict(headers or {}), None, False)
 
-    def settle(self, delivery: Delivery, decision: Decision, *, job_id: str | None = None,
-               result: Any = None) -> bool:
+    def settle(self, delivery: Delivery, decision: Decision, *, job_id: str | None = None, result: Any = None) -> bool:
         if result is not None:  # what the real broker would have to encode
             text = result.model_dump_json() if hasattr(result, "model_dump_json") else json.dumps(result)
             text.encode("utf-8")

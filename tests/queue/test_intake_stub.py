@@ -22,9 +22,20 @@ VALID = {"job_id": JOB_ID, "strategy": "sma_cross", "symbols": ["SPX"], "mode": 
 
 
 def _execution(broker: StubBroker) -> JobExecution:
-    return JobExecution(settings=Settings(), engine=None, broker=broker, relay=None, leases=None,
-                        lifecycle=Lifecycle(1.0), metrics=WorkerMetrics(), worker_id="stub-worker", runner=None,
-                        executor_factory=None, runner_options={}, max_attempts=20)
+    return JobExecution(
+        settings=Settings(),
+        engine=None,
+        broker=broker,
+        relay=None,
+        leases=None,
+        lifecycle=Lifecycle(1.0),
+        metrics=WorkerMetrics(),
+        worker_id="stub-worker",
+        runner=None,
+        executor_factory=None,
+        runner_options={},
+        max_attempts=20,
+    )
 
 
 def _surrogate_job(draw) -> bytes:

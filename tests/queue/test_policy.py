@@ -64,16 +64,23 @@ TABLE = [
     (_parse_error(b"\xff\xfe\x00"), Stage.INTAKE, Action.REJECT, CAUSE_INVALID),
     (_parse_error(json.dumps({**JOB, "strategy": "\ud800"})), Stage.INTAKE, Action.REJECT, CAUSE_INVALID),
     (_parse_error("[" * 5000 + "]" * 5000), Stage.INTAKE, Action.REJECT, CAUSE_INVALID),
-    (_parse_error(json.dumps({**JOB, "overrides": {"fast": {"choices": [[[[[[[[[[1]]]]]]]]]]}}})),
-     Stage.INTAKE, Action.REJECT, CAUSE_INVALID),
+    (
+        _parse_error(json.dumps({**JOB, "overrides": {"fast": {"choices": [[[[[[[[[[1]]]]]]]]]]}}})),
+        Stage.INTAKE,
+        Action.REJECT,
+        CAUSE_INVALID,
+    ),
     (RecursionError("maximum recursion depth exceeded"), Stage.INTAKE, Action.REJECT, CAUSE_INVALID),
-    (UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"), Stage.INTAKE, Action.REJECT,
-     CAUSE_INVALID),
+    (UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"), Stage.INTAKE, Action.REJECT, CAUSE_INVALID),
     (RecursionError("maximum recursion depth exceeded"), Stage.RUN, Action.FAIL, CAUSE_FAILED),
     (sa.exc.IntegrityError("INSERT", {}, Exception("duplicate key")), Stage.INTAKE, Action.RETRY, ""),
     # concurrent writers (the same day's row, Optuna's tables created by two workers at once): look again
-    (sa.exc.IntegrityError("CREATE TABLE", {}, Exception('violates "pg_type_typname_nsp_index"')), Stage.RUN,
-     Action.RETRY, ""),
+    (
+        sa.exc.IntegrityError("CREATE TABLE", {}, Exception('violates "pg_type_typname_nsp_index"')),
+        Stage.RUN,
+        Action.RETRY,
+        "",
+    ),
     (_db_down(), Stage.INTAKE, Action.RETRY, ""),
     (_db_down(), Stage.RUN, Action.RETRY, ""),
     (_db_down(), Stage.CONCLUDE, Action.RETRY, ""),
@@ -89,8 +96,9 @@ TABLE = [
 ]
 
 
-@pytest.mark.parametrize(("exc", "stage", "action", "cause"), TABLE,
-                         ids=[f"{type(e).__name__}-{s.value}" for e, s, _, _ in TABLE])
+@pytest.mark.parametrize(
+    ("exc", "stage", "action", "cause"), TABLE, ids=[f"{type(e).__name__}-{s.value}" for e, s, _, _ in TABLE]
+)
 def test_decide_table(exc, stage, action, cause) -> None:
     decision = decide(exc, stage)
     assert decision.action is action, decision

@@ -14,8 +14,16 @@ pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres]
 
 
 def ludus(settings, *args: str, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ludus.cli.app", *args], cwd=REPO, env=settings_env(settings),
-                          input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "ludus.cli.app", *args],
+        cwd=REPO,
+        env=settings_env(settings),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def test_submit_publishes_a_valid_job_and_prints_its_id(settings, broker, tmp_path):
@@ -61,9 +69,14 @@ def test_watch_follows_a_job_to_its_result(settings, broker, tmp_path):
         # submitted first: `watch` of an id nobody knows yet gives up after a grace period, and racing a
         # `submit` subprocess against that period fails on a loaded machine
         assert ludus(settings, "submit", str(path)).returncode == 0
-        watcher = subprocess.Popen([sys.executable, "-m", "ludus.cli.app", "watch", body["job_id"],
-                                    "--timeout", "120"], cwd=REPO, env=settings_env(settings),
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        watcher = subprocess.Popen(
+            [sys.executable, "-m", "ludus.cli.app", "watch", body["job_id"], "--timeout", "120"],
+            cwd=REPO,
+            env=settings_env(settings),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         out, err = watcher.communicate(timeout=150)
     assert watcher.returncode == 0, err
     assert "succeeded" in out and "SPX" in out
@@ -165,14 +178,18 @@ def test_watch_returns_at_once_for_rejected_and_failed_jobs(settings, broker):
     with worker_thread(settings):
         broker.publish(rejected)
         broker.publish(b'{"job_id": "%s", "strategy": 5}' % never_a_job.encode())
-        broker.wait(lambda: broker.results_of(rejected["job_id"]) and broker.results_of(never_a_job), 60,
-                    "both rejections")
+        broker.wait(
+            lambda: broker.results_of(rejected["job_id"]) and broker.results_of(never_a_job), 60, "both rejections"
+        )
     failed = job(trials=2)
     with worker_thread(settings, runner=broken):
         broker.publish(failed)
         broker.wait(lambda: broker.results_of(failed["job_id"]), 60, "the failure")
-    for jid, words in ((rejected["job_id"], "NOPE"), (never_a_job, "strategy"),
-                       (failed["job_id"], "the engine fell over")):
+    for jid, words in (
+        (rejected["job_id"], "NOPE"),
+        (never_a_job, "strategy"),
+        (failed["job_id"], "the engine fell over"),
+    ):
         done = ludus(settings, "watch", jid, timeout=60)  # no --timeout: it must not wait
         assert done.returncode == 1, done.stdout + done.stderr
         assert words in done.stdout and ("rejected" in done.stdout or "failed" in done.stdout)

@@ -15,8 +15,11 @@ pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres]
 
 
 def _refusals(caplog, name: str) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == name and r.levelno == logging.WARNING
-            and "refused the credentials" in r.getMessage()]
+    return [
+        r
+        for r in caplog.records
+        if r.name == name and r.levelno == logging.WARNING and "refused the credentials" in r.getMessage()
+    ]
 
 
 def test_a_broker_refusing_the_password_is_said_once_with_the_url_masked(settings, caplog):
@@ -24,8 +27,11 @@ def test_a_broker_refusing_the_password_is_said_once_with_the_url_masked(setting
     wrong = settings.model_copy(update={"amqp_url": "amqp://guest:wr0ng-secret@127.0.0.1:5672/%2F"})
     caplog.set_level(logging.INFO)
     with worker_thread(wrong) as w:
-        wait_for(lambda: len([r for r in caplog.records if "reconnecting" in r.getMessage()]) >= 3, 60,
-                 "three reconnect attempts")
+        wait_for(
+            lambda: len([r for r in caplog.records if "reconnecting" in r.getMessage()]) >= 3,
+            60,
+            "three reconnect attempts",
+        )
         assert not w.health()[0]
     [said] = _refusals(caplog, "ludus.queue")
     assert "guest:***@127.0.0.1" in said.getMessage()

@@ -35,8 +35,9 @@ TRIALS = 32
 
 def _in_search(broker, jid: str, step: int) -> bool:
     broker.drain()
-    return any(e.get("job_id") == jid and e.get("phase") == "search" and (e.get("step") or 0) >= step
-               for e in broker.progress)
+    return any(
+        e.get("job_id") == jid and e.get("phase") == "search" and (e.get("step") or 0) >= step for e in broker.progress
+    )
 
 
 def _assert_done_once(settings, broker, jid: str) -> None:
@@ -67,8 +68,7 @@ def test_sigkill_mid_job_then_a_new_worker_resumes_it(settings, broker, tmp_path
             first.kill()
     record = job_record(settings.database_url, jid)
     assert record.status == "running" and record.attempts == 1  # acked, held only by the dead worker's lease
-    done_before = [t for t in study_trials(settings.database_url, jid)
-                   if t.state == optuna.trial.TrialState.COMPLETE]
+    done_before = [t for t in study_trials(settings.database_url, jid) if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(done_before) >= 16
     second = start_worker_process(settings, log)
     try:
@@ -83,11 +83,15 @@ def test_sigkill_mid_job_then_a_new_worker_resumes_it(settings, broker, tmp_path
     record = job_record(settings.database_url, jid)
     assert record.attempts == 2
     # trials finished before the kill were kept: the resumed run did not redo them
-    kept = {t.number for t in study_trials(settings.database_url, jid)
-            if t.state == optuna.trial.TrialState.COMPLETE and t.datetime_complete.timestamp() <= killed_at}
+    kept = {
+        t.number
+        for t in study_trials(settings.database_url, jid)
+        if t.state == optuna.trial.TrialState.COMPLETE and t.datetime_complete.timestamp() <= killed_at
+    }
     assert kept >= {t.number for t in done_before}
-    assert any("resumed by" in (e.get("message") or "") for e in broker.progress if e.get("job_id") == jid), \
+    assert any("resumed by" in (e.get("message") or "") for e in broker.progress if e.get("job_id") == jid), (
         log.read_text()[-3000:]
+    )
 
 
 def test_broker_connections_closed_mid_job(settings, broker):
@@ -136,10 +140,17 @@ def test_database_unreachable_for_a_while(settings, broker, ludus_db):
             assert broker.depth(settings.jobs_queue) == 1
             assert broker.depth(settings.dead_letter_queue) == 0
             proxy.start()
-            broker.wait(lambda: broker.results_of(jid) and broker.results_of(late["job_id"]), 180,
-                        "both results after the database came back")
-            assert json.loads(urllib.request.urlopen(f"http://127.0.0.1:{w.http_port}/healthz",
-                                                     timeout=5).read())["status"] == "ok"
+            broker.wait(
+                lambda: broker.results_of(jid) and broker.results_of(late["job_id"]),
+                180,
+                "both results after the database came back",
+            )
+            assert (
+                json.loads(urllib.request.urlopen(f"http://127.0.0.1:{w.http_port}/healthz", timeout=5).read())[
+                    "status"
+                ]
+                == "ok"
+            )
             assert w.metrics.retries._value.get() >= 1
     finally:
         proxy.stop()
@@ -153,7 +164,7 @@ def test_database_unreachable_for_a_while(settings, broker, ludus_db):
 
 def _broker_env(key: str):
     out = rabbitmqctl("eval", f"application:get_env(rabbit, {key}).").strip()
-    return out[len("{ok,"):-1] if out.startswith("{ok,") else None
+    return out[len("{ok,") : -1] if out.startswith("{ok,") else None
 
 
 def _set_broker_env(key: str, value) -> None:

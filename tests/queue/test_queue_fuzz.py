@@ -22,9 +22,11 @@ from ludus.constants import JOBS_ROUTING_KEY
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres]
 
-json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-                           lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=6), kids,
-                                                                                     max_size=3), max_leaves=6)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=6), kids, max_size=3),
+    max_leaves=6,
+)
 FIELDS = ["strategy", "symbols", "interval", "lookback", "mode", "candidates", "search", "cost_bps", "validation"]
 SURROGATES = ["\ud800", "\udbff", "\udc00", "\udfff", "a\ud834b"]
 BIG_HEADERS = 12  # headers near frame_max: enough to catch a broken copy, few enough to keep the broker light
@@ -32,8 +34,11 @@ BIG_HEADERS = 12  # headers near frame_max: enough to catch a broken copy, few e
 
 @st.composite
 def malformed(draw) -> tuple[bytes, dict | None]:
-    kind = draw(st.sampled_from(["bytes", "json", "mutated", "missing", "surrogate", "surrogate_key", "utf8",
-                                 "deep", "deep_json", "header"]))
+    kind = draw(
+        st.sampled_from(
+            ["bytes", "json", "mutated", "missing", "surrogate", "surrogate_key", "utf8", "deep", "deep_json", "header"]
+        )
+    )
     if kind == "bytes":
         return draw(st.binary(max_size=40)), None
     if kind == "json":
@@ -55,8 +60,9 @@ def malformed(draw) -> tuple[bytes, dict | None]:
     elif kind == "utf8":
         raw = json.dumps(body).encode()
         cut = draw(st.integers(1, len(raw) - 1))
-        return raw[:cut] + draw(st.sampled_from([b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\xf8\x88\x80"])) + \
-            raw[cut:], None
+        return raw[:cut] + draw(st.sampled_from([b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\xf8\x88\x80"])) + raw[
+            cut:
+        ], None
     elif kind == "deep":  # deeper than the recursion limit: json.loads itself gives up
         depth = draw(st.integers(1_100, 20_000))
         return json.dumps(body)[:-1].encode() + b', "x": ' + b"[" * depth + b"]" * depth + b"}", None
@@ -98,9 +104,14 @@ def test_fuzzed_messages_are_all_settled_dead_lettered_with_a_reason_and_valid_j
     conflicts = [{**v, "search": {"trials": 3, "seed": 2}} for v in valid]  # known ids, other payloads
     step = len(payloads) // 3
     for i, (body, headers) in enumerate(payloads):
-        broker.ch.basic_publish(settings.jobs_exchange, JOBS_ROUTING_KEY, body,
-                                pika.BasicProperties(delivery_mode=2, headers=headers), mandatory=True)
-        if i % step == 0 and valid[i // step:i // step + 1]:
+        broker.ch.basic_publish(
+            settings.jobs_exchange,
+            JOBS_ROUTING_KEY,
+            body,
+            pika.BasicProperties(delivery_mode=2, headers=headers),
+            mandatory=True,
+        )
+        if i % step == 0 and valid[i // step : i // step + 1]:
             broker.publish(valid[i // step])
     for body in conflicts:
         broker.publish(body)
@@ -116,8 +127,9 @@ def test_fuzzed_messages_are_all_settled_dead_lettered_with_a_reason_and_valid_j
     assert ok == {v["job_id"] for v in valid}
     letters = broker.dead_letters()
     assert len(letters) == len(payloads) + len(conflicts)
-    assert sorted(ltr.body for ltr in letters) == sorted([b for b, _ in payloads] +
-                                                         [json.dumps(c).encode() for c in conflicts])
+    assert sorted(ltr.body for ltr in letters) == sorted(
+        [b for b, _ in payloads] + [json.dumps(c).encode() for c in conflicts]
+    )
     assert all(ltr.reason and ltr.headers.get("x-ludus-error-reason") for ltr in letters)
     refused = [r for r in broker.results if r["status"] == "rejected"]
     assert len(refused) == len(payloads) + len(conflicts)

@@ -46,8 +46,13 @@ def test_sigkill_between_commit_and_result_publish_still_yields_exactly_one_resu
     body = job(trials=2)
     jid = body["job_id"]
     log = tmp_path / "worker.log"
-    proc = subprocess.Popen([sys.executable, str(HERE / "worker_dies_after_commit.py")], cwd=REPO,
-                            env=settings_env(settings), stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "worker_dies_after_commit.py")],
+        cwd=REPO,
+        env=settings_env(settings),
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         broker.publish(body)
         assert proc.wait(120) == -signal.SIGKILL, log.read_text()[-3000:]
@@ -62,8 +67,11 @@ def test_sigkill_between_commit_and_result_publish_still_yields_exactly_one_resu
     assert [(m.kind, m.delivered_at) for m in stored] == [("progress", None), ("result", None)]
     with worker_thread(settings):
         broker.wait(lambda: broker.results_of(jid), 60, "the result, delivered by the next worker")
-        wait_for(lambda: all(m.delivered_at for m in _outbox_of(settings.database_url, jid)), 30,
-                 "the outbox rows marked delivered")
+        wait_for(
+            lambda: all(m.delivered_at for m in _outbox_of(settings.database_url, jid)),
+            30,
+            "the outbox rows marked delivered",
+        )
     broker.drain()
     [result] = broker.results_of(jid)
     assert result["status"] == "succeeded"
@@ -77,8 +85,7 @@ def test_a_result_nobody_listens_for_waits_in_the_durable_results_queue(settings
     jid = body["job_id"]
     conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
     ch = conn.channel()
-    ch.basic_publish(settings.jobs_exchange, "job", json.dumps(body).encode(),
-                     pika.BasicProperties(delivery_mode=2))
+    ch.basic_publish(settings.jobs_exchange, "job", json.dumps(body).encode(), pika.BasicProperties(delivery_mode=2))
     conn.close()
     with worker_thread(settings):  # no consumer of the events exchange exists at all
         wait_for(lambda: _delivered(settings, jid), 90, "the job to finish and its outbox to be delivered")
@@ -94,9 +101,14 @@ def test_a_result_that_reached_no_queue_is_delivered_once_one_is_bound(settings,
         broker.ch.queue_delete(topology.results_queue)  # an operator removed it; and nobody else listens
         broker.ch.queue_unbind(broker.events, topology.events_exchange, routing_key="job.#")
         broker.publish(body)
-        wait_for(lambda: any(m.kind == "result" and "no queue" in str(_last_error(settings, m.id))
-                             for m in _outbox_of(settings.database_url, jid)), 90,
-                 "the result to be refused as unroutable and kept")
+        wait_for(
+            lambda: any(
+                m.kind == "result" and "no queue" in str(_last_error(settings, m.id))
+                for m in _outbox_of(settings.database_url, jid)
+            ),
+            90,
+            "the result to be refused as unroutable and kept",
+        )
         assert job_record(settings.database_url, jid).status == "succeeded"
         conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
         declare(conn.channel(), topology)  # the queue comes back

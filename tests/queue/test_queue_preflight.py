@@ -14,16 +14,27 @@ pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres]
 
 
 def ludus(settings, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ludus.cli.app", *args], cwd=REPO, env=settings_env(settings),
-                          input=stdin, capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "ludus.cli.app", *args],
+        cwd=REPO,
+        env=settings_env(settings),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
-@pytest.mark.parametrize(("extra", "line"), [
-    ({"strategy": "no_such_rule"}, "error: strategy=no_such_rule: unknown strategy; available:"),
-    ({"overrides": {"fast": {"low": 500, "high": 900}}}, "error: overrides.fast"),
-    ({"deadline": "2020-01-01T00:00:00Z"}, "error: deadline=2020-01-01T00:00:00+00:00: is in the past"),
-    ({"symbols": ["QQQ"]}, "error: symbol=QQQ: no price table for QQQ at interval 1d; available: SPX_1d"),
-])
+@pytest.mark.parametrize(
+    ("extra", "line"),
+    [
+        ({"strategy": "no_such_rule"}, "error: strategy=no_such_rule: unknown strategy; available:"),
+        ({"overrides": {"fast": {"low": 500, "high": 900}}}, "error: overrides.fast"),
+        ({"deadline": "2020-01-01T00:00:00Z"}, "error: deadline=2020-01-01T00:00:00+00:00: is in the past"),
+        ({"symbols": ["QQQ"]}, "error: symbol=QQQ: no price table for QQQ at interval 1d; available: SPX_1d"),
+    ],
+)
 def test_submit_refuses_what_a_worker_would_refuse(settings, broker, extra, line) -> None:
     done = ludus(settings, "submit", "-", stdin=json.dumps(job(**extra)))
     assert done.returncode == 2, done.stdout + done.stderr

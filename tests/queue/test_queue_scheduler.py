@@ -44,9 +44,20 @@ def expected_slots() -> list[datetime]:
 def spec(tmp_path) -> ScheduleFile:
     template = tmp_path / "nightly.json"
     template.write_text(json.dumps(job(trials=2)))
-    return ScheduleFile.model_validate({"calendar": "XNYS", "schedules": [
-        {"name": "spx-nightly", "cron": "30 17 * * *", "job": str(template), "sessions": "day",
-         "deadline_after_s": 12 * 3600}]})
+    return ScheduleFile.model_validate(
+        {
+            "calendar": "XNYS",
+            "schedules": [
+                {
+                    "name": "spx-nightly",
+                    "cron": "30 17 * * *",
+                    "job": str(template),
+                    "sessions": "day",
+                    "deadline_after_s": 12 * 3600,
+                }
+            ],
+        }
+    )
 
 
 class Clock:
@@ -161,8 +172,9 @@ def test_a_scheduler_dying_between_claim_and_publish_is_taken_over(settings, bro
 def test_a_template_the_checks_refuse_is_recorded_and_never_published(settings, broker, tmp_path) -> None:
     template = tmp_path / "bad.json"
     template.write_text(json.dumps(job(overrides={"fast": {"low": 500, "high": 900}})))
-    spec = ScheduleFile.model_validate({"schedules": [
-        {"name": "spx-nightly", "cron": "30 17 * * *", "job": str(template)}]})
+    spec = ScheduleFile.model_validate(
+        {"schedules": [{"name": "spx-nightly", "cron": "30 17 * * *", "job": str(template)}]}
+    )
     slot = expected_slots()[0]
     clock = Clock(slot + timedelta(minutes=1))
     scheduler = Scheduler(settings, spec, clock=clock, owner="s")

@@ -23,23 +23,34 @@ from ludus.stores.jobs import LeaseLostError
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres]
 
 
-
 def _deep(depth: int) -> bytes:
-    return b'{"job_id": "%s", "strategy": "sma_cross", "symbols": ["SPX"], "x": ' % str(uuid.uuid4()).encode() + \
-        b"[" * depth + b"]" * depth + b"}"
+    return (
+        b'{"job_id": "%s", "strategy": "sma_cross", "symbols": ["SPX"], "x": ' % str(uuid.uuid4()).encode()
+        + b"[" * depth
+        + b"]" * depth
+        + b"}"
+    )
 
 
 HOSTILE = [
     # (name, body, headers, words in the reason)
     ("surrogate-field", json.dumps(job(strategy="\ud800")).encode(), None, "lone surrogate \\ud800"),
-    ("surrogate-override", json.dumps(job(overrides={"fast": {"choices": ["\ud800"]}})).encode(), None,
-     "overrides.fast.choices.0"),
+    (
+        "surrogate-override",
+        json.dumps(job(overrides={"fast": {"choices": ["\ud800"]}})).encode(),
+        None,
+        "overrides.fast.choices.0",
+    ),
     ("surrogate-key", json.dumps({**job(), "\udc00": 1}).encode(), None, "field name is not valid Unicode"),
     ("invalid-utf8", json.dumps(job()).encode()[:-1] + b', "x": "\xff\xfe"}', None, "not UTF-8"),
     ("deep-1500", _deep(1_500), None, "nested too deeply"),
     ("deep-100000", _deep(100_000), None, "nested too deeply"),
-    ("deep-valid-json", (json.dumps(job())[:-1] + ', "overrides": {"fast": {"choices": ' + "[" * 40 + "1"
-                         + "]" * 40 + "}}}").encode(), None, "nested deeper than 32 levels"),
+    (
+        "deep-valid-json",
+        (json.dumps(job())[:-1] + ', "overrides": {"fast": {"choices": ' + "[" * 40 + "1" + "]" * 40 + "}}}").encode(),
+        None,
+        "nested deeper than 32 levels",
+    ),
     ("header-near-frame-max", b"{not json 1", {"x-huge": "h" * 130_800}, "malformed JSON"),
     ("header-invalid-utf8", b"{not json 2", {"x-odd": b"\xed\xa0\x80\xff"}, "malformed JSON"),
 ]
@@ -58,13 +69,13 @@ def _run_until_result(settings, broker, runner, timeout: float, what: str, *, id
     return jid
 
 
-def test_hostile_messages_are_each_dead_lettered_once_with_a_reason_and_never_break_the_connection(
-        settings, broker):
+def test_hostile_messages_are_each_dead_lettered_once_with_a_reason_and_never_break_the_connection(settings, broker):
     import pika
 
     for _name, body, headers, _words in HOSTILE:
-        broker.ch.basic_publish(settings.jobs_exchange, "job", body,
-                                pika.BasicProperties(delivery_mode=2, headers=headers), mandatory=True)
+        broker.ch.basic_publish(
+            settings.jobs_exchange, "job", body, pika.BasicProperties(delivery_mode=2, headers=headers), mandatory=True
+        )
     valid = job(trials=2)
     broker.publish(valid)
     with worker_thread(settings) as w:
@@ -83,10 +94,14 @@ def test_hostile_messages_are_each_dead_lettered_once_with_a_reason_and_never_br
         said = f"{letter.field}={letter.value}: {letter.reason}"  # field=value: rule, as `ludus dlq list` shows
         assert words in said, (name, said)
         assert letter.headers[H_KIND] == CAUSE_INVALID and letter.headers[H_REASON]
-        assert any(words in (r["error"]["reason"] or "") or words in (r["error"]["field"] or "")
-                   for r in rejected), name
-    huge = next(ltr for ltr in letters if "x-huge" in ltr.headers or (H_DROPPED in ltr.headers
-                and "x-huge" in ltr.headers[H_DROPPED]))
+        assert any(words in (r["error"]["reason"] or "") or words in (r["error"]["field"] or "") for r in rejected), (
+            name
+        )
+    huge = next(
+        ltr
+        for ltr in letters
+        if "x-huge" in ltr.headers or (H_DROPPED in ltr.headers and "x-huge" in ltr.headers[H_DROPPED])
+    )
     assert len(str(huge.headers.get("x-huge", ""))) <= 4000  # kept short, or dropped and named
 
 

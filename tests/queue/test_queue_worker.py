@@ -26,8 +26,7 @@ def test_topology_is_idempotent_and_dead_letters_past_the_delivery_limit(amqp_ur
         if method is None:
             break
         broker.ch.basic_nack(method.delivery_tag, requeue=True)
-    wait_for(lambda: broker.depth(topology.dead_letter_queue) > 0, 10, "the poison message's dead letter",
-             interval=0.1)
+    wait_for(lambda: broker.depth(topology.dead_letter_queue) > 0, 10, "the poison message's dead letter", interval=0.1)
     letters = broker.dead_letters()
     assert len(letters) == 1 and letters[0].body == b"poison"
     assert "delivery_limit" in letters[0].reason
@@ -60,8 +59,11 @@ BAD = [
     (json.dumps(job(candidates=-3)).encode(), "candidates", "greater than or equal"),
     (json.dumps(job(strategy="no_such_strategy")).encode(), "strategy", "unknown strategy"),
     (json.dumps(job(symbols=["ZZZZ"])).encode(), "symbol", "no price table"),
-    (json.dumps(job(lookback={"start": "1990-01-01", "end": "1990-03-01"})).encode(), "lookback",
-     "0 bars in the lookback window"),
+    (
+        json.dumps(job(lookback={"start": "1990-01-01", "end": "1990-03-01"})).encode(),
+        "lookback",
+        "0 bars in the lookback window",
+    ),
 ]
 
 
@@ -96,7 +98,7 @@ def test_bad_input_gets_an_error_result_and_a_dead_letter_with_the_reason(settin
         assert letter.headers[H_REASON] and words in letter.reason, (letter.reason, words)
         assert letter.headers[H_FIELD] == field or not field, letter.headers[H_FIELD]
         assert letter.at
-        readable = json.loads(payload)["job_id"] if payload.startswith(b"{\"") else None
+        readable = json.loads(payload)["job_id"] if payload.startswith(b'{"') else None
         if readable:
             assert letter.headers[H_JOB_ID] == readable
             result = next(r for r in errors if r["job_id"] == readable)

@@ -30,8 +30,13 @@ def cpo_job_body() -> dict:
 
 
 def static_job_body(trials: int = STATIC_TRIALS, symbol: str = "SPX") -> dict:
-    return {**spx_job(), "mode": "static", "symbols": [symbol], "conditions_from": [],
-            "search": {"trials": trials, "seed": 5}}
+    return {
+        **spx_job(),
+        "mode": "static",
+        "symbols": [symbol],
+        "conditions_from": [],
+        "search": {"trials": trials, "seed": 5},
+    }
 
 
 def run_recorded(url: str, body: dict, progress: Any = None, owner: str | None = None) -> dict:
@@ -48,8 +53,15 @@ def run_recorded(url: str, body: dict, progress: Any = None, owner: str | None =
                 jobs.accept(conn, job.job_id, job.payload())
                 assert jobs.claim(conn, job.job_id, owner, lease_s=600)
         with InProcessExecutor() as executor:
-            result = run_job(job, engine=engine, settings=settings_for(url), progress=progress or Events(),
-                             executor=executor, model_space=SMALL_MODEL_SPACE, owner=owner)
+            result = run_job(
+                job,
+                engine=engine,
+                settings=settings_for(url),
+                progress=progress or Events(),
+                executor=executor,
+                model_space=SMALL_MODEL_SPACE,
+                owner=owner,
+            )
         if owner is None:
             with transaction(engine) as conn:
                 jobs.accept(conn, job.job_id, job.payload())
@@ -87,8 +99,9 @@ class PausedJob:
 
     def _run(self) -> None:
         try:
-            self.result = run_recorded(self.url, self.body, progress=self._progress,
-                                       owner=f"test-worker-{uuid.uuid4().hex[:6]}")
+            self.result = run_recorded(
+                self.url, self.body, progress=self._progress, owner=f"test-worker-{uuid.uuid4().hex[:6]}"
+            )
         except BaseException as exc:  # noqa: BLE001 - handed to the test thread
             self.error = exc
             self.paused.set()
@@ -127,8 +140,10 @@ class BrowserPage:
         self.page = browser.new_page(viewport={"width": 1280, "height": 900})
         self.errors: list[str] = []
         self.blocked: list[str] = []
-        self.page.on("console", lambda m: self.errors.append(f"console.{m.type}: {m.text}")
-                     if m.type in ("error", "warning") else None)
+        self.page.on(
+            "console",
+            lambda m: self.errors.append(f"console.{m.type}: {m.text}") if m.type in ("error", "warning") else None,
+        )
         self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
 
         def route(r: Any) -> None:
@@ -148,8 +163,11 @@ class BrowserPage:
             traces: d.querySelectorAll('.js-plotly-plot .trace, .js-plotly-plot .hm').length}))""")
 
     def numbers(self, scope: str = "body") -> list[dict[str, str]]:
-        return self.page.evaluate("""(scope) => [...document.querySelectorAll(scope + ' span.number')].map(s => ({
-            key: s.dataset.key, value: s.dataset.value, text: s.textContent}))""", scope)
+        return self.page.evaluate(
+            """(scope) => [...document.querySelectorAll(scope + ' span.number')].map(s => ({
+            key: s.dataset.key, value: s.dataset.value, text: s.textContent}))""",
+            scope,
+        )
 
     def close(self) -> None:
         self.page.close()

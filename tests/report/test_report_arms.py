@@ -55,9 +55,17 @@ from ludus.stores import ledger
 BPY = 252.0
 # the plots of each block of the section, in page order
 SECTION_PLOTS = {
-    BLOCK_VERDICT: [], BLOCK_RULE: [], BLOCK_EQUITY: [PLOT_EQUITY, PLOT_DRAWDOWN], BLOCK_WINDOWS: [PLOT_BREAKDOWN],
-    BLOCK_DELTA: [PLOT_BREAKDOWN], BLOCK_THETA: [PLOT_LINES], BLOCK_COSTS: [], BLOCK_COST_BY_YEAR: [PLOT_BREAKDOWN],
-    BLOCK_BY_YEAR: [PLOT_BREAKDOWN], BLOCK_BY_VOLATILITY: [PLOT_BREAKDOWN], BLOCK_LEARNED: [],
+    BLOCK_VERDICT: [],
+    BLOCK_RULE: [],
+    BLOCK_EQUITY: [PLOT_EQUITY, PLOT_DRAWDOWN],
+    BLOCK_WINDOWS: [PLOT_BREAKDOWN],
+    BLOCK_DELTA: [PLOT_BREAKDOWN],
+    BLOCK_THETA: [PLOT_LINES],
+    BLOCK_COSTS: [],
+    BLOCK_COST_BY_YEAR: [PLOT_BREAKDOWN],
+    BLOCK_BY_YEAR: [PLOT_BREAKDOWN],
+    BLOCK_BY_VOLATILITY: [PLOT_BREAKDOWN],
+    BLOCK_LEARNED: [],
 }
 
 
@@ -77,8 +85,15 @@ def cpo(jobs_db) -> dict:
         engine.dispose()
     assert ev is not None
     (sym,) = result["symbols"]
-    return {"result": result, "sym": sym, "evidence": ev, "report": report, "bars": bars, "ledger": totals,
-            "body": jobs_db["cpo"]["body"]}
+    return {
+        "result": result,
+        "sym": sym,
+        "evidence": ev,
+        "report": report,
+        "bars": bars,
+        "ledger": totals,
+        "body": jobs_db["cpo"]["body"],
+    }
 
 
 def _blocks(report: Report) -> dict:
@@ -98,15 +113,24 @@ def test_the_section_in_chromium_shows_every_arm_and_the_stored_numbers(cpo, chr
     assert (tmp_path / "report-arms.png").stat().st_size > 100_000
 
     # every block in order, each with its plots drawn, one trace per arm (and buy-and-hold where it belongs)
-    blocks = page.page.eval_on_selector_all('div.arms[data-symbol="SPX"] div.block', """els => els.map(e => ({
+    blocks = page.page.eval_on_selector_all(
+        'div.arms[data-symbol="SPX"] div.block',
+        """els => els.map(e => ({
         key: e.dataset.block, plots: [...e.querySelectorAll('div.plot')].map(d => ({kind: d.dataset.plot,
         drawn: !!d.querySelector('.js-plotly-plot .main-svg'),
-        traces: d.querySelector('.js-plotly-plot').data.length}))}))""")
+        traces: d.querySelector('.js-plotly-plot').data.length}))}))""",
+    )
     assert [b["key"] for b in blocks] == list(SECTION_PLOTS)
     n_arms = len(ARMS)
     assert [a.name for a in ev.arms] == [ARM_PUBLISHED, *[a for a in ARMS if a != ARM_PUBLISHED]]
-    traces = {BLOCK_EQUITY: n_arms + 1, BLOCK_WINDOWS: n_arms, BLOCK_DELTA: n_arms - 1, BLOCK_COST_BY_YEAR: n_arms,
-              BLOCK_BY_YEAR: n_arms + 1, BLOCK_BY_VOLATILITY: n_arms + 1}
+    traces = {
+        BLOCK_EQUITY: n_arms + 1,
+        BLOCK_WINDOWS: n_arms,
+        BLOCK_DELTA: n_arms - 1,
+        BLOCK_COST_BY_YEAR: n_arms,
+        BLOCK_BY_YEAR: n_arms + 1,
+        BLOCK_BY_VOLATILITY: n_arms + 1,
+    }
     for b in blocks:
         assert [p["kind"] for p in b["plots"]] == SECTION_PLOTS[b["key"]], b
         assert all(p["drawn"] for p in b["plots"]), b
@@ -135,16 +159,16 @@ def test_the_section_in_chromium_shows_every_arm_and_the_stored_numbers(cpo, chr
         assert shown(f"arms.{name}.sharpe") == shown(f"oos.{name}.sharpe")  # the equity panel's table
     # the deflated threshold and the configurations behind it (the ledger's count, this job included)
     assert shown("decision.z_threshold") == sym["z_threshold"] == ev.z_threshold
-    total = sum(ev.configurations.model_dump()[k] for k in ("candidates", "model_trials", "baseline_trials",
-                                                             "challengers"))
+    total = sum(
+        ev.configurations.model_dump()[k] for k in ("candidates", "model_trials", "baseline_trials", "challengers")
+    )
     assert shown("decision.configurations.total") == total == cpo["ledger"].total
     assert f"{total:,} configurations tried on this key" in sym["reason"]
     for k, v in sym["configurations"].items():
         assert shown(f"decision.configurations.{k}") == v
     # changed / kept, in the section and in the decision card; the day the row is for
     verdict = page.page.get_attribute('div.arms[data-symbol="SPX"] [data-key="arms.decision"]', "data-value")
-    card = page.page.get_attribute('div.symbol[data-symbol="SPX"] section.decision [data-key="decision"]',
-                                   "data-value")
+    card = page.page.get_attribute('div.symbol[data-symbol="SPX"] section.decision [data-key="decision"]', "data-value")
     assert json.loads(verdict) == json.loads(card) == sym["decision"] == ev.decision == "kept"
     chosen = page.page.get_attribute('div.arms[data-symbol="SPX"] [data-key="arms.chosen"]', "data-value")
     assert json.loads(chosen) == sym["arm"] == ev.chosen_arm
@@ -201,8 +225,13 @@ def test_deltas_per_window_and_overall(cpo) -> None:
             assert errors[i] > 0
     # the report runs the rule's bootstrap: on the whole path it gives back the stored standard errors
     nets = {a.name: np.asarray(a.returns) for a in ev.arms}
-    again = sharpe_difference(np.stack([nets[a.name] for a in challengers]), nets[champion], bars_per_year=BPY,
-                              samples=ev.bootstrap_samples, seed=cpo["body"]["search"]["seed"])
+    again = sharpe_difference(
+        np.stack([nets[a.name] for a in challengers]),
+        nets[champion],
+        bars_per_year=BPY,
+        samples=ev.bootstrap_samples,
+        seed=cpo["body"]["search"]["seed"],
+    )
     assert again.block_length == pytest.approx(ev.block_length)
     assert again.se == pytest.approx([a.delta_se for a in challengers], rel=1e-3)
 
@@ -287,7 +316,11 @@ def test_provenance_has_the_real_calendar_the_context_lag_and_the_stale_flag(cpo
     assert check.missing_count == len({str(d.date()) for d in sessions} - days)
     # 2018-12-31 was the last bar; 2019-01-01 a holiday: the row is for 2019-01-02
     assert (p.last, check.next_session, check.skipped_days, p.valid_for) == (
-        "2018-12-31", "2019-01-02", ["2019-01-01"], sym["valid_for"])
+        "2018-12-31",
+        "2019-01-02",
+        ["2019-01-01"],
+        sym["valid_for"],
+    )
     # the sample's VIX and NASDAQ carry dates only, like the S&P 500: nothing proves they were known at the
     # decision, so the pipeline lagged both one bar
     assert {c.symbol: c.lag_bars for c in p.context} == {"VIX": 1, "IXIC": 1}
@@ -304,7 +337,8 @@ def test_seed_spread_is_the_stored_seeds(cpo) -> None:
     arm = next(a for a in sym["arms"] if a["name"] == ARM_CPO)
     seeds = [cpo["body"]["search"]["seed"] + i for i in range(cpo["body"]["search"]["seeds"])]
     assert {n.key: n.value for n in spread.rows if n.key.startswith("seeds.") and n.key.endswith(".sharpe")} == {
-        f"seeds.{seed}.sharpe": v for seed, v in zip(seeds, arm["seed_sharpes"], strict=True)}
+        f"seeds.{seed}.sharpe": v for seed, v in zip(seeds, arm["seed_sharpes"], strict=True)
+    }
     (width,) = [n.value for n in spread.rows if n.key == "seeds.spread"]
     assert width == max(arm["seed_sharpes"]) - min(arm["seed_sharpes"]) > 0
 
@@ -324,7 +358,7 @@ def test_older_evidence_and_rewritten_bars_are_said_not_hidden(cpo) -> None:
     close = np.array(bars.close, dtype=np.float64)
     day = np.datetime64(sym["windows"][-1]["start"], "D")
     at = int(np.searchsorted(np.asarray(bars.timestamps).astype("datetime64[D]"), day))
-    close[at + 1:] *= 1.02
+    close[at + 1 :] *= 1.02
     changed = Bars(bars.symbol, bars.interval, bars.timestamps, bars.open, bars.high, bars.low, close, bars.volume)
     section = arms_section(ev, sym, changed, cpo["body"], BPY)
     assert len(section.problems) == 1 and "do not reproduce the stored paths" in section.problems[0]

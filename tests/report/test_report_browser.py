@@ -56,10 +56,29 @@ def test_cpo_report_in_chromium_shows_the_stored_result(jobs_db, ludus_cli, chro
     # the champion/challenger section (8 plots, tests/report/test_report_arms.py looks at them one by one);
     # then the published θ's equity and drawdown vs buy-and-hold, per-year and per-volatility Sharpe, two
     # studies' history and importances (model search and baseline)
-    arms = [PLOT_EQUITY, PLOT_DRAWDOWN, PLOT_BREAKDOWN, PLOT_BREAKDOWN, PLOT_LINES, PLOT_BREAKDOWN, PLOT_BREAKDOWN,
-            PLOT_BREAKDOWN]
-    assert sorted(kinds) == sorted([*arms, PLOT_EQUITY, PLOT_DRAWDOWN, PLOT_BREAKDOWN, PLOT_BREAKDOWN,
-                                    PLOT_HISTORY, PLOT_HISTORY, PLOT_IMPORTANCE, PLOT_IMPORTANCE])
+    arms = [
+        PLOT_EQUITY,
+        PLOT_DRAWDOWN,
+        PLOT_BREAKDOWN,
+        PLOT_BREAKDOWN,
+        PLOT_LINES,
+        PLOT_BREAKDOWN,
+        PLOT_BREAKDOWN,
+        PLOT_BREAKDOWN,
+    ]
+    assert sorted(kinds) == sorted(
+        [
+            *arms,
+            PLOT_EQUITY,
+            PLOT_DRAWDOWN,
+            PLOT_BREAKDOWN,
+            PLOT_BREAKDOWN,
+            PLOT_HISTORY,
+            PLOT_HISTORY,
+            PLOT_IMPORTANCE,
+            PLOT_IMPORTANCE,
+        ]
+    )
     assert all(p["drawn"] and p["traces"] > 0 and p["symbol"] == "SPX" for p in plots), plots
     assert (tmp_path / "report.png").stat().st_size > 50_000
 
@@ -92,8 +111,22 @@ def test_cpo_report_in_chromium_shows_the_stored_result(jobs_db, ludus_cli, chro
 
 def test_sweep_heatmap_opens_in_chromium(jobs_db, ludus_cli, chromium, tmp_path: Path) -> None:
     target = tmp_path / "heat.html"
-    code, out, err = ludus_cli("sweep", "--strategy", "sma_cross", "--symbol", "SPX", "--start", "2012-01-01",
-                               "--samples", "300", "--seed", "1", "--plot", str(target), "--json")
+    code, out, err = ludus_cli(
+        "sweep",
+        "--strategy",
+        "sma_cross",
+        "--symbol",
+        "SPX",
+        "--start",
+        "2012-01-01",
+        "--samples",
+        "300",
+        "--seed",
+        "1",
+        "--plot",
+        str(target),
+        "--json",
+    )
     assert code == 0, err
     best = json.loads(out)["top"][0]
     page = BrowserPage(chromium)

@@ -53,7 +53,8 @@ def test_cpo_report_carries_every_stored_number_and_reproduces_the_holdout(jobs_
     assert {n.key: n.value for n in s.decision.numbers.rows} == expected
     assert s.decision.reason == sym["reason"]
     assert [s.decision.parameters, s.decision.baseline_parameters, s.decision.default_parameters] == [
-        sym[k] for k in params]
+        sym[k] for k in params
+    ]
     assert s.decision.valid_for == sym["valid_for"]
     # on real SPX the champion (the θ the static job published before) is kept; recomputed on the job's bars
     # over the out-of-sample windows, the published θ's Sharpe is the one the decision stored (same bars, same
@@ -140,7 +141,10 @@ def test_the_jobs_bars_are_found_again_after_the_store_grew(jobs_db, tmp_path) -
     after = _report(url, jobs_db["cpo"]["result"]["job_id"])
     b, a = before.symbols[0], after.symbols[0]
     assert (a.provenance.first, a.provenance.last, a.provenance.bars) == (
-        b.provenance.first, b.provenance.last, b.provenance.bars)
+        b.provenance.first,
+        b.provenance.last,
+        b.provenance.bars,
+    )
     assert a.equity.curves == b.equity.curves
     assert a.arms == b.arms and a.problems == b.problems == []  # buy-and-hold on the same out-of-sample bars
 
@@ -169,18 +173,29 @@ def test_flatten_numbers_keeps_numbers_and_skips_text_lists_and_nulls() -> None:
 def test_importances_rank_the_parameter_that_decides() -> None:
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=1))
     rng = np.random.default_rng(0)
-    study.optimize(lambda t: 10 * t.suggest_float("matters", 0, 1) + 0.01 * t.suggest_float("noise", 0, 1)
-                   + 0.001 * rng.standard_normal(), n_trials=40)
-    record = StudyRecord(name="s", study_id=1, symbol="SPX", purpose="model", direction="maximize",
-                         user_attrs={}, trials=study.trials)
+    study.optimize(
+        lambda t: (
+            10 * t.suggest_float("matters", 0, 1)
+            + 0.01 * t.suggest_float("noise", 0, 1)
+            + 0.001 * rng.standard_normal()
+        ),
+        n_trials=40,
+    )
+    record = StudyRecord(
+        name="s", study_id=1, symbol="SPX", purpose="model", direction="maximize", user_attrs={}, trials=study.trials
+    )
     section = study_section(record)
     assert section.complete == 40 and section.best_value == pytest.approx(study.best_value)
     assert section.importances["matters"] > section.importances.get("noise", 0.0)
 
 
 def test_heatmap_takes_the_best_over_the_other_parameters() -> None:
-    sets = [{"fast": 5, "slow": 20, "mode": "a"}, {"fast": 5, "slow": 20, "mode": "b"},
-            {"fast": 10, "slow": 20, "mode": "a"}, {"fast": 5, "slow": 40, "mode": "a"}]
+    sets = [
+        {"fast": 5, "slow": 20, "mode": "a"},
+        {"fast": 5, "slow": 20, "mode": "b"},
+        {"fast": 10, "slow": 20, "mode": "a"},
+        {"fast": 5, "slow": 40, "mode": "a"},
+    ]
     grid = heatmap_grid(sets, [0.1, 0.3, -0.2, 0.5], "fast", "slow", "sharpe")
     assert grid.x == [5, 10] and grid.y == [20, 40] and grid.sets_per_cell == 2
     assert grid.z == [[0.3, -0.2], [0.5, None]]

@@ -45,9 +45,16 @@ class Line:
     every trial until ``hold_until`` (time.monotonic), and kills its worker process on the first attempt of
     trial ``die_on`` (every attempt with ``die_always``), which ``marks`` (a directory) remembers."""
 
-    def __init__(self, *, fail_above: float | None = None, prune_above: float | None = None,
-                 hold_until: float | None = None, die_on: int | None = None, marks: str | None = None,
-                 die_always: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        fail_above: float | None = None,
+        prune_above: float | None = None,
+        hold_until: float | None = None,
+        die_on: int | None = None,
+        marks: str | None = None,
+        die_always: bool = False,
+    ) -> None:
         self.fail_above = fail_above
         self.prune_above = prune_above
         self.hold_until = hold_until
@@ -139,8 +146,11 @@ def make(request):
         if shared is not None:
             shared.max_failures = max_failures
             return shared
-        ex = InProcessExecutor(max_failures=max_failures) if request.param == "in_process" \
+        ex = (
+            InProcessExecutor(max_failures=max_failures)
+            if request.param == "in_process"
             else BatchedExecutor(BATCH, max_failures=max_failures)
+        )
         made.append(ex)
         return ex
 
@@ -173,8 +183,9 @@ def make_fresh(request):
 
 def _study(xs: list[float] = (), **kwargs) -> optuna.Study:
     # NopPruner: no prune broker actor per Ray run; the tests prune explicitly
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=3),
-                                pruner=optuna.pruners.NopPruner(), **kwargs)
+    study = optuna.create_study(
+        direction="maximize", sampler=optuna.samplers.RandomSampler(seed=3), pruner=optuna.pruners.NopPruner(), **kwargs
+    )
     for x in xs:
         study.enqueue_trial({"x": x})
     return study
@@ -212,8 +223,7 @@ def test_failed_and_pruned_trials_count_towards_the_budget_with_their_reasons(ma
     xs = [0.1, 0.95, 0.2, 0.6, 0.3, 0.97]
     study = _study(xs)
     endings = []
-    make().run(study, Line(fail_above=0.9, prune_above=0.5), len(xs), None,
-               lambda s, t: endings.append(t.state))
+    make().run(study, Line(fail_above=0.9, prune_above=0.5), len(xs), None, lambda s, t: endings.append(t.state))
     by = _by_state(study)
     assert sorted(t.params["x"] for t in by[TrialState.COMPLETE]) == [0.1, 0.2, 0.3]
     assert sorted(t.params["x"] for t in by[TrialState.FAIL]) == [0.95, 0.97]
@@ -264,8 +274,7 @@ def test_resume_runs_only_the_missing_trials(make, tmp_path):
     before = {t.number: t.value for t in study.trials}
     study.ask()  # a crash mid-trial leaves it RUNNING
 
-    resumed = open_study(url, name, sampler=optuna.samplers.RandomSampler(seed=2),
-                         pruner=optuna.pruners.NopPruner())
+    resumed = open_study(url, name, sampler=optuna.samplers.RandomSampler(seed=2), pruner=optuna.pruners.NopPruner())
     assert resumed.trials[3].user_attrs[INTERRUPTED_ATTR] is True
     todo = missing_trials(resumed, 5)
     assert todo == 2
@@ -306,8 +315,9 @@ def test_callback_gets_each_stored_trial_once_in_the_callers_thread(make):
 
     def callback(s, frozen):
         stored = s.get_trials(deepcopy=False)[frozen.number]
-        calls.append((threading.get_ident(), s is study, frozen.number, frozen.state, stored.state,
-                      frozen.datetime_complete))
+        calls.append(
+            (threading.get_ident(), s is study, frozen.number, frozen.state, stored.state, frozen.datetime_complete)
+        )
 
     make().run(study, Line(fail_above=0.9, prune_above=0.5), 6, None, callback)
     assert {c[0] for c in calls} == {threading.get_ident()} and all(c[1] for c in calls)

@@ -20,8 +20,10 @@ BASELINE = {"fast": 10, "slow": 50}
 
 def _version(engine: Engine, job: str) -> int:
     with transaction(engine) as conn:
-        return models.register(conn, models.ModelVersion(*KEY, job_id=job, metrics={"gate": {"active": False}},
-                                                         onnx=b"onnx-" + job.encode()))
+        return models.register(
+            conn,
+            models.ModelVersion(*KEY, job_id=job, metrics={"gate": {"active": False}}, onnx=b"onnx-" + job.encode()),
+        )
 
 
 def _choice(fast: int) -> activation.LiveChoice:
@@ -32,8 +34,9 @@ def _choice(fast: int) -> activation.LiveChoice:
 def published(engine: Engine) -> Engine:
     """The key as a job that kept its baseline leaves it: a row with the baseline, no active model."""
     with transaction(engine) as conn:
-        upsert_parameters(conn, [ParameterRow(*KEY, valid_for=DAY, parameters=BASELINE,
-                                              baseline_parameters=BASELINE, job_id="job-0")])
+        upsert_parameters(
+            conn, [ParameterRow(*KEY, valid_for=DAY, parameters=BASELINE, baseline_parameters=BASELINE, job_id="job-0")]
+        )
     return engine
 
 
@@ -59,8 +62,9 @@ def test_activate_v1_then_v2_then_roll_back_to_v1(published: Engine) -> None:
         target = activation.rollback_target(conn, *KEY)
     assert target == v1
     with transaction(engine) as conn:
-        activation.activate(conn, target, _choice(11), actor="carol", reason="v2 misbehaves",
-                            action=activation.ROLLBACK)
+        activation.activate(
+            conn, target, _choice(11), actor="carol", reason="v2 misbehaves", action=activation.ROLLBACK
+        )
 
     active, row = _live(engine)
     assert active == v1 and row.model_version == v1 and row.parameters == {"fast": 11, "slow": 60}
@@ -68,7 +72,10 @@ def test_activate_v1_then_v2_then_roll_back_to_v1(published: Engine) -> None:
     with engine.connect() as conn:
         history = activation.changes(conn, strategy=KEY[0], symbol=KEY[1], interval=KEY[2])
     assert [(c.action, c.from_version, c.to_version, c.actor) for c in history] == [
-        ("rollback", v2, v1, "carol"), ("activate", v1, v2, "bob"), ("activate", None, v1, "alice")]
+        ("rollback", v2, v1, "carol"),
+        ("activate", v1, v2, "bob"),
+        ("activate", None, v1, "alice"),
+    ]
     assert history[0].previous_parameters == {"fast": 22, "slow": 60} and history[0].reason == "v2 misbehaves"
     assert history[2].previous_parameters == BASELINE
     assert history[0].at >= history[1].at >= history[2].at

@@ -62,9 +62,15 @@ def test_finish_announces_result_event_and_dead_letter_in_the_same_transaction(e
     jid = _accepted(engine)
     with transaction(engine) as conn:
         assert J.claim(conn, jid, "worker-a", 30, now=T0)
-        J.finish(conn, jid, "worker-a", J.REJECTED, {"job_id": jid, "status": "rejected",
-                                                     "error": {"reason": "no price table"}},
-                 dead_letter=(b'{"job_id": 1}', {"x-ludus-error-reason": "no price table"}), now=T0)
+        J.finish(
+            conn,
+            jid,
+            "worker-a",
+            J.REJECTED,
+            {"job_id": jid, "status": "rejected", "error": {"reason": "no price table"}},
+            dead_letter=(b'{"job_id": 1}', {"x-ludus-error-reason": "no price table"}),
+            now=T0,
+        )
         rows = outbox.of_job(conn, jid)
     assert [r.kind for r in rows] == [outbox.PROGRESS, outbox.RESULT, outbox.DEAD_LETTER]
     assert rows[1].routing_key == f"job.{jid}.result" and b"no price table" in rows[1].body
@@ -99,8 +105,13 @@ def test_reopen_reruns_a_rejected_job_once_per_replay(engine: Engine) -> None:
     with transaction(engine) as conn:
         assert J.reopen(conn, jid, "worker-b", 30, replays=1)
         rec = J.get(conn, jid)
-        assert (rec.status, rec.lease_owner, rec.attempts, rec.replays, rec.result) == (J.RUNNING, "worker-b", 2,
-                                                                                          1, None)
+        assert (rec.status, rec.lease_owner, rec.attempts, rec.replays, rec.result) == (
+            J.RUNNING,
+            "worker-b",
+            2,
+            1,
+            None,
+        )
         assert not J.reopen(conn, jid, "worker-c", 30, replays=1)  # running: nothing to reopen
         J.finish(conn, jid, "worker-b", J.SUCCEEDED, {"status": "succeeded"})
         assert not J.reopen(conn, jid, "worker-c", 30, replays=2)  # succeeded jobs stay succeeded

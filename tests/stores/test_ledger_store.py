@@ -52,15 +52,38 @@ def test_decision_evidence_round_trips_by_job_and_symbol(engine: Engine) -> None
     job = uuid.uuid4()
     ts = [datetime(2018, 1, 2 + i, tzinfo=timezone.utc) for i in range(4)]
     ev = DecisionEvidence(
-        job_id=job, strategy="sma_cross", symbol="SPX", interval="1d", decision="kept", chosen_arm="defaults",
-        champion="defaults", reason="kept: ...", z_threshold=3.1, alpha=0.05, bootstrap_samples=1000,
-        block_length=12.6, configurations=ConfigurationCount(candidates=4, challengers=1, jobs=1), cost_bps=1.0,
-        timestamps=ts, windows=[EvidenceWindow(start=0, stop=2, sharpes={"defaults": 0.5, "cpo": float("nan")}),
-                                EvidenceWindow(start=2, stop=4)],
+        job_id=job,
+        strategy="sma_cross",
+        symbol="SPX",
+        interval="1d",
+        decision="kept",
+        chosen_arm="defaults",
+        champion="defaults",
+        reason="kept: ...",
+        z_threshold=3.1,
+        alpha=0.05,
+        bootstrap_samples=1000,
+        block_length=12.6,
+        configurations=ConfigurationCount(candidates=4, challengers=1, jobs=1),
+        cost_bps=1.0,
+        timestamps=ts,
+        windows=[
+            EvidenceWindow(start=0, stop=2, sharpes={"defaults": 0.5, "cpo": float("nan")}),
+            EvidenceWindow(start=2, stop=4),
+        ],
         candidates=[{"fast": 10, "slow": 50}],
-        arms=[ArmEvidence(name="defaults", role="champion", positions=[1, 1, 0, 0], returns=[0.01, -0.002, 0, 0]),
-              ArmEvidence(name="cpo", role="challenger", positions=[1, 0, 0, 1], returns=[0.01, 0, 0, -0.001],
-                          choices=[0, 0, 0, 0], z=-0.3)])
+        arms=[
+            ArmEvidence(name="defaults", role="champion", positions=[1, 1, 0, 0], returns=[0.01, -0.002, 0, 0]),
+            ArmEvidence(
+                name="cpo",
+                role="challenger",
+                positions=[1, 0, 0, 1],
+                returns=[0.01, 0, 0, -0.001],
+                choices=[0, 0, 0, 0],
+                z=-0.3,
+            ),
+        ],
+    )
     with transaction(engine) as conn:
         evidence.save(conn, ev)
         evidence.save(conn, ev)  # idempotent
@@ -74,9 +97,20 @@ def test_decision_evidence_round_trips_by_job_and_symbol(engine: Engine) -> None
 
 def test_live_row_is_the_latest_up_to_the_day_from_another_job(engine: Engine) -> None:
     a, b = str(uuid.uuid4()), str(uuid.uuid4())
-    rows = [P.ParameterRow(strategy="sma_cross", symbol="SPX", interval="1d", valid_for=date(2019, 1, d),
-                           parameters={"fast": d}, job_id=job, arm="defaults", decision="kept", evidence_bars=500)
-            for d, job in ((2, a), (3, b), (7, a))]
+    rows = [
+        P.ParameterRow(
+            strategy="sma_cross",
+            symbol="SPX",
+            interval="1d",
+            valid_for=date(2019, 1, d),
+            parameters={"fast": d},
+            job_id=job,
+            arm="defaults",
+            decision="kept",
+            evidence_bars=500,
+        )
+        for d, job in ((2, a), (3, b), (7, a))
+    ]
     with transaction(engine) as conn:
         P.upsert_parameters(conn, rows)
     with engine.connect() as conn:

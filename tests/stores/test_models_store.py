@@ -15,9 +15,14 @@ ONNX = bytes(range(256)) * 64  # binary content with every byte value, 16 KiB
 
 
 def _version(**kw) -> M.ModelVersion:
-    base = {"strategy": "sma_cross", "symbol": "SPX", "interval": "1d",
-            "job_id": "6f1c8e0a-5a8e-4a51-9b55-0c3f5f0f4f11",
-            "metrics": {"sharpe": 1.2, "dsr": 0.97}, "onnx": ONNX}
+    base = {
+        "strategy": "sma_cross",
+        "symbol": "SPX",
+        "interval": "1d",
+        "job_id": "6f1c8e0a-5a8e-4a51-9b55-0c3f5f0f4f11",
+        "metrics": {"sharpe": 1.2, "dsr": 0.97},
+        "onnx": ONNX,
+    }
     return M.ModelVersion(**(base | kw))
 
 

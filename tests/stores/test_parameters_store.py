@@ -17,10 +17,17 @@ DAY = date(2024, 3, 15)
 
 
 def _row(**kw) -> P.ParameterRow:
-    base = {"strategy": "sma_cross", "symbol": "SPX", "interval": "1d", "valid_for": DAY,
-            "parameters": {"fast": 10, "slow": 50}, "expected_metric": 0.0012,
-            "baseline_parameters": {"fast": 20, "slow": 100}, "model_version": None,
-            "job_id": "6f1c8e0a-5a8e-4a51-9b55-0c3f5f0f4f11"}
+    base = {
+        "strategy": "sma_cross",
+        "symbol": "SPX",
+        "interval": "1d",
+        "valid_for": DAY,
+        "parameters": {"fast": 10, "slow": 50},
+        "expected_metric": 0.0012,
+        "baseline_parameters": {"fast": 20, "slow": 100},
+        "model_version": None,
+        "job_id": "6f1c8e0a-5a8e-4a51-9b55-0c3f5f0f4f11",
+    }
     return P.ParameterRow(**(base | kw))
 
 
@@ -42,8 +49,12 @@ def test_upsert_twice_keeps_one_row_with_latest_values(engine: Engine, how: str)
         upsert(conn, _row())
     with transaction(engine) as conn:
         first = P.read_active(conn, "sma_cross", "SPX", "1d", DAY)
-    later = _row(parameters={"fast": 5, "slow": 30}, expected_metric=-0.0004, model_version=7,
-                 job_id="0b0e5f0c-1111-4c3a-8f43-2d0c4b9f0a22")
+    later = _row(
+        parameters={"fast": 5, "slow": 30},
+        expected_metric=-0.0004,
+        model_version=7,
+        job_id="0b0e5f0c-1111-4c3a-8f43-2d0c4b9f0a22",
+    )
     with transaction(engine) as conn:
         upsert(conn, later)
         upsert(conn, later)

@@ -19,8 +19,9 @@ from ludus.stores.unit import transaction
 def _persist(conn, jid: str) -> int:
     vid = M.register(conn, M.ModelVersion("sma_cross", "SPX", "1d", jid, {"sharpe": 1.0}, b"onnx"))
     M.set_status(conn, vid, M.ACTIVE)
-    P.upsert_parameters(conn, [P.ParameterRow("sma_cross", "SPX", "1d", date(2024, 3, 15), {"fast": 10},
-                                              0.001, {"fast": 20}, vid, jid)])
+    P.upsert_parameters(
+        conn, [P.ParameterRow("sma_cross", "SPX", "1d", date(2024, 3, 15), {"fast": 10}, 0.001, {"fast": 20}, vid, jid)]
+    )
     J.finish(conn, jid, "worker-a", J.SUCCEEDED, {"model_version": vid})
     return vid
 

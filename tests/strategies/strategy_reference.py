@@ -19,7 +19,7 @@ NAN = float("nan")
 
 def sma(x: list[float], w: int) -> list[float]:
     """Mean of the last w closes; NaN until w bars exist."""
-    return [NAN if t < w - 1 else math.fsum(x[t - w + 1:t + 1]) / w for t in range(len(x))]
+    return [NAN if t < w - 1 else math.fsum(x[t - w + 1 : t + 1]) / w for t in range(len(x))]
 
 
 def pstd(x: list[float], w: int) -> list[float]:
@@ -29,7 +29,7 @@ def pstd(x: list[float], w: int) -> list[float]:
         if t < w - 1:
             out.append(NAN)
             continue
-        win = x[t - w + 1:t + 1]
+        win = x[t - w + 1 : t + 1]
         m = math.fsum(win) / w
         out.append(math.sqrt(math.fsum((v - m) ** 2 for v in win) / w))
     return out
@@ -46,11 +46,11 @@ def ema(x: list[float], w: int) -> list[float]:
 
 def highest_prev(x: list[float], w: int) -> list[float]:
     """max(x[t-w .. t-1]) (the bars before t); NaN until w earlier bars exist."""
-    return [NAN if t < w else max(x[t - w:t]) for t in range(len(x))]
+    return [NAN if t < w else max(x[t - w : t]) for t in range(len(x))]
 
 
 def lowest_prev(x: list[float], w: int) -> list[float]:
-    return [NAN if t < w else min(x[t - w:t]) for t in range(len(x))]
+    return [NAN if t < w else min(x[t - w : t]) for t in range(len(x))]
 
 
 def wilder_rsi(x: list[float], n: int) -> list[float]:
@@ -74,8 +74,7 @@ def wilder_rsi(x: list[float], n: int) -> list[float]:
 
 def _cross(fast: list[float], slow: list[float], first_valid: int, short: bool) -> list[int]:
     # Long while fast > slow; otherwise short (long_short) or flat. An exact tie is "not above".
-    return [0 if t < first_valid else (1 if fast[t] > slow[t] else (-1 if short else 0))
-            for t in range(len(fast))]
+    return [0 if t < first_valid else (1 if fast[t] > slow[t] else (-1 if short else 0)) for t in range(len(fast))]
 
 
 def _stateful(n: int, enter_long, enter_short, exit_long, exit_short) -> list[int]:
@@ -109,18 +108,32 @@ def positions(rule: str, bars, p: dict) -> list[int]:
         high, low = [float(v) for v in bars.high], [float(v) for v in bars.low]
         hi_in, lo_in = highest_prev(high, p["entry"]), lowest_prev(low, p["entry"])
         hi_out, lo_out = highest_prev(high, p["exit"]), lowest_prev(low, p["exit"])
-        return _stateful(n, lambda t: close[t] > hi_in[t], lambda t: short and close[t] < lo_in[t],
-                         lambda t: close[t] < lo_out[t], lambda t: close[t] > hi_out[t])
+        return _stateful(
+            n,
+            lambda t: close[t] > hi_in[t],
+            lambda t: short and close[t] < lo_in[t],
+            lambda t: close[t] < lo_out[t],
+            lambda t: close[t] > hi_out[t],
+        )
     if rule == "rsi_reversion":
         r = wilder_rsi(close, p["period"])
-        return _stateful(n, lambda t: r[t] < p["lower"], lambda t: short and r[t] > p["upper"],
-                         lambda t: r[t] >= p["exit"], lambda t: r[t] <= p["exit"])
+        return _stateful(
+            n,
+            lambda t: r[t] < p["lower"],
+            lambda t: short and r[t] > p["upper"],
+            lambda t: r[t] >= p["exit"],
+            lambda t: r[t] <= p["exit"],
+        )
     if rule == "bollinger_reversion":
         mid, sd = sma(close, p["window"]), pstd(close, p["window"])
         k, z = p["k"], p["exit_z"]
-        return _stateful(n, lambda t: close[t] < mid[t] - k * sd[t],
-                         lambda t: short and close[t] > mid[t] + k * sd[t],
-                         lambda t: close[t] >= mid[t] + z * sd[t], lambda t: close[t] <= mid[t] - z * sd[t])
+        return _stateful(
+            n,
+            lambda t: close[t] < mid[t] - k * sd[t],
+            lambda t: short and close[t] > mid[t] + k * sd[t],
+            lambda t: close[t] >= mid[t] + z * sd[t],
+            lambda t: close[t] <= mid[t] - z * sd[t],
+        )
     raise KeyError(rule)
 
 

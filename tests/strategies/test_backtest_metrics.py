@@ -20,12 +20,14 @@ CHECKED = ("total_return", "sharpe", "max_drawdown", "trades", "exposure")
 def _run(market, name: str, cost_bps: float, n: int = 12):
     strategy = get_strategy(name)
     sets = strategy.space.sample(n, seed=21)
-    return sets, run_backtest(strategy, market, sets, cost_bps=cost_bps, bars_per_year=252, keep_returns=True,
-                              keep_positions=True)
+    return sets, run_backtest(
+        strategy, market, sets, cost_bps=cost_bps, bars_per_year=252, keep_returns=True, keep_positions=True
+    )
 
 
-@pytest.mark.parametrize("name,cost_bps", [("sma_cross", 0.0), ("rsi_reversion", 1.0), ("macd", 5.0),
-                                           ("donchian_breakout", 2.5)])
+@pytest.mark.parametrize(
+    "name,cost_bps", [("sma_cross", 0.0), ("rsi_reversion", 1.0), ("macd", 5.0), ("donchian_breakout", 2.5)]
+)
 def test_net_returns_and_metrics_match_numpy(market64, sample_bars, name: str, cost_bps: float) -> None:
     """float64 engine: per-bar net returns and every checked metric equal the reference to ~1e-9."""
     _, res = _run(market64, name, cost_bps)
@@ -60,8 +62,9 @@ def test_compute_metrics_agrees_with_run_backtest(market64) -> None:
 def test_costs_are_charged_per_unit_of_position_change(market64) -> None:
     strategy = get_strategy("sma_cross")
     sets = [strategy.space.validate({"fast": 5, "slow": 20, "mode": m}) for m in ("long_flat", "long_short")]
-    free = run_backtest(strategy, market64, sets, cost_bps=0.0, bars_per_year=252, keep_returns=True,
-                        keep_positions=True)
+    free = run_backtest(
+        strategy, market64, sets, cost_bps=0.0, bars_per_year=252, keep_returns=True, keep_positions=True
+    )
     paid = run_backtest(strategy, market64, sets, cost_bps=10.0, bars_per_year=252, keep_returns=True)
     pos = free.positions.to(torch.float64)
     delta = (pos - torch.nn.functional.pad(pos[:, :-1], (1, 0))).abs()
@@ -99,8 +102,7 @@ def test_metrics_from_position_changes_match_dense_metrics(market64, name: str) 
     compute_metrics over every bar, across chunk boundaries and with short positions."""
     strategy = get_strategy(name)
     sets = strategy.space.sample(120, seed=5)
-    res = run_backtest(strategy, market64, sets, cost_bps=7.0, bars_per_year=252, keep_positions=True,
-                       chunk_size=37)
+    res = run_backtest(strategy, market64, sets, cost_bps=7.0, bars_per_year=252, keep_positions=True, chunk_size=37)
     assert bool((res.positions < 0).any())
     dense = compute_metrics(net_returns(res.positions, market64.close, 7.0), res.positions, 252)
     for key in METRICS:
@@ -118,6 +120,6 @@ def test_range_stats_match_brute_force(market64) -> None:
     for side in range(3):
         qmax, qmin, qdd = tables.range_stats(torch.full_like(lo, side), lo, hi)
         for i in range(0, 300, 7):
-            x = tables.cum[side, lo[i]:hi[i] + 1]
+            x = tables.cum[side, lo[i] : hi[i] + 1]
             assert qmax[i].item() == x.max().item() and qmin[i].item() == x.min().item()
             assert qdd[i].item() == pytest.approx((x.cummax(0).values - x).max().item(), abs=1e-13)

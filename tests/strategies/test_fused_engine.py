@@ -35,8 +35,9 @@ def synthetic_bars(n: int, seed: int, symbol: str = "SYN") -> Bars:
 def _tensor_engine(strategy, market, sets, cost_bps: float, **kw):
     """Today's torch engine (the CUDA path) on this device."""
     params = engine.params_to_tensors(strategy, sets, market)
-    return engine._run_tensors(strategy, market, params, len(sets), cost_bps * 1e-4, 252.0,
-                               kw.get("chunk_size"), True, True, None, None)
+    return engine._run_tensors(
+        strategy, market, params, len(sets), cost_bps * 1e-4, 252.0, kw.get("chunk_size"), True, True, None, None
+    )
 
 
 def _assert_same(fused, other, rtol: float) -> None:
@@ -51,8 +52,9 @@ def test_fused_equals_torch_engine_on_spx(name: str, sample_bars: Bars) -> None:
     strategy = get_strategy(name)
     sets = strategy.space.sample(500, seed=13)
     market = MarketTensors.from_bars(sample_bars, dtype=torch.float64)
-    fused = engine.run_backtest(strategy, market, sets, cost_bps=3.0, bars_per_year=252, keep_positions=True,
-                                keep_returns=True)
+    fused = engine.run_backtest(
+        strategy, market, sets, cost_bps=3.0, bars_per_year=252, keep_positions=True, keep_returns=True
+    )
     _assert_same(fused, _tensor_engine(strategy, market, sets, 3.0), rtol=1e-9)
     assert bool((fused.positions < 0).any()) and bool((fused.metrics["trades"] > 10).any())
 
@@ -93,14 +95,18 @@ def test_fused_equals_reference_and_torch_on_synthetic_series(name: str) -> None
     strategy = get_strategy(name)
 
     @settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
-    @given(sets=st.lists(_param_sets(strategy.space), min_size=1, max_size=6), seed=st.sampled_from(sorted(SYNTHETIC)),
-           cost_bps=st.sampled_from([0.0, 1.0, 7.5]))
+    @given(
+        sets=st.lists(_param_sets(strategy.space), min_size=1, max_size=6),
+        seed=st.sampled_from(sorted(SYNTHETIC)),
+        cost_bps=st.sampled_from([0.0, 1.0, 7.5]),
+    )
     def check(sets, seed, cost_bps):
         bars = SYNTHETIC[seed]
         sets = [strategy.space.validate(s) for s in sets]
         market = MarketTensors.from_bars(bars, dtype=torch.float64)
-        fused = engine.run_backtest(strategy, market, sets, cost_bps=cost_bps, bars_per_year=252,
-                                    keep_positions=True, keep_returns=True)
+        fused = engine.run_backtest(
+            strategy, market, sets, cost_bps=cost_bps, bars_per_year=252, keep_positions=True, keep_returns=True
+        )
         _assert_same(fused, _tensor_engine(strategy, market, sets, cost_bps), rtol=1e-9)
         for i, values in enumerate(sets):
             expected = np.array(reference_positions(name, bars, values), dtype=np.int8)
@@ -119,8 +125,9 @@ def test_results_do_not_depend_on_chunks_blocks_or_the_row_cache(name: str, samp
     base = engine.run_backtest(strategy, MarketTensors.from_bars(sample_bars), sets, **kwargs)
     streamed = MarketTensors.from_bars(sample_bars)
     c = streamed._cache
-    c["fused_tables"] = MarketTables(sample_bars.close, sample_bars.high, sample_bars.low, cache_bytes=0,
-                                     block_bytes=1)  # blocks of MIN_BLOCK_BARS bars, nothing kept
+    c["fused_tables"] = MarketTables(
+        sample_bars.close, sample_bars.high, sample_bars.low, cache_bytes=0, block_bytes=1
+    )  # blocks of MIN_BLOCK_BARS bars, nothing kept
     for chunk in (None, 1, 7):
         other = engine.run_backtest(strategy, streamed, sets, chunk_size=chunk, **kwargs)
         assert torch.equal(base.positions, other.positions), chunk
@@ -143,9 +150,16 @@ def test_market_tables_are_built_once_per_market(sample_bars: Bars) -> None:
     phases reuse its tables; rows of new windows are added, known ones are not rebuilt."""
     from ludus.cpo.labels import positions_chunk
 
-    copy = Bars(sample_bars.symbol, sample_bars.interval, sample_bars.timestamps.copy(), sample_bars.open.copy(),
-                sample_bars.high.copy(), sample_bars.low.copy(), sample_bars.close.copy(),
-                sample_bars.volume.copy())
+    copy = Bars(
+        sample_bars.symbol,
+        sample_bars.interval,
+        sample_bars.timestamps.copy(),
+        sample_bars.open.copy(),
+        sample_bars.high.copy(),
+        sample_bars.low.copy(),
+        sample_bars.close.copy(),
+        sample_bars.volume.copy(),
+    )
     market = market_for(sample_bars)
     assert market_for(copy) is market
     assert market_for(synthetic_bars(300, 0)) is not market

@@ -14,15 +14,18 @@ def _space(name: str = "sma_cross"):
     return get_strategy(name).space
 
 
-@pytest.mark.parametrize("values,field,value,rule", [
-    ({"fast": 2.5}, "fast", 2.5, "must be an integer"),
-    ({"fast": "ten"}, "fast", "ten", "must be an integer"),
-    ({"fast": 1}, "fast", 1, "between 2 and 100"),
-    ({"slow": 301}, "slow", 301, "between 10 and 300"),
-    ({"mode": "short_only"}, "mode", "short_only", "must be one of long_flat, long_short"),
-    ({"speed": 3}, "speed", 3, "unknown parameter"),
-    ({"fast": 60, "slow": 40}, "fast", 60, "violates constraint fast < slow"),
-])
+@pytest.mark.parametrize(
+    "values,field,value,rule",
+    [
+        ({"fast": 2.5}, "fast", 2.5, "must be an integer"),
+        ({"fast": "ten"}, "fast", "ten", "must be an integer"),
+        ({"fast": 1}, "fast", 1, "between 2 and 100"),
+        ({"slow": 301}, "slow", 301, "between 10 and 300"),
+        ({"mode": "short_only"}, "mode", "short_only", "must be one of long_flat, long_short"),
+        ({"speed": 3}, "speed", 3, "unknown parameter"),
+        ({"fast": 60, "slow": 40}, "fast", 60, "violates constraint fast < slow"),
+    ],
+)
 def test_bad_values_name_field_value_and_rule(values, field, value, rule) -> None:
     with pytest.raises(InputError) as info:
         _space().validate(values)
@@ -98,10 +101,13 @@ def test_narrow_moves_broken_defaults_inside_and_rejects_bad_overrides() -> None
     space = _space()
     narrow = space.narrow({"fast": {"low": 60, "high": 80}})
     assert 60 <= narrow.defaults["fast"] <= 80 and narrow.defaults["fast"] < narrow.defaults["slow"]
-    for overrides, field in [({"fast": {"low": 0}}, "fast"), ({"nope": {"low": 1}}, "overrides.nope"),
-                             ({"fast": {"low": 30, "high": 20}}, "overrides.fast.high"),
-                             ({"fast": {"min": 3}}, "overrides.fast.min"),
-                             ({"mode": {"choices": ["sideways"]}}, "mode")]:
+    for overrides, field in [
+        ({"fast": {"low": 0}}, "fast"),
+        ({"nope": {"low": 1}}, "overrides.nope"),
+        ({"fast": {"low": 30, "high": 20}}, "overrides.fast.high"),
+        ({"fast": {"min": 3}}, "overrides.fast.min"),
+        ({"mode": {"choices": ["sideways"]}}, "mode"),
+    ]:
         with pytest.raises(InputError) as info:
             space.narrow(overrides)
         assert info.value.field == field, overrides

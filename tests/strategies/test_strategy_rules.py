@@ -19,10 +19,14 @@ EXTRA = {
     "ema_cross": [{"fast": 3, "slow": 12, "mode": "long_short"}, {"fast": 100, "slow": 300}],
     "macd": [{"fast": 5, "slow": 35, "signal": 5, "mode": "long_short"}, {"fast": 2, "slow": 10, "signal": 50}],
     "donchian_breakout": [{"entry": 5, "exit": 2, "mode": "long_short"}, {"entry": 120, "exit": 60}],
-    "rsi_reversion": [{"period": 2, "lower": 10.0, "exit": 60.0, "upper": 90.0, "mode": "long_short"},
-                      {"period": 30, "lower": 45.0, "exit": 46.0, "upper": 55.0}],
-    "bollinger_reversion": [{"window": 5, "k": 1.0, "exit_z": -1.0, "mode": "long_short"},
-                            {"window": 100, "k": 3.5, "exit_z": 1.0}],
+    "rsi_reversion": [
+        {"period": 2, "lower": 10.0, "exit": 60.0, "upper": 90.0, "mode": "long_short"},
+        {"period": 30, "lower": 45.0, "exit": 46.0, "upper": 55.0},
+    ],
+    "bollinger_reversion": [
+        {"window": 5, "k": 1.0, "exit_z": -1.0, "mode": "long_short"},
+        {"window": 100, "k": 3.5, "exit_z": 1.0},
+    ],
 }
 
 
@@ -50,7 +54,7 @@ def test_positions_equal_per_bar_reference(name: str, dtype: torch.dtype, sample
         # Defaults and hand-picked sets trade (all zeros would make the comparison vacuous); warm-up holds.
         if i < 2 + len(EXTRA[name]):
             assert np.count_nonzero(np.diff(expected)) >= 4, values
-        assert not got[:strategy.warmup(values)].any(), values
+        assert not got[: strategy.warmup(values)].any(), values
         if values.get("mode") == "long_flat":
             assert got.min() >= 0
     assert any((engine_pos[i] < 0).any() for i, v in enumerate(sets) if v["mode"] == "long_short")
@@ -61,14 +65,14 @@ def _perturbed(bars: Bars, t: int, seed: int) -> Bars:
     rng = np.random.default_rng(seed)
     n = len(bars) - t - 1
     close = bars.close.copy()
-    close[t + 1:] = close[t] * np.exp(np.cumsum(rng.normal(0, 0.03, n)))
-    spread = np.abs(rng.normal(0, 0.01, n)) * close[t + 1:]
+    close[t + 1 :] = close[t] * np.exp(np.cumsum(rng.normal(0, 0.03, n)))
+    spread = np.abs(rng.normal(0, 0.01, n)) * close[t + 1 :]
     high, low, open_ = bars.high.copy(), bars.low.copy(), bars.open.copy()
-    open_[t + 1:] = close[t + 1:] * (1 + rng.normal(0, 0.002, n))
-    high[t + 1:] = np.maximum(open_[t + 1:], close[t + 1:]) + spread
-    low[t + 1:] = np.minimum(open_[t + 1:], close[t + 1:]) - spread
+    open_[t + 1 :] = close[t + 1 :] * (1 + rng.normal(0, 0.002, n))
+    high[t + 1 :] = np.maximum(open_[t + 1 :], close[t + 1 :]) + spread
+    low[t + 1 :] = np.minimum(open_[t + 1 :], close[t + 1 :]) - spread
     volume = bars.volume.copy()
-    volume[t + 1:] = rng.uniform(1e6, 1e9, n)
+    volume[t + 1 :] = rng.uniform(1e6, 1e9, n)
     return Bars(bars.symbol, bars.interval, bars.timestamps, open_, high, low, close, volume)
 
 
@@ -81,10 +85,10 @@ def test_no_lookahead(name: str, sample_bars: Bars) -> None:
     for k, t in enumerate((150, 1234, 3000, len(sample_bars) - 2)):
         other = MarketTensors.from_bars(_perturbed(sample_bars, t, seed=k))
         after = strategy.positions(other, strategy.space.to_tensors(sets))
-        assert torch.equal(before[:, :t + 1], after[:, :t + 1]), f"{name}: positions <= {t} changed"
+        assert torch.equal(before[:, : t + 1], after[:, : t + 1]), f"{name}: positions <= {t} changed"
         # The perturbation is strong enough to matter: later positions do change for some set.
         if t < len(sample_bars) - 200:
-            assert not torch.equal(before[:, t + 1:], after[:, t + 1:])
+            assert not torch.equal(before[:, t + 1 :], after[:, t + 1 :])
 
 
 @pytest.mark.parametrize("name", RULES)
@@ -107,8 +111,15 @@ def test_chunks_report_progress(market) -> None:
     strategy = get_strategy("sma_cross")
     sets = strategy.space.sample(50, seed=5)
     calls: list[tuple[int, int]] = []
-    small = run_backtest(strategy, market, sets, cost_bps=1.0, bars_per_year=252, chunk_size=8,
-                         on_chunk=lambda d, n: calls.append((d, n)))
+    small = run_backtest(
+        strategy,
+        market,
+        sets,
+        cost_bps=1.0,
+        bars_per_year=252,
+        chunk_size=8,
+        on_chunk=lambda d, n: calls.append((d, n)),
+    )
     whole = run_backtest(strategy, market, sets, cost_bps=1.0, bars_per_year=252, chunk_size=50)
     assert len(calls) == 7 and calls[-1] == (50, 50) and [d for d, _ in calls] == sorted(d for d, _ in calls)
     for key, value in whole.metrics.items():

@@ -77,8 +77,9 @@ def test_parameters_models_and_errors(web_db, served) -> None:
     assert status == 200 and "sma_cross SPX 1d" in params
     # the key's rows from the stores' listing (published_keys, published_history): the finished job's row,
     # its decision and arm, the reason of the job that wrote it
-    row = re.search(rf'<h2>sma_cross SPX 1d</h2>.*?<tr class="param" data-valid-for="{sym["valid_for"]}">(.*?)</tr>',
-                    params).group(1)
+    row = re.search(
+        rf'<h2>sma_cross SPX 1d</h2>.*?<tr class="param" data-valid-for="{sym["valid_for"]}">(.*?)</tr>', params
+    ).group(1)
     assert ", ".join(f"{k}={v}" for k, v in sym["parameters"].items()) in row
     assert '<span class="badge kept">kept</span> strategy defaults' in row and sym["arm"] == "defaults"
     assert f'<td class="num">{sym["oos_bars"]}</td>' in row and finished["job_id"][:8] in row
@@ -149,8 +150,9 @@ def test_ludus_serve_answers_until_stopped(web_db) -> None:
 
     ludus = Path(sys.executable).with_name("ludus")
     env = {**os.environ, "LUDUS_DATABASE_URL": web_db["url"], "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([str(ludus), "serve", "--port", "0"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [str(ludus), "serve", "--port", "0"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         line = proc.stdout.readline()
         match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
@@ -160,8 +162,9 @@ def test_ludus_serve_answers_until_stopped(web_db) -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
-    code = subprocess.run([str(ludus), "serve", "--port", "70000"], env=env, capture_output=True, text=True,
-                          check=False)
+    code = subprocess.run(
+        [str(ludus), "serve", "--port", "70000"], env=env, capture_output=True, text=True, check=False
+    )
     assert code.returncode == 2 and "port=70000: must be in 0..65535" in code.stderr
 
 

@@ -16,8 +16,7 @@ def _configure(**kwargs) -> None:
 
 def run_offline() -> None:
     """Emit the DDL as a script (``--sql``): what a DBA applies to SQL Server by hand."""
-    _configure(url=config.get_main_option("sqlalchemy.url"), literal_binds=True,
-               dialect_opts={"paramstyle": "named"})
+    _configure(url=config.get_main_option("sqlalchemy.url"), literal_binds=True, dialect_opts={"paramstyle": "named"})
     # Without a connection the SQL Server dialect assumes a pre-2008 server (DATETIME for dates, IMAGE for
     # binaries); the script targets a current one.
     modernize_mssql_dialect(context.get_context().dialect)

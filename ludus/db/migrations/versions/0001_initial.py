@@ -46,8 +46,13 @@ def upgrade() -> None:
         sa.Column("created_at", UTC, nullable=False),
         sa.Column("updated_at", UTC, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_OptimizedParameters"),
-        sa.UniqueConstraint("strategy", "symbol", "interval", "valid_for",
-                            name="uq_OptimizedParameters_strategy_symbol_interval_valid_for"),
+        sa.UniqueConstraint(
+            "strategy",
+            "symbol",
+            "interval",
+            "valid_for",
+            name="uq_OptimizedParameters_strategy_symbol_interval_valid_for",
+        ),
     )
     op.create_table(
         "ludus_jobs",
@@ -80,11 +85,21 @@ def upgrade() -> None:
         sa.Column("updated_at", UTC, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_ludus_model_versions"),
     )
-    op.create_index("ix_ludus_model_versions_strategy_symbol_interval_status", "ludus_model_versions",
-                    ["strategy", "symbol", "interval", "status"])
+    op.create_index(
+        "ix_ludus_model_versions_strategy_symbol_interval_status",
+        "ludus_model_versions",
+        ["strategy", "symbol", "interval", "status"],
+    )
     active = sa.text("status = 'active'")
-    op.create_index("uq_ludus_model_versions_active", "ludus_model_versions", ["strategy", "symbol", "interval"],
-                    unique=True, postgresql_where=active, sqlite_where=active, mssql_where=active)
+    op.create_index(
+        "uq_ludus_model_versions_active",
+        "ludus_model_versions",
+        ["strategy", "symbol", "interval"],
+        unique=True,
+        postgresql_where=active,
+        sqlite_where=active,
+        mssql_where=active,
+    )
 
 
 def downgrade() -> None:

@@ -38,8 +38,11 @@ def upgrade() -> None:
         sa.Column("at", UTC, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_ludus_model_changes"),
     )
-    op.create_index("ix_ludus_model_changes_strategy_symbol_interval_at", "ludus_model_changes",
-                    ["strategy", "symbol", "interval", "at"])
+    op.create_index(
+        "ix_ludus_model_changes_strategy_symbol_interval_at",
+        "ludus_model_changes",
+        ["strategy", "symbol", "interval", "at"],
+    )
     op.create_table(
         "ludus_schedule_slots",
         sa.Column("schedule", sa.String(SCHEDULE), nullable=False),

@@ -40,8 +40,9 @@ def upgrade() -> None:
         sa.Column("created_at", UTC, nullable=False),
         sa.Column("updated_at", UTC, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_ludus_decision_ledger"),
-        sa.UniqueConstraint("strategy", "symbol", "interval", "job_id",
-                            name="uq_ludus_decision_ledger_strategy_symbol_interval_job_id"),
+        sa.UniqueConstraint(
+            "strategy", "symbol", "interval", "job_id", name="uq_ludus_decision_ledger_strategy_symbol_interval_job_id"
+        ),
     )
     op.create_table(
         "ludus_decision_evidence",
