@@ -174,11 +174,12 @@ def _worker_types() -> Counter:
 def _wait_for(pred, timeout_s: float, what: str) -> Counter:
     seen: list[Counter] = [Counter()]
 
-    def met() -> Counter | None:
+    def met() -> bool:
         seen[0] = _worker_types()
-        return seen[0] if pred(seen[0]) else None
+        return bool(pred(seen[0]))  # not the Counter itself: an empty one (no worker left) is falsy
 
-    return wait_for(met, timeout_s, what, interval=1.0, describe=lambda: f"nodes by arch: {dict(seen[0])}")
+    wait_for(met, timeout_s, what, interval=1.0, describe=lambda: f"nodes by arch: {dict(seen[0])}")
+    return seen[0]
 
 
 def test_backlog_launches_nodes_of_the_right_type_up_to_the_bound_and_idle_ones_leave(fake_cluster):

@@ -93,8 +93,12 @@ def test_static_report_recomputes_the_searched_sharpe(jobs_db) -> None:
     # the study scored θ by its Sharpe over every bar (float32 engine); the report backtests it in float64
     assert _metric(s.equity, CURVE_PUBLISHED, "all.sharpe") == pytest.approx(study.best_value, abs=2e-4)
     assert [w.label for w in s.equity.windows] == ["searched (in-sample)"]
-    # a static result has no holdout, improvement or DSR: only how stale the sample data is
-    assert [n.key for n in s.decision.numbers.rows] == ["stale_sessions"]
+    # a static result has no holdout, improvement or DSR: the configurations its search added to the key's
+    # ledger (every θ it tried counts for a later decision there) and how stale the sample data is
+    numbers = {n.key: n.value for n in s.decision.numbers.rows}
+    assert set(numbers) == {f"configurations.{k}" for k in sym["configurations"]} | {"stale_sessions"}
+    assert numbers["configurations.baseline_trials"] == jobs_db["static"]["body"]["search"]["trials"]
+    assert numbers["configurations.candidates"] == numbers["configurations.model_trials"] == 0
     # importances were computed (PED-ANOVA) over the parameters that varied
     assert study.importances and set(study.importances) <= set(sym["parameters"])
 
