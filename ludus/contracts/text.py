@@ -19,7 +19,7 @@ ELLIPSIS = "..."
 
 
 def escaped(text: str) -> str:
-    """``text`` with every character UTF-8 cannot encode (lone surrogates) written as ``\\udXXX``."""
+    """``text`` with every character UTF-8 cannot encode (lone surrogates) written as its escape (``\\ud800`` .. ``\\udfff``)."""
     try:
         text.encode("utf-8")
         return text
