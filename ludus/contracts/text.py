@@ -19,7 +19,8 @@ ELLIPSIS = "..."
 
 
 def escaped(text: str) -> str:
-    """``text`` with every character UTF-8 cannot encode (lone surrogates) written as its escape (``\\ud800`` .. ``\\udfff``)."""
+    """``text`` with every character UTF-8 cannot encode (lone surrogates, ``\\ud800`` .. ``\\udfff``) written
+    as its backslash escape."""
     try:
         text.encode("utf-8")
         return text
