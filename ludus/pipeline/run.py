@@ -60,6 +60,7 @@ from ludus.search.storage import (
     study_name,
 )
 from ludus.search.trial import Executor, InProcessExecutor
+from ludus.stores import ledger as ledger_store
 from ludus.stores.jobs import LeaseLostError
 from ludus.vocabulary import JOB_SUCCEEDED, PHASE_ACCEPTED, PHASE_FAILED, PHASE_SUCCEEDED, SAMPLER_TPE
 
@@ -71,7 +72,6 @@ if TYPE_CHECKING:
     from ludus.cpo.labels import Labels
     from ludus.cpo.origins import Origins
     from ludus.data.conditions import Conditions
-    from ludus.stores.ledger import LedgerEntry
 
 Progress = Callable[[ProgressEvent], None]
 
@@ -128,7 +128,7 @@ class SymbolWork:
     arms: list[Arm] = field(default_factory=list)
     evaluation: Evaluation | None = None
     decision: DecisionReport | None = None
-    ledger: LedgerEntry | None = None
+    ledger: ledger_store.LedgerEntry | None = None
     configurations: ConfigurationCount | None = None
     evidence: DecisionEvidence | None = None
     onnx: bytes | None = None
@@ -440,15 +440,17 @@ class _JobRun:
         the champion (the live row of another job) and the configurations other jobs tried on the key. A
         symbol's work then never touches the database, wherever it runs; this job's other symbols are
         other keys, so reading early reads the same rows."""
-        from ludus.stores import ledger
-
-        job = self.job
         for w in works:
             self.find_champion(w)
-            with self.engine.connect() as conn:
-                w.ledger_before = ledger.totals(
-                    conn, job.strategy, w.symbol, job.interval, excluding_job=str(job.job_id)
-                )
+            self.read_ledger(w)
+
+    def read_ledger(self, w: SymbolWork) -> None:
+        """The configurations other jobs tried on ``w``'s key (what this job's decision deflates for too)."""
+        job = self.job
+        with self.engine.connect() as conn:
+            w.ledger_before = ledger_store.totals(
+                conn, job.strategy, w.symbol, job.interval, excluding_job=str(job.job_id)
+            )
 
     def run_symbols(self, works: list[SymbolWork], executor: Executor) -> None:
         """Every symbol's chain (labels, model search, challengers, decision, final fit, export) as
@@ -900,12 +902,11 @@ class _JobRun:
     def decide(self, w: SymbolWork) -> None:
         from ludus.cpo.decision import decide
         from ludus.pipeline.outcome import decision_evidence, holdout_comparison, period
-        from ludus.stores import ledger
 
         assert w.evaluation is not None and w.labels is not None and w.champion is not None
         job = self.job
         with self.timed("decision"):
-            w.ledger = ledger.LedgerEntry(
+            w.ledger = ledger_store.LedgerEntry(
                 strategy=job.strategy,
                 symbol=w.symbol,
                 interval=job.interval,
@@ -916,7 +917,7 @@ class _JobRun:
                 challengers=len(w.arms) - 1,
             )
             assert w.ledger_before is not None  # read by prefetch
-            w.configurations = ledger.plus(w.ledger_before, w.ledger)
+            w.configurations = ledger_store.plus(w.ledger_before, w.ledger)
             w.decision = decide(
                 w.evaluation,
                 w.champion.arm,
@@ -1070,13 +1071,11 @@ class _JobRun:
     # --- static mode ------------------------------------------------------------------------------------
 
     def static_symbol(self, w: SymbolWork) -> None:
-        from ludus.stores import ledger
-
         job = self.job
         with self.timed("model_search"):
             params, value, tried = self._theta_search(w, "static", job.search.sampler, None, job.search.trials)
         # every θ a static search tried is one more configuration on the key: a later decision deflates for it
-        w.ledger = ledger.LedgerEntry(
+        w.ledger = ledger_store.LedgerEntry(
             strategy=job.strategy,
             symbol=w.symbol,
             interval=job.interval,
@@ -1086,9 +1085,9 @@ class _JobRun:
             baseline_trials=tried,
             challengers=0,
         )
-        with self.engine.connect() as conn:
-            before = ledger.totals(conn, job.strategy, w.symbol, job.interval, excluding_job=str(job.job_id))
-        w.configurations = ledger.plus(before, w.ledger)
+        self.read_ledger(w)
+        assert w.ledger_before is not None
+        w.configurations = ledger_store.plus(w.ledger_before, w.ledger)
         w.parameters = params
         w.baseline = params
         w.baseline_value = value
